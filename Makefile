@@ -1,0 +1,118 @@
+# c10k - one static-file handler, many concurrency models, one harness.
+#
+#   make          build build/c10k (installs missing Debian packages first)
+#   make test     unit tests, then the conformance suite on every model
+#   make bench    the quick benchmark profile, nginx included
+#   make deps     check for (and, as root, install) the Debian packages
+#
+# Models are chosen by file, never by #ifdef: each name in MODELS is built
+# from servers/NAME/NAME.c, which exports c10k_model_NAME. build/models.c,
+# generated below, is the table main() reads.
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2 -g
+SANITIZE ?=
+PYTHON   ?= /usr/bin/python3
+
+MODELS ?= threaded
+
+CPPFLAGS += -D_GNU_SOURCE -Icommon
+CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -pthread
+LDFLAGS  += -pthread
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+# Libraries each model needs beyond the common ones.
+LIBS_common   := -lhttp_parser
+LIBS_libevent := -levent_core -levent_pthreads
+LIBS_libuv    := -luv
+LIBS_uring    := -luring
+
+COMMON_SRCS := $(filter-out common/main.c,$(wildcard common/*.c))
+COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o)
+MODEL_OBJS  := $(foreach m,$(MODELS),$(BUILD)/servers/$(m)/$(m).o)
+MODEL_LIBS  := $(foreach m,$(MODELS),$(LIBS_$(m)))
+
+# Debian packages, by what needs them: build, test, bench, fuzz.
+DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
+            libhttp-parser-dev libevent-dev libuv1-dev liburing-dev \
+            libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
+            linux-perf slowhttptest procps iproute2
+
+.PHONY: all deps test unit conformance bench clean format check-format
+
+all: deps $(BUILD)/c10k
+
+# Runs every time but is cheap: dpkg-query answers in milliseconds, and
+# apt-get is only called when something is missing.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+	    echo "deps: missing Debian packages:$$missing"; \
+	    echo "deps: run: sudo apt-get update && sudo apt-get install -y$$missing"; \
+	    exit 2; \
+	fi
+
+$(BUILD)/c10k: $(BUILD)/common/main.o $(BUILD)/models.o $(MODEL_OBJS) $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MODEL_LIBS) $(LIBS_common)
+
+$(BUILD)/%.o: %.c $(wildcard common/*.h) | $(BUILD)/.dirs
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# The model table. Regenerated when the MODELS list changes.
+$(BUILD)/models.c: $(BUILD)/.models | $(BUILD)/.dirs
+	@{ echo '#include "server.h"'; \
+	   for m in $(MODELS); do echo "extern const c10k_model_t c10k_model_$$m;"; done; \
+	   echo 'const c10k_model_t *const c10k_models[] = {'; \
+	   for m in $(MODELS); do echo "    &c10k_model_$$m,"; done; \
+	   echo '    0,'; echo '};'; } > $@
+
+$(BUILD)/models.o: $(BUILD)/models.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/.models: FORCE | $(BUILD)/.dirs
+	@echo "$(MODELS)" | cmp -s - $@ || echo "$(MODELS)" > $@
+
+$(BUILD)/.dirs:
+	@mkdir -p $(BUILD) && touch $@
+
+FORCE:
+
+# --- tests -------------------------------------------------------------------
+
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+$(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJS) | $(BUILD)/.dirs
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcriterion $(LIBS_common)
+
+unit: all $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2 || exit 1; done
+
+conformance: all
+	$(PYTHON) tests/conformance/run.py --bin $(BUILD)/c10k
+
+test: unit conformance
+
+bench: all
+	$(BUILD)/c10k bench --profile quick
+
+clean:
+	rm -rf $(BUILD)
+
+FORMAT_SRCS := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_SRCS)
+check-format:
+	clang-format --dry-run --Werror $(FORMAT_SRCS)

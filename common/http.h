@@ -1,0 +1,118 @@
+/*
+ * http.h - the c10k static-file handler: sans-I/O HTTP/1.x.
+ *
+ * Every concurrency model runs this handler unchanged. It never touches a
+ * socket and never knows which model is calling it:
+ *
+ *     bytes in  ->  c10k_http_handle()  ->  response plan out
+ *
+ * The caller owns every buffer. It keeps the bytes it has read in one
+ * contiguous buffer and calls c10k_http_handle() after each read. The handler
+ * either needs more bytes (C10K_INCOMPLETE), or it has consumed one request and
+ * filled a plan: head bytes written into the caller's head buffer, and a body
+ * that is a file range (for sendfile or splice) or a small static buffer.
+ * The only I/O it does is on the file system (openat2/fstat of the file to
+ * serve); there is no malloc on this path.
+ *
+ * Pipelining: the return value says how many bytes one request used. The
+ * caller sends that response, then calls again on the rest of its buffer.
+ */
+#ifndef C10K_HTTP_H
+#define C10K_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Limits from the spec. A request head must fit in C10K_REQ_BUF bytes. */
+#define C10K_URI_MAX       8192  /* longer request target: 414 */
+#define C10K_HEADERS_MAX   16384 /* header bytes after the request line: 431 */
+#define C10K_HEADER_LINES  100   /* more header lines: 431 */
+#define C10K_REQ_BUF       32768 /* read buffer that always holds a whole head */
+#define C10K_HEAD_BUF      10240 /* head buffer; fits a Location of C10K_URI_MAX */
+
+/* c10k_http_handle() returns this when the head is not complete yet. */
+#define C10K_INCOMPLETE 0
+
+/* The document root and the settings the handler needs. Immutable after
+ * c10k_site_open(), so every thread and process may share one. */
+typedef struct c10k_site_s {
+    int root_fd;          /* O_PATH | O_DIRECTORY descriptor of the root */
+    char root_path[4096]; /* as given, for messages */
+    bool have_openat2;    /* kernel supports RESOLVE_BENEATH */
+    unsigned max_requests; /* per connection; 0 = unlimited */
+} c10k_site_t;
+
+/* Per-connection parse state. Tiny, so an idle connection costs little. */
+typedef struct c10k_req_s {
+    uint32_t scanned;  /* bytes of the current head already scanned for its end */
+    uint32_t requests; /* responses planned on this connection so far */
+    bool force_close;  /* caller sets it (e.g. server stopping): next response closes */
+} c10k_req_t;
+
+/* The response plan. Views point into the caller's head buffer, into static
+ * memory, or (method/target, for logging) into the caller's read buffer. */
+typedef struct c10k_resp_s {
+    int status;            /* 200, 206, 304, 400, ... */
+    size_t head_len;       /* bytes of head written into the caller's head buffer */
+    int body_fd;           /* file to send from, or -1; closed by c10k_resp_finish() */
+    off_t body_off;        /* first byte of the file range */
+    size_t body_len;       /* length of the file range (0 for HEAD and 304) */
+    const char *body_mem;  /* static body (error pages), or NULL */
+    size_t body_mem_len;   /* its length (0 for HEAD) */
+    bool keep_alive;       /* false: close the connection once this is sent */
+    const char *method;    /* request method, for the access log ("-" if unparsed) */
+    size_t method_len;
+    const char *target;    /* request target as received, for the access log */
+    size_t target_len;
+} c10k_resp_t;
+
+/* Open root as the document root. Returns 0, or a negative errno (-ENOENT,
+ * -ENOTDIR, ...). The descriptor stays open until c10k_site_close(). */
+int c10k_site_open(c10k_site_t *site, const char *root, unsigned max_requests);
+
+/* Release what c10k_site_open() acquired. Safe on a zeroed site. */
+void c10k_site_close(c10k_site_t *site);
+
+/* Reset per-connection state; call once when a connection is accepted. */
+void c10k_req_init(c10k_req_t *req);
+
+/*
+ * Parse one request from buf[0..len) and plan its response.
+ *
+ * Returns:
+ *   > 0              bytes of buf this request used; *resp is filled and the
+ *                    head is in head[0..resp->head_len). Send it, then call
+ *                    again with the bytes after them (pipelining).
+ *   C10K_INCOMPLETE  the head is not complete: read more, append, call again
+ *                    with the whole buffer (the handler remembers how far it
+ *                    scanned, so re-calling costs O(new bytes)).
+ *   < 0              negative errno for a caller bug (-ENOBUFS: head_cap is
+ *                    below C10K_HEAD_BUF). Bad *input* is never an error here:
+ *                    it becomes a 4xx/5xx plan with keep_alive == false.
+ *
+ * If len reaches C10K_REQ_BUF with no complete head, the plan is 414 or 431,
+ * so a caller whose buffer is C10K_REQ_BUF bytes never needs a larger one.
+ */
+ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *buf, size_t len,
+                         char *head, size_t head_cap, c10k_resp_t *resp);
+
+/*
+ * The header timeout passed with len bytes of an unfinished head buffered.
+ * Returns 1 and fills a 408 plan (close afterwards) if a request had begun
+ * (len > 0); returns 0 if the connection was idle between requests, in which
+ * case the caller just closes it, as nginx does.
+ */
+int c10k_http_timeout(c10k_req_t *req, size_t len, char *head, size_t head_cap,
+                      c10k_resp_t *resp);
+
+/* Release the plan's resources (closes body_fd). Call once the response has
+ * been sent or abandoned. Safe to call twice. */
+void c10k_resp_finish(c10k_resp_t *resp);
+
+/* MIME type for a file name, by extension; "application/octet-stream" if
+ * unknown. Exposed for tests. */
+const char *c10k_mime_type(const char *name, size_t len);
+
+#endif

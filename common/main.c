@@ -1,0 +1,562 @@
+/*
+ * main.c - the c10k command line.
+ *
+ *   c10k serve MODEL [flags]   run one concurrency model
+ *   c10k models [--variants]   list the models built into this binary
+ *   c10k bench [flags]         the benchmark harness (bench/c10k_bench.py)
+ *   c10k report [flags]        the report generator (bench/report.py)
+ *
+ * serve parses the common flags, hands the rest to the model's set_opt(),
+ * opens the root and the first listener (so a busy port or a missing root is
+ * reported before any model code runs), blocks the signals every model
+ * handles itself, prints the start line and calls model->run().
+ * Every usage error exits with status 2 and a message naming the problem.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+typedef enum {
+    OPT_BIND,
+    OPT_PORT,
+    OPT_ROOT,
+    OPT_WORKERS,
+    OPT_CPUS,
+    OPT_KEEPALIVE,
+    OPT_HEADER,
+    OPT_MAXREQ,
+    OPT_LOG,
+    OPT_GRACE,
+    OPT_BACKLOG,
+} common_opt_t;
+
+static const struct {
+    common_opt_t id;
+    c10k_opt_t o;
+} common_opts[] = {
+    {OPT_BIND, {"bind", "ADDR", "address to listen on (default 127.0.0.1)"}},
+    {OPT_PORT, {"port", "N", "TCP port; 0 lets the kernel pick one (default 8080)"}},
+    {OPT_ROOT, {"root", "DIR", "document root (default .)"}},
+    {OPT_WORKERS, {"workers", "N", "workers (threads, loops or processes; default: usable CPUs)"}},
+    {OPT_CPUS, {"cpus", "LIST", "pin the server to these CPUs, e.g. 0 or 0-1,3"}},
+    {OPT_KEEPALIVE, {"keepalive-timeout", "S", "close idle keep-alive connections after S s (5)"}},
+    {OPT_HEADER, {"header-timeout", "S", "408 if a request head takes longer than S s (10)"}},
+    {OPT_MAXREQ, {"max-requests", "N", "requests per connection, 0 = unlimited (default 0)"}},
+    {OPT_LOG, {"access-log", "FILE", "append one line per response to FILE (default off)"}},
+    {OPT_GRACE, {"grace", "S", "on SIGTERM, let in-flight responses finish for S s (10)"}},
+    {OPT_BACKLOG, {"backlog", "N", "listen(2) backlog (default 4096)"}},
+};
+
+#define NCOMMON (sizeof(common_opts) / sizeof(common_opts[0]))
+
+static void usage_top(FILE *f)
+{
+    fprintf(f, "usage: c10k COMMAND [ARGS]\n\n"
+               "One static-file HTTP/1.1 handler on many concurrency models, measured.\n\n"
+               "commands:\n"
+               "  serve MODEL [flags]   serve files with one model (c10k serve --help)\n"
+               "  models [--variants]   list the models; --variants: the flag sets tests run\n"
+               "  bench [flags]         benchmark every model against nginx (c10k bench --help)\n"
+               "  report RUN_DIR        write report.md and report.html for a bench run\n"
+               "  help                  this text\n");
+}
+
+static void print_opt(FILE *f, const c10k_opt_t *o)
+{
+    char lhs[64];
+
+    snprintf(lhs, sizeof(lhs), "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+    fprintf(f, "  %-26s %s\n", lhs, o->help);
+}
+
+static void usage_serve(FILE *f)
+{
+    fprintf(f, "usage: c10k serve MODEL [flags]\n\ncommon flags:\n");
+    for (size_t i = 0; i < NCOMMON; i++)
+        print_opt(f, &common_opts[i].o);
+    for (const c10k_model_t *const *m = c10k_models; *m; m++) {
+        fprintf(f, "\n%s: %s\n", (*m)->name, (*m)->summary);
+        for (const c10k_opt_t *o = (*m)->opts; o && o->name; o++)
+            print_opt(f, o);
+    }
+    fprintf(f, "\nSIGINT/SIGTERM stop gracefully: no new connections, in-flight responses finish\n"
+               "(within --grace), then exit 0. Times accept decimals (0.5).\n");
+}
+
+static int cmd_models(int argc, char **argv)
+{
+    bool variants = argc > 1 && strcmp(argv[1], "--variants") == 0;
+
+    if (argc > 1 && !variants) {
+        fprintf(stderr, "c10k models: unknown argument '%s'\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    for (const c10k_model_t *const *m = c10k_models; *m; m++) {
+        if (!variants) {
+            printf("%-10s %s\n", (*m)->name, (*m)->summary);
+            continue;
+        }
+        printf("%s\n", (*m)->name);
+        for (const char *const *v = (*m)->variants; v && *v; v++)
+            printf("%s %s\n", (*m)->name, *v);
+    }
+    return 0;
+}
+
+static const c10k_model_t *find_model(const char *name)
+{
+    for (const c10k_model_t *const *m = c10k_models; *m; m++)
+        if (strcmp((*m)->name, name) == 0)
+            return *m;
+    return NULL;
+}
+
+/* --- value parsing: each returns 0 or -EINVAL after printing why --------- */
+
+static int bad_value(const char *flag, const char *value, const char *want)
+{
+    fprintf(stderr, "c10k serve: --%s '%s': %s\n", flag, value, want);
+    return -EINVAL;
+}
+
+static int parse_uint(const char *flag, const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        char want[80];
+        snprintf(want, sizeof(want), "want a whole number from %ld to %ld", min, max);
+        return bad_value(flag, s, want);
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *flag, const char *s, int *ms)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v <= 0 || v > 86400)
+        return bad_value(flag, s, "want seconds, more than 0 and at most 86400 (e.g. 5 or 0.5)");
+    *ms = (int)(v * 1000 + 0.5);
+    if (*ms < 1)
+        *ms = 1;
+    return 0;
+}
+
+static int parse_cpus(const char *s, c10k_config_t *cfg)
+{
+    const char *p = s;
+    long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+
+    cfg->ncpus = 0;
+    while (*p) {
+        char *end;
+        long lo = strtol(p, &end, 10), hi = lo;
+        if (end == p)
+            goto bad;
+        if (*end == '-') {
+            p = end + 1;
+            hi = strtol(p, &end, 10);
+            if (end == p)
+                goto bad;
+        }
+        if (lo < 0 || hi < lo || hi >= ncpu)
+            goto bad;
+        for (long c = lo; c <= hi; c++) {
+            if (cfg->ncpus == C10K_CPUS_MAX)
+                goto bad;
+            cfg->cpus[cfg->ncpus++] = (int)c;
+        }
+        p = end;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            goto bad;
+    }
+    if (cfg->ncpus > 0)
+        return 0;
+bad:
+    return bad_value("cpus", s, "want CPU numbers that exist here, e.g. 0 or 0-1,3");
+}
+
+static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, const char *v)
+{
+    long n;
+    int rc = 0;
+
+    switch (id) {
+    case OPT_BIND:
+        cfg->bind = v;
+        break;
+    case OPT_PORT:
+        rc = parse_uint(flag, v, 0, 65535, &n);
+        cfg->port = (int)n;
+        break;
+    case OPT_ROOT:
+        cfg->root = v;
+        break;
+    case OPT_WORKERS:
+        rc = parse_uint(flag, v, 1, 4096, &n);
+        cfg->workers = (int)n;
+        break;
+    case OPT_CPUS:
+        rc = parse_cpus(v, cfg);
+        break;
+    case OPT_KEEPALIVE:
+        rc = parse_seconds(flag, v, &cfg->keepalive_ms);
+        break;
+    case OPT_HEADER:
+        rc = parse_seconds(flag, v, &cfg->header_ms);
+        break;
+    case OPT_MAXREQ:
+        rc = parse_uint(flag, v, 0, UINT_MAX / 2, &n);
+        cfg->max_requests = (unsigned)n;
+        break;
+    case OPT_LOG:
+        cfg->access_log = v;
+        break;
+    case OPT_GRACE:
+        rc = parse_seconds(flag, v, &cfg->grace_ms);
+        break;
+    case OPT_BACKLOG:
+        rc = parse_uint(flag, v, 1, 65535, &n);
+        cfg->backlog = (int)n;
+        break;
+    }
+    return rc;
+}
+
+static const c10k_opt_t *find_opt(const c10k_opt_t *opts, const char *name, size_t len)
+{
+    for (const c10k_opt_t *o = opts; o && o->name; o++)
+        if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+            return o;
+    return NULL;
+}
+
+/* Apply one "--name[=value]" flag, taking the value from argv[i + 1] when
+ * needed. Returns the number of argv entries used, or -EINVAL. */
+static int parse_flag(c10k_config_t *cfg, const c10k_model_t *model, int argc, char **argv, int i)
+{
+    const char *arg = argv[i] + 2, *eq = strchr(arg, '='), *value = eq ? eq + 1 : NULL;
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    const c10k_opt_t *o = NULL;
+    int used = 1;
+    size_t c;
+
+    for (c = 0; c < NCOMMON; c++)
+        if (strlen(common_opts[c].o.name) == len && strncmp(common_opts[c].o.name, arg, len) == 0)
+            break;
+    if (c < NCOMMON)
+        o = &common_opts[c].o;
+    else
+        o = find_opt(model->opts, arg, len);
+    if (!o) {
+        fprintf(stderr, "c10k serve: unknown flag '%s' for model %s (see c10k serve --help)\n",
+                argv[i], model->name);
+        return -EINVAL;
+    }
+    if (o->arg && !value) {
+        if (i + 1 >= argc) {
+            fprintf(stderr, "c10k serve: --%s needs a value (%s)\n", o->name, o->arg);
+            return -EINVAL;
+        }
+        value = argv[i + 1];
+        used = 2;
+    } else if (!o->arg && value) {
+        fprintf(stderr, "c10k serve: --%s takes no value\n", o->name);
+        return -EINVAL;
+    }
+    if (c < NCOMMON)
+        return set_common(cfg, common_opts[c].id, o->name, value) < 0 ? -EINVAL : used;
+    return model->set_opt(o->name, value) < 0 ? -EINVAL : used;
+}
+
+static void config_defaults(c10k_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->bind = "127.0.0.1";
+    cfg->port = 8080;
+    cfg->root = ".";
+    cfg->keepalive_ms = 5000;
+    cfg->header_ms = 10000;
+    cfg->grace_ms = 10000;
+    cfg->backlog = 4096;
+}
+
+/* --- start-up ---------------------------------------------------------------- */
+
+/* Bind the first listener. Returns the fd or a negative errno; *why says what
+ * failed. SO_REUSEPORT is set so models can add one listener per worker. */
+static int listen_first(c10k_server_t *srv, const char **why)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char port[8];
+    int fd = -1, one = 1, rc;
+
+    snprintf(port, sizeof(port), "%d", srv->cfg.port);
+    rc = getaddrinfo(srv->cfg.bind, port, &hints, &ai);
+    if (rc != 0) {
+        *why = "not a numeric IPv4 or IPv6 address";
+        rc = -EINVAL;
+        goto out;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    *why = "socket";
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    *why = "SO_REUSEPORT";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    *why = "bind";
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        goto fail;
+    *why = "listen";
+    if (listen(fd, srv->cfg.backlog) < 0)
+        goto fail;
+    *why = "getsockname";
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        goto fail;
+    srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    rc = fd;
+    goto out;
+fail:
+    rc = -errno;
+    if (fd >= 0)
+        close(fd);
+out:
+    if (ai)
+        freeaddrinfo(ai);
+    return rc;
+}
+
+/* Signals every model handles itself: blocked here, before any thread or
+ * child exists, so they are blocked everywhere and arrive only where a model
+ * waits for them (sigwaitinfo, signalfd). SIGPIPE never kills a server. */
+static void signals_setup(void)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/* A c10k test wants thousands of descriptors: take the hard limit. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int pin_process(const c10k_config_t *cfg)
+{
+    cpu_set_t set;
+
+    if (cfg->ncpus == 0)
+        return 0;
+    CPU_ZERO(&set);
+    for (int i = 0; i < cfg->ncpus; i++)
+        CPU_SET(cfg->cpus[i], &set);
+    return sched_setaffinity(0, sizeof(set), &set) < 0 ? -errno : 0;
+}
+
+static void print_start_line(const c10k_server_t *srv)
+{
+    char model[256] = "", cpus[64] = "any";
+    const c10k_config_t *c = &srv->cfg;
+    bool v6 = strchr(c->bind, ':') != NULL;
+
+    if (srv->model->describe)
+        srv->model->describe(srv, model, sizeof(model));
+    if (c->ncpus > 0) {
+        size_t off = 0;
+        for (int i = 0; i < c->ncpus && off < sizeof(cpus) - 8; i++)
+            off += snprintf(cpus + off, sizeof(cpus) - off, "%s%d", i ? "," : "", c->cpus[i]);
+    }
+    printf("c10k: serving %s at http://%s%s%s:%d/ with %s (workers=%d cpus=%s keepalive=%gs "
+           "header-timeout=%gs max-requests=%u access-log=%s%s%s)\n",
+           srv->site.root_path, v6 ? "[" : "", c->bind, v6 ? "]" : "", srv->port,
+           srv->model->name, c10k_worker_count(srv), cpus, c->keepalive_ms / 1000.0,
+           c->header_ms / 1000.0, c->max_requests, c->access_log ? c->access_log : "off",
+           model[0] ? " " : "", model);
+    fflush(stdout);
+}
+
+static int server_open(c10k_server_t *srv)
+{
+    const char *why = "";
+    int rc;
+
+    rc = c10k_site_open(&srv->site, srv->cfg.root, srv->cfg.max_requests);
+    if (rc < 0) {
+        fprintf(stderr, "c10k serve: --root '%s': %s\n", srv->cfg.root, strerror(-rc));
+        return rc;
+    }
+    if (srv->cfg.access_log) {
+        srv->log_fd = open(srv->cfg.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (srv->log_fd < 0) {
+            rc = -errno;
+            fprintf(stderr, "c10k serve: --access-log '%s': %s\n", srv->cfg.access_log,
+                    strerror(errno));
+            return rc;
+        }
+    }
+    rc = pin_process(&srv->cfg);
+    if (rc < 0) {
+        fprintf(stderr, "c10k serve: --cpus: %s\n", strerror(-rc));
+        return rc;
+    }
+    srv->listen_fd = listen_first(srv, &why);
+    if (srv->listen_fd < 0) {
+        rc = srv->listen_fd;
+        fprintf(stderr, "c10k serve: cannot listen on %s port %d: %s: %s\n", srv->cfg.bind,
+                srv->cfg.port, why, rc == -EINVAL ? "invalid address" : strerror(-rc));
+        return rc;
+    }
+    srv->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return srv->stop_fd < 0 ? -errno : 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static c10k_server_t srv = {.listen_fd = -1, .stop_fd = -1, .log_fd = -1};
+    const c10k_model_t *model;
+    int rc;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage_serve(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    model = find_model(argv[1]);
+    if (!model) {
+        fprintf(stderr, "c10k serve: unknown model '%s'; models:", argv[1]);
+        for (const c10k_model_t *const *m = c10k_models; *m; m++)
+            fprintf(stderr, " %s", (*m)->name);
+        fprintf(stderr, "\n");
+        return EXIT_USAGE;
+    }
+    config_defaults(&srv.cfg);
+    srv.model = model;
+    for (int i = 2; i < argc; i += rc) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage_serve(stdout);
+            return 0;
+        }
+        if (strncmp(argv[i], "--", 2) != 0) {
+            fprintf(stderr, "c10k serve: unexpected argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+        rc = parse_flag(&srv.cfg, model, argc, argv, i);
+        if (rc < 0)
+            return EXIT_USAGE;
+    }
+    signals_setup();
+    raise_nofile();
+    if (server_open(&srv) < 0)
+        return EXIT_USAGE;
+    print_start_line(&srv);
+    rc = model->run(&srv);
+    if (rc == -EOPNOTSUPP)
+        return EXIT_USAGE;
+    if (rc < 0) {
+        fprintf(stderr, "c10k serve: %s: %s\n", model->name, strerror(-rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* bench and report are Python (stdlib json, gnuplot for charts): they live
+ * in bench/ beside the build directory that holds this binary. */
+static int cmd_python(const char *script, bool pass_bin, int argc, char **argv)
+{
+    char self[PATH_MAX], path[PATH_MAX + 64];
+    const char *home = getenv("C10K_HOME");
+    char *args[argc + 5];
+    ssize_t n;
+    int k = 0;
+
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0) {
+        perror("c10k: /proc/self/exe");
+        return 1;
+    }
+    self[n] = '\0';
+    if (home)
+        snprintf(path, sizeof(path), "%s/bench/%s", home, script);
+    else {
+        char *slash = strrchr(self, '/');
+        *slash = '\0'; /* the build directory */
+        snprintf(path, sizeof(path), "%s/../bench/%s", self, script);
+        *slash = '/';
+    }
+    args[k++] = "python3";
+    args[k++] = path;
+    if (pass_bin) {
+        args[k++] = "--bin";
+        args[k++] = self;
+    }
+    for (int i = 1; i < argc; i++)
+        args[k++] = argv[i];
+    args[k] = NULL;
+    execv("/usr/bin/python3", args);
+    fprintf(stderr, "c10k: cannot run /usr/bin/python3 %s: %s (make deps installs python3)\n",
+            path, strerror(errno));
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "help";
+
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "models") == 0)
+        return cmd_models(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_python("c10k_bench.py", true, argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0)
+        return cmd_python("report.py", false, argc - 1, argv + 1);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage_top(argc > 1 ? stdout : stderr);
+        return argc > 1 ? 0 : EXIT_USAGE;
+    }
+    fprintf(stderr, "c10k: unknown command '%s'\n", cmd);
+    usage_top(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,357 @@
+/*
+ * net.c - the socket side shared by the models: listeners, stop signalling,
+ * pinning, the access log, and sending a response plan on blocking and
+ * non-blocking sockets. The handler (http.c) never sees any of this.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* --- listeners ------------------------------------------------------------ */
+
+int c10k_listen_more(const c10k_server_t *srv)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int fd = -1, one = 1, rc;
+
+    /* Same address as the first listener, port included (it may have been 0). */
+    if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -errno;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, srv->cfg.backlog) < 0)
+        goto fail;
+    return fd;
+fail:
+    rc = -errno;
+    close(fd);
+    return rc;
+}
+
+int c10k_sock_tune(int fd)
+{
+    int one = 1;
+
+    /* The head and body go out in as few segments as we can make; Nagle would
+     * only hold back the last one. */
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
+/* --- stop ------------------------------------------------------------------ */
+
+void c10k_request_stop(c10k_server_t *srv)
+{
+    uint64_t one = 1;
+    ssize_t n;
+
+    atomic_store(&srv->stopping, true);
+    /* Nobody reads the eventfd, so it stays readable for every poller. */
+    n = write(srv->stop_fd, &one, sizeof(one));
+    (void)n;
+}
+
+int c10k_wait_for_stop(c10k_server_t *srv)
+{
+    sigset_t set;
+    int sig;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        sig = sigwaitinfo(&set, NULL);
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+        /* SIGHUP: only prefork has something to reload (its workers). */
+    }
+    c10k_request_stop(srv);
+    return sig;
+}
+
+/* --- CPUs -------------------------------------------------------------------- */
+
+int c10k_worker_count(const c10k_server_t *srv)
+{
+    cpu_set_t set;
+
+    if (srv->cfg.workers > 0)
+        return srv->cfg.workers;
+    if (srv->cfg.ncpus > 0)
+        return srv->cfg.ncpus;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        return CPU_COUNT(&set);
+    return 1;
+}
+
+int c10k_pin_worker(const c10k_server_t *srv, int i)
+{
+    cpu_set_t set;
+
+    if (srv->cfg.ncpus == 0)
+        return 0;
+    CPU_ZERO(&set);
+    CPU_SET(srv->cfg.cpus[i % srv->cfg.ncpus], &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) ? -EINVAL : 0;
+}
+
+int64_t c10k_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- logging ------------------------------------------------------------------ */
+
+static void format_peer(const struct sockaddr *peer, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "-");
+    if (peer && peer->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, buf, cap);
+    else if (peer && peer->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, buf, cap);
+}
+
+void c10k_log_access(const c10k_server_t *srv, const struct sockaddr *peer, const c10k_resp_t *resp,
+                     size_t bytes_sent)
+{
+    char line[1024], addr[64], when[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    int n, tlen;
+
+    if (srv->log_fd < 0)
+        return;
+    format_peer(peer, addr, sizeof(addr));
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    /* Long targets are cut so a line stays one write; the "..." says so. */
+    tlen = resp->target_len > 512 ? 512 : (int)resp->target_len;
+    n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s%s\" %d %zu\n", addr, when,
+                 (int)(resp->method_len > 16 ? 16 : resp->method_len),
+                 resp->method ? resp->method : "-", tlen, resp->target ? resp->target : "",
+                 (size_t)tlen < resp->target_len ? "..." : "", resp->status, bytes_sent);
+    if (n > 0 && write(srv->log_fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line)) < 0)
+        c10k_warn(srv, "access log: %s", strerror(errno));
+}
+
+void c10k_warn(const c10k_server_t *srv, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "c10k: %s: %s\n", srv->model ? srv->model->name : "-", msg);
+}
+
+/* --- sending a plan -------------------------------------------------------------- */
+
+static size_t plan_total(const c10k_resp_t *resp)
+{
+    return resp->head_len + (resp->body_fd >= 0 ? resp->body_len : resp->body_mem_len);
+}
+
+/* One step of sending: as much as the socket takes now. Returns bytes sent,
+ * or a negative errno (-EAGAIN when the socket buffer is full). */
+static ssize_t send_step(int fd, const c10k_resp_t *resp, const char *head, size_t done,
+                         int flags)
+{
+    bool file = resp->body_fd >= 0 && resp->body_len > 0;
+    ssize_t n;
+
+    if (done < resp->head_len && !file) {
+        /* Head and a memory body: one writev, one segment on the wire. */
+        struct iovec iov[2] = {
+            {(void *)(head + done), resp->head_len - done},
+            {(void *)resp->body_mem, resp->body_mem ? resp->body_mem_len : 0},
+        };
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+        n = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+    } else if (done < resp->head_len) {
+        /* MSG_MORE holds the head back so it leaves with the first body bytes. */
+        n = send(fd, head + done, resp->head_len - done, flags | MSG_NOSIGNAL | MSG_MORE);
+    } else if (file) {
+        off_t off = resp->body_off + (off_t)(done - resp->head_len);
+        n = sendfile(fd, resp->body_fd, &off, resp->head_len + resp->body_len - done);
+        if (n == 0)
+            return -EIO; /* the file shrank under us: never send a short body silently */
+    } else {
+        size_t b = done - resp->head_len;
+        n = send(fd, resp->body_mem + b, resp->body_mem_len - b, flags | MSG_NOSIGNAL);
+    }
+    return n < 0 ? -errno : n;
+}
+
+c10k_status_t c10k_send_plan_nb(int fd, const c10k_resp_t *resp, const char *head,
+                                c10k_sendstate_t *st)
+{
+    size_t total = plan_total(resp);
+
+    while (st->done < total) {
+        ssize_t n = send_step(fd, resp, head, st->done, MSG_DONTWAIT);
+        if (n == -EINTR)
+            continue;
+        if (n == -EAGAIN)
+            return C10K_AGAIN;
+        if (n < 0)
+            return C10K_ERROR;
+        st->done += (size_t)n;
+    }
+    return C10K_OK;
+}
+
+/* --- blocking connections --------------------------------------------------------- */
+
+/* Wait until fd is readable (1), the deadline passes (0), a stop was requested
+ * and fd has nothing to read (-ECANCELED), or poll fails (negative errno).
+ * Readable data wins over a stop, so a request that already arrived is
+ * answered (with Connection: close) rather than dropped. */
+static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline)
+{
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv->stop_fd, .events = POLLIN}};
+
+    for (;;) {
+        int64_t left = deadline - c10k_now_ms();
+        int n;
+        if (left <= 0)
+            return 0;
+        n = poll(p, 2, (int)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (p[0].revents)
+            return 1;
+        if (p[1].revents)
+            return -ECANCELED;
+    }
+}
+
+c10k_status_t c10k_send_plan_blocking(const c10k_server_t *srv, int fd, const c10k_resp_t *resp,
+                                      const char *head, size_t *sent)
+{
+    size_t total = plan_total(resp);
+    (void)srv;
+
+    *sent = 0;
+    while (*sent < total) {
+        /* SO_SNDTIMEO bounds each step, so a client that never reads cannot
+         * hold the thread: the step fails with EAGAIN. */
+        ssize_t n = send_step(fd, resp, head, *sent, 0);
+        if (n == -EINTR)
+            continue;
+        if (n < 0)
+            return C10K_ERROR;
+        *sent += (size_t)n;
+    }
+    return C10K_OK;
+}
+
+/* A client that stops reading for this long loses its connection, as with
+ * nginx's send_timeout (60 s there; shorter here, since a blocked write pins a
+ * whole thread or process in the blocking models). */
+#define SEND_TIMEOUT_MS 30000
+
+static void set_send_timeout(int fd)
+{
+    struct timeval tv = {.tv_sec = SEND_TIMEOUT_MS / 1000};
+
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* Answer every complete request in buf. Returns the bytes left over (an
+ * incomplete head), or -1 when the connection must close. */
+static ssize_t answer_buffered(c10k_server_t *srv, int fd, const struct sockaddr *peer,
+                               c10k_req_t *req, char *buf, size_t len, char *head,
+                               unsigned *served)
+{
+    while (len > 0) {
+        c10k_resp_t resp;
+        size_t sent = 0;
+        c10k_status_t st;
+        ssize_t used;
+
+        req->force_close = atomic_load(&srv->stopping);
+        used = c10k_http_handle(&srv->site, req, buf, len, head, C10K_HEAD_BUF, &resp);
+        if (used == C10K_INCOMPLETE)
+            return (ssize_t)len;
+        if (used < 0)
+            return -1;
+        st = c10k_send_plan_blocking(srv, fd, &resp, head, &sent);
+        c10k_log_access(srv, peer, &resp, sent);
+        c10k_resp_finish(&resp);
+        (*served)++;
+        if (st != C10K_OK || !resp.keep_alive)
+            return -1;
+        memmove(buf, buf + used, len - (size_t)used);
+        len -= (size_t)used;
+    }
+    return 0;
+}
+
+unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *peer, char *buf,
+                             char *head)
+{
+    c10k_req_t req;
+    unsigned served = 0;
+    size_t len = 0;
+    /* The first request is on the header clock from accept, as in nginx. */
+    int64_t deadline = c10k_now_ms() + srv->cfg.header_ms;
+
+    c10k_req_init(&req);
+    set_send_timeout(fd);
+    for (;;) {
+        int r = wait_readable(srv, fd, deadline);
+        ssize_t n, left;
+
+        if (r == 0) {
+            c10k_resp_t resp;
+            size_t sent;
+            if (c10k_http_timeout(&req, len, head, C10K_HEAD_BUF, &resp)) {
+                c10k_send_plan_blocking(srv, fd, &resp, head, &sent);
+                c10k_log_access(srv, peer, &resp, sent);
+                c10k_resp_finish(&resp);
+            }
+            goto out;
+        }
+        if (r < 0)
+            goto out;
+        n = recv(fd, buf + len, C10K_REQ_BUF - len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            goto out;
+        if (len == 0 && served > 0) /* first byte of the next request */
+            deadline = c10k_now_ms() + srv->cfg.header_ms;
+        left = answer_buffered(srv, fd, peer, &req, buf, len + (size_t)n, head, &served);
+        if (left < 0)
+            goto out;
+        if (left == 0 || (size_t)left < len + (size_t)n)
+            deadline = c10k_now_ms() + (left ? srv->cfg.header_ms : srv->cfg.keepalive_ms);
+        len = (size_t)left;
+    }
+out:
+    close(fd);
+    return served;
+}
