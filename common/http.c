@@ -1,0 +1,939 @@
+/*
+ * http.c - the sans-I/O static-file handler (see http.h for the contract).
+ *
+ * Two passes over caller-owned bytes, no copies of the request and no malloc:
+ *   1. find_head(): scan only the bytes not scanned before for the blank line
+ *      that ends the head, rejecting a bare LF as soon as it is seen;
+ *   2. parse_head(): a fresh http_parser over exactly the head, whose
+ *      callbacks record views into the caller's buffer.
+ * Because the parser only ever sees a whole head, a request split at any byte
+ * boundary parses the same as one that arrived at once.
+ */
+#include "http.h"
+
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- request views ------------------------------------------------------- */
+
+typedef struct view_s {
+    const char *p;
+    size_t n;
+} view_t;
+
+typedef struct parsed_s {
+    view_t url;
+    view_t host, inm, ims, range, if_range, te;
+    view_t field;         /* header name being received */
+    view_t *value;        /* where its value goes, or NULL for headers we ignore */
+    unsigned cl_count;    /* Content-Length headers seen */
+    bool field_done;      /* the value of `field` has started */
+} parsed_t;
+
+static bool view_is(view_t v, const char *s)
+{
+    size_t n = strlen(s);
+    return v.n == n && strncasecmp(v.p, s, n) == 0;
+}
+
+static view_t view_trim(view_t v)
+{
+    while (v.n && (v.p[0] == ' ' || v.p[0] == '\t'))
+        v.p++, v.n--;
+    while (v.n && (v.p[v.n - 1] == ' ' || v.p[v.n - 1] == '\t'))
+        v.n--;
+    return v;
+}
+
+/* The head is contiguous, so a callback's pieces are adjacent: extend. */
+static void view_extend(view_t *v, const char *at, size_t len)
+{
+    if (!v->p)
+        v->p = at;
+    v->n = (size_t)(at + len - v->p);
+}
+
+static view_t *header_slot(parsed_t *ps, view_t field)
+{
+    if (view_is(field, "Host"))
+        return &ps->host;
+    if (view_is(field, "If-None-Match"))
+        return &ps->inm;
+    if (view_is(field, "If-Modified-Since"))
+        return &ps->ims;
+    if (view_is(field, "Range"))
+        return &ps->range;
+    if (view_is(field, "If-Range"))
+        return &ps->if_range;
+    if (view_is(field, "Transfer-Encoding"))
+        return &ps->te;
+    if (view_is(field, "Content-Length"))
+        ps->cl_count++;
+    return NULL;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    view_extend(&((parsed_t *)p->data)->url, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    parsed_t *ps = p->data;
+
+    if (ps->field_done) {
+        ps->field = (view_t){0};
+        ps->field_done = false;
+    }
+    view_extend(&ps->field, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    parsed_t *ps = p->data;
+
+    if (!ps->field_done) {
+        ps->field_done = true;
+        ps->value = header_slot(ps, ps->field);
+        if (ps->value && ps->value->p) /* a repeated header: keep the first */
+            ps->value = NULL;
+    }
+    if (ps->value)
+        view_extend(ps->value, at, len);
+    return 0;
+}
+
+/* A header with an empty value never calls on_header_value. */
+static int on_headers_complete(http_parser *p)
+{
+    (void)p;
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+};
+
+/* ---- small helpers -------------------------------------------------------- */
+
+/* Date: formatted at most once a second per thread; no lock, no sharing. */
+static const char *http_date_now(void)
+{
+    static __thread time_t cached_at;
+    static __thread char cached[40];
+    time_t now = time(NULL);
+
+    if (now != cached_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_at = now;
+    }
+    return cached;
+}
+
+static void http_date(time_t t, char *buf, size_t cap)
+{
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* IMF-fixdate only (the form every current client sends). -1 if not one. */
+static time_t http_date_parse(view_t v)
+{
+    char tmp[64];
+    struct tm tm = {0};
+    const char *end;
+
+    if (v.n == 0 || v.n >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, v.p, v.n);
+    tmp[v.n] = '\0';
+    end = strptime(tmp, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end)
+        return -1;
+    return timegm(&tm);
+}
+
+static const struct {
+    const char *ext;
+    const char *type;
+} mime_types[] = {
+    {"html", "text/html; charset=utf-8"}, {"htm", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"}, {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"}, {"json", "application/json"},
+    {"txt", "text/plain; charset=utf-8"}, {"xml", "application/xml"},
+    {"png", "image/png"}, {"jpg", "image/jpeg"}, {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"}, {"svg", "image/svg+xml"}, {"ico", "image/x-icon"},
+    {"webp", "image/webp"}, {"wasm", "application/wasm"}, {"pdf", "application/pdf"},
+    {"woff", "font/woff"}, {"woff2", "font/woff2"}, {"mp4", "video/mp4"},
+};
+
+const char *c10k_mime_type(const char *name, size_t len)
+{
+    const char *dot = NULL;
+
+    for (size_t i = len; i > 0; i--) {
+        if (name[i - 1] == '/')
+            break;
+        if (name[i - 1] == '.') {
+            dot = name + i;
+            break;
+        }
+    }
+    if (dot) {
+        size_t elen = (size_t)(name + len - dot);
+        for (size_t i = 0; i < sizeof(mime_types) / sizeof(mime_types[0]); i++)
+            if (strlen(mime_types[i].ext) == elen && strncasecmp(dot, mime_types[i].ext, elen) == 0)
+                return mime_types[i].type;
+    }
+    return "application/octet-stream";
+}
+
+/* ---- site ------------------------------------------------------------------ */
+
+static int open_beneath2(int dirfd, const char *path)
+{
+    struct open_how how = {
+        .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+
+    return fd < 0 ? -errno : fd;
+}
+
+int c10k_site_open(c10k_site_t *site, const char *root, unsigned max_requests)
+{
+    int fd, probe;
+
+    memset(site, 0, sizeof(*site));
+    site->root_fd = -1;
+    if (strlen(root) >= sizeof(site->root_path))
+        return -ENAMETOOLONG;
+    fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    site->root_fd = fd;
+    snprintf(site->root_path, sizeof(site->root_path), "%s", root);
+    site->max_requests = max_requests;
+    probe = open_beneath2(fd, ".");
+    site->have_openat2 = probe >= 0;
+    if (probe >= 0)
+        close(probe);
+    return 0;
+}
+
+void c10k_site_close(c10k_site_t *site)
+{
+    if (site->root_fd > 0)
+        close(site->root_fd);
+    site->root_fd = -1;
+}
+
+void c10k_req_init(c10k_req_t *req)
+{
+    memset(req, 0, sizeof(*req));
+}
+
+void c10k_resp_finish(c10k_resp_t *resp)
+{
+    if (resp->body_fd >= 0)
+        close(resp->body_fd);
+    resp->body_fd = -1;
+}
+
+/* Without openat2 (kernels before 5.6): walk one component at a time and
+ * refuse every symlink, which is stricter than needed but never escapes. */
+static int open_walk(int root_fd, const char *path)
+{
+    char comp[256];
+    int dir = root_fd, fd = -1;
+
+    for (const char *p = path;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (n >= sizeof(comp)) {
+            fd = -ENAMETOOLONG;
+            break;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        fd = openat(dir, comp, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+            fd = -errno;
+        if (dir != root_fd)
+            close(dir);
+        if (fd < 0 || !slash)
+            break;
+        dir = fd;
+        p = slash + 1;
+    }
+    return fd;
+}
+
+static int open_file(const c10k_site_t *site, const char *path)
+{
+    return site->have_openat2 ? open_beneath2(site->root_fd, path)
+                              : open_walk(site->root_fd, path);
+}
+
+/* ---- path ------------------------------------------------------------------- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Strict UTF-8: no overlong forms (so %c0%ae is never a '.'), no surrogates. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            len = 4, cp = c & 0x07;
+        else
+            return false;
+        if (i + len > n)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/*
+ * Decode and normalise the path of the target into out (relative to the
+ * root, no leading slash, "." for the root itself). Returns the HTTP status
+ * to answer with if the path is refused, or 0. *dir_slash says whether the
+ * path ended in '/'.
+ */
+static int path_resolve(view_t path, char *out, size_t cap, bool *dir_slash)
+{
+    char dec[C10K_URI_MAX + 1];
+    size_t n = 0, o = 0;
+
+    for (size_t i = 0; i < path.n; i++) {
+        char c = path.p[i];
+        if (c == '%') {
+            int hi = i + 2 < path.n ? hexval(path.p[i + 1]) : -1;
+            int lo = hi >= 0 ? hexval(path.p[i + 2]) : -1;
+            if (lo < 0)
+                return 400;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (c == '\0' || c == '\\')
+            return 400;
+        if (n == sizeof(dec) - 1)
+            return 414;
+        dec[n++] = c;
+    }
+    if (n == 0 || dec[0] != '/')
+        return 400;
+    if (!utf8_valid((unsigned char *)dec, n))
+        return 400;
+    *dir_slash = dec[n - 1] == '/';
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && dec[j] != '/')
+            j++;
+        size_t len = j - i;
+        if (len == 2 && dec[i] == '.' && dec[i + 1] == '.')
+            return 400; /* never resolved, whatever its encoding was */
+        if (len > 0 && !(len == 1 && dec[i] == '.')) {
+            if (dec[i] == '.')
+                return 404; /* dotfiles and dot-directories (.git, .env) */
+            if (o + len + 2 > cap)
+                return 414;
+            if (o)
+                out[o++] = '/';
+            memcpy(out + o, dec + i, len);
+            o += len;
+        }
+        i = j + 1;
+    }
+    if (o == 0)
+        out[o++] = '.';
+    out[o] = '\0';
+    return 0;
+}
+
+/* ---- responses ------------------------------------------------------------------ */
+
+typedef struct errpage_s {
+    int status;
+    const char *reason;
+    const char *body;
+} errpage_t;
+
+#define PAGE(code, text)                                                                         \
+    {                                                                                            \
+        code, text,                                                                              \
+            "<html><head><title>" #code " " text "</title></head><body><h1>" #code " " text    \
+            "</h1></body></html>\n"                                                              \
+    }
+
+static const errpage_t pages[] = {
+    PAGE(301, "Moved Permanently"),
+    PAGE(400, "Bad Request"),
+    PAGE(403, "Forbidden"),
+    PAGE(404, "Not Found"),
+    PAGE(405, "Method Not Allowed"),
+    PAGE(408, "Request Timeout"),
+    PAGE(413, "Content Too Large"),
+    PAGE(414, "URI Too Long"),
+    PAGE(416, "Range Not Satisfiable"),
+    PAGE(431, "Request Header Fields Too Large"),
+    PAGE(500, "Internal Server Error"),
+    PAGE(501, "Not Implemented"),
+    PAGE(505, "HTTP Version Not Supported"),
+};
+
+static const errpage_t *page_for(int status)
+{
+    for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
+        if (pages[i].status == status)
+            return &pages[i];
+    return &pages[sizeof(pages) / sizeof(pages[0]) - 3]; /* 500 */
+}
+
+/* Statuses after which the connection's framing cannot be trusted. */
+static bool status_closes(int status)
+{
+    return status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
+           status == 500 || status == 501 || status == 505;
+}
+
+/* Everything a head needs besides the status line. */
+typedef struct headctx_s {
+    char *buf;
+    size_t cap, len;
+    bool overflow;
+} headctx_t;
+
+static void put(headctx_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(headctx_t *h, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (h->overflow)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(h->buf + h->len, h->cap - h->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= h->cap - h->len)
+        h->overflow = true;
+    else
+        h->len += (size_t)n;
+}
+
+static void put_start(headctx_t *h, int status, const char *reason)
+{
+    put(h, "HTTP/1.1 %d %s\r\nServer: c10k\r\nDate: %s\r\n", status, reason, http_date_now());
+}
+
+static void put_end(headctx_t *h, bool keep_alive)
+{
+    put(h, "Connection: %s\r\n\r\n", keep_alive ? "keep-alive" : "close");
+}
+
+static void plan_reset(c10k_resp_t *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    resp->body_fd = -1;
+    resp->method = "-";
+    resp->method_len = 1;
+}
+
+/* An error page, or a 301 (location) or 416 (size). */
+static void plan_error(c10k_resp_t *resp, headctx_t *h, int status, bool head_only,
+                       bool keep_alive, view_t location, off_t size)
+{
+    const errpage_t *pg = page_for(status);
+    size_t blen = strlen(pg->body);
+
+    resp->status = pg->status;
+    resp->keep_alive = keep_alive && !status_closes(pg->status);
+    put_start(h, pg->status, pg->reason);
+    put(h, "Content-Type: text/html\r\nContent-Length: %zu\r\n", blen);
+    if (status == 405)
+        put(h, "Allow: GET, HEAD\r\n");
+    if (status == 301)
+        put(h, "Location: %s%.*s/\r\n", location.n && location.p[0] == '/' ? "" : "/",
+            (int)location.n, location.p);
+    if (status == 416)
+        put(h, "Content-Range: bytes */%lld\r\n", (long long)size);
+    put_end(h, resp->keep_alive);
+    resp->head_len = h->len;
+    resp->body_mem = head_only ? NULL : pg->body;
+    resp->body_mem_len = head_only ? 0 : blen;
+}
+
+/* ---- conditionals and ranges ------------------------------------------------------ */
+
+/* Weak comparison over a list of entity tags, or "*". */
+static bool etag_matches(view_t list, const char *etag)
+{
+    size_t elen = strlen(etag);
+    const char *p = list.p, *end = list.p + list.n;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        if (p < end && *p == '*')
+            return true;
+        if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+            p += 2;
+        const char *q = p;
+        while (q < end && *q != ',')
+            q++;
+        view_t tag = view_trim((view_t){p, (size_t)(q - p)});
+        if (tag.n == elen && memcmp(tag.p, etag, elen) == 0)
+            return true;
+        p = q;
+    }
+    return false;
+}
+
+static bool parse_u64(const char *p, const char *end, unsigned long long *out)
+{
+    unsigned long long v = 0;
+
+    if (p == end)
+        return false;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9' || v > (~0ULL - 9) / 10)
+            return false;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/*
+ * A single "bytes=" range against a file of size bytes. Returns 206 with
+ * [*first, *last], 416 if it cannot be satisfied, or 200 to ignore the
+ * header (several ranges, or a malformed one: nginx answers those with the
+ * whole file too).
+ */
+static int range_parse(view_t v, off_t size, off_t *first, off_t *last)
+{
+    const char *p, *end, *dash;
+    unsigned long long a, b;
+
+    v = view_trim(v);
+    if (v.n < 6 || strncasecmp(v.p, "bytes=", 6) != 0)
+        return 200;
+    p = v.p + 6;
+    end = v.p + v.n;
+    if (memchr(p, ',', (size_t)(end - p)))
+        return 200;
+    dash = memchr(p, '-', (size_t)(end - p));
+    if (!dash)
+        return 200;
+    if (dash == p) { /* suffix: the last b bytes */
+        if (!parse_u64(dash + 1, end, &b))
+            return 200;
+        if (b == 0 || size == 0)
+            return 416;
+        *first = (off_t)b >= size ? 0 : size - (off_t)b;
+        *last = size - 1;
+        return 206;
+    }
+    if (!parse_u64(p, dash, &a))
+        return 200;
+    if (dash + 1 == end)
+        b = (unsigned long long)size; /* open-ended */
+    else if (!parse_u64(dash + 1, end, &b) || b < a)
+        return 200;
+    if (a >= (unsigned long long)size)
+        return 416;
+    *first = (off_t)a;
+    *last = b >= (unsigned long long)size ? size - 1 : (off_t)b;
+    return 206;
+}
+
+/* ---- finding and parsing the head ------------------------------------------------- */
+
+#define HEAD_BAD_LF (-1)
+
+/* Returns the length of the head (through its blank line), 0 if it is not
+ * complete, or HEAD_BAD_LF. Scans only from where the last call stopped. */
+static ssize_t find_head(c10k_req_t *req, const char *buf, size_t len, size_t start)
+{
+    size_t i = req->scanned > start ? req->scanned : start;
+
+    while (i < len) {
+        const char *nl = memchr(buf + i, '\n', len - i);
+        if (!nl)
+            break;
+        i = (size_t)(nl - buf);
+        if (i == 0 || buf[i - 1] != '\r')
+            return HEAD_BAD_LF;
+        if (i >= start + 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+            return (ssize_t)(i + 1);
+        i++;
+    }
+    req->scanned = (uint32_t)len;
+    return 0;
+}
+
+/* A head too long to ever complete: 414 if the request line is the culprit,
+ * else 431. 0 while it may still fit. */
+static int head_limits(const char *buf, size_t len)
+{
+    const char *nl = memchr(buf, '\n', len);
+    size_t line = nl ? (size_t)(nl - buf) : len;
+
+    if (line > C10K_URI_MAX + 32) /* method, spaces and version around the target */
+        return 414;
+    if (nl && len - line > C10K_HEADERS_MAX + 2)
+        return 431;
+    if (len >= C10K_REQ_BUF)
+        return nl ? 431 : 414;
+    return 0;
+}
+
+/* Header lines and bytes of a complete head: 431 beyond the limits. */
+static int head_counts(const char *buf, size_t hlen)
+{
+    const char *nl = memchr(buf, '\n', hlen);
+    unsigned lines = 0;
+
+    for (const char *p = nl + 1; p < buf + hlen; p++)
+        if (*p == '\n')
+            lines++;
+    /* The last line counted is the blank one. */
+    if (lines - 1 > C10K_HEADER_LINES || hlen - (size_t)(nl + 1 - buf) > C10K_HEADERS_MAX + 2)
+        return 431;
+    return 0;
+}
+
+/* obs-fold: a header line that starts with SP or HT (RFC 9112 5.2: reject). */
+static bool has_obs_fold(const char *buf, size_t hlen)
+{
+    for (const char *p = buf; (p = memchr(p, '\n', (size_t)(buf + hlen - p))); p++)
+        if (p + 1 < buf + hlen && (p[1] == ' ' || p[1] == '\t'))
+            return true;
+    return false;
+}
+
+/* ---- planning ---------------------------------------------------------------------- */
+
+typedef struct ctx_s {
+    const c10k_site_t *site;
+    c10k_req_t *req;
+    headctx_t h;
+    c10k_resp_t *resp;
+    http_parser parser;
+    parsed_t ps;
+    bool head_only;
+    bool keep_alive; /* what the request allows */
+} ctx_t;
+
+/* Map the parser's verdict on a complete head to a status, or 0 if good. */
+static int check_request(ctx_t *c, size_t parsed, size_t hlen)
+{
+    http_parser *p = &c->parser;
+    enum http_errno err = HTTP_PARSER_ERRNO(p);
+    parsed_t *ps = &c->ps;
+
+    /* Transfer-Encoding first: the parser refuses codings it does not know,
+     * but an unknown coding is 501, not a malformed request. */
+    if (ps->te.p && ps->cl_count > 0)
+        return 400;
+    if (ps->te.p && !view_is(view_trim(ps->te), "chunked"))
+        return 501;
+    if (err != HPE_OK || parsed != hlen)
+        return err == HPE_UNEXPECTED_CONTENT_LENGTH ? 400 : 400;
+    if (p->http_major == 0)
+        return 400; /* HTTP/0.9 has no headers and no status line to answer with */
+    if (p->http_major != 1 || p->http_minor > 1)
+        return 505;
+    if (p->http_minor == 1 && !ps->host.p)
+        return 400;
+    if (ps->cl_count > 1)
+        return 400;
+    if (ps->te.p || (ps->cl_count && p->content_length > 0))
+        return 413; /* a static server reads no bodies */
+    if (ps->url.n > C10K_URI_MAX)
+        return 414;
+    if (p->method != HTTP_GET && p->method != HTTP_HEAD)
+        return 405;
+    return 0;
+}
+
+/* The path of the target: origin-form as is, absolute-form's path part. */
+static int target_path(view_t url, view_t *path)
+{
+    struct http_parser_url u;
+
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(url.p, url.n, 0, &u) != 0)
+        return 400;
+    if (!(u.field_set & (1 << UF_PATH))) {
+        if (!(u.field_set & (1 << UF_HOST)))
+            return 400;
+        *path = (view_t){"/", 1};
+        return 0;
+    }
+    *path = (view_t){url.p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len};
+    return 0;
+}
+
+/* Resolve and open the file for path; rel gets its name below the root (with
+ * /index.html for a directory). Returns 0 or the status to answer with. */
+static int open_target(ctx_t *c, view_t path, char *rel, size_t cap, int *fd, struct stat *st)
+{
+    bool dir_slash = false;
+    int status = path_resolve(path, rel, cap - 12, &dir_slash);
+
+    if (status)
+        return status;
+    *fd = open_file(c->site, rel);
+    if (*fd >= 0 && fstat(*fd, st) < 0) {
+        close(*fd);
+        *fd = -EIO;
+    }
+    if (*fd >= 0 && S_ISDIR(st->st_mode)) {
+        close(*fd);
+        *fd = -1;
+        if (!dir_slash)
+            return 301;
+        strcat(rel, "/index.html");
+        *fd = open_file(c->site, rel);
+        if (*fd >= 0 && fstat(*fd, st) < 0) {
+            close(*fd);
+            *fd = -EIO;
+        }
+    }
+    if (*fd == -EACCES || *fd == -EPERM)
+        return 403;
+    if (*fd < 0)
+        return 404; /* missing, or a symlink that leaves the root (EXDEV, ELOOP) */
+    if (!S_ISREG(st->st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return 404;
+    }
+    return 0;
+}
+
+static int conditional(const parsed_t *ps, const struct stat *st, const char *etag)
+{
+    if (ps->inm.p)
+        return etag_matches(ps->inm, etag) ? 304 : 0;
+    if (ps->ims.p) {
+        time_t t = http_date_parse(view_trim(ps->ims));
+        if (t != -1 && st->st_mtime <= t)
+            return 304;
+    }
+    return 0;
+}
+
+/* If-Range: the range applies only if the validator is still current. */
+static bool if_range_holds(const parsed_t *ps, const char *etag, const char *lastmod)
+{
+    view_t v = view_trim(ps->if_range);
+
+    if (!ps->if_range.p)
+        return true;
+    if (v.n && v.p[0] == '"')
+        return v.n == strlen(etag) && memcmp(v.p, etag, v.n) == 0;
+    return v.n == strlen(lastmod) && memcmp(v.p, lastmod, v.n) == 0;
+}
+
+static void plan_file(ctx_t *c, int fd, const struct stat *st, const char *name, size_t nlen)
+{
+    char etag[48], lastmod[40];
+    off_t first = 0, last = st->st_size - 1;
+    int status = 200;
+    c10k_resp_t *resp = c->resp;
+
+    snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
+             (unsigned long long)st->st_size);
+    http_date(st->st_mtime, lastmod, sizeof(lastmod));
+    if (conditional(&c->ps, st, etag) == 304) {
+        close(fd);
+        resp->status = 304;
+        resp->keep_alive = c->keep_alive;
+        put_start(&c->h, 304, "Not Modified");
+        put(&c->h, "Last-Modified: %s\r\nETag: %s\r\n", lastmod, etag);
+        put_end(&c->h, resp->keep_alive);
+        resp->head_len = c->h.len;
+        return;
+    }
+    if (c->ps.range.p && if_range_holds(&c->ps, etag, lastmod))
+        status = range_parse(c->ps.range, st->st_size, &first, &last);
+    if (status == 416) {
+        close(fd);
+        plan_error(resp, &c->h, 416, c->head_only, c->keep_alive, (view_t){0}, st->st_size);
+        return;
+    }
+    resp->status = status;
+    resp->keep_alive = c->keep_alive;
+    put_start(&c->h, status, status == 206 ? "Partial Content" : "OK");
+    put(&c->h, "Content-Type: %s\r\nContent-Length: %lld\r\nLast-Modified: %s\r\nETag: %s\r\n",
+        c10k_mime_type(name, nlen), (long long)(last - first + 1), lastmod, etag);
+    put(&c->h, "Accept-Ranges: bytes\r\n");
+    if (status == 206)
+        put(&c->h, "Content-Range: bytes %lld-%lld/%lld\r\n", (long long)first, (long long)last,
+            (long long)st->st_size);
+    put_end(&c->h, resp->keep_alive);
+    resp->head_len = c->h.len;
+    if (c->head_only || last < first) {
+        close(fd);
+        return;
+    }
+    resp->body_fd = fd;
+    resp->body_off = first;
+    resp->body_len = (size_t)(last - first + 1);
+}
+
+static void plan_request(ctx_t *c, view_t path)
+{
+    char rel[C10K_URI_MAX + 16];
+    struct stat st;
+    int fd = -1;
+    int status = open_target(c, path, rel, sizeof(rel), &fd, &st);
+
+    if (status == 0)
+        plan_file(c, fd, &st, rel, strlen(rel));
+    else
+        plan_error(c->resp, &c->h, status, c->head_only, c->keep_alive, path, 0);
+}
+
+/* ---- the entry points --------------------------------------------------------------- */
+
+/* Answer bad input that cannot be framed: the rest of the buffer goes with it. */
+static ssize_t reject(ctx_t *c, int status, size_t len)
+{
+    c->req->scanned = 0;
+    c->req->requests++;
+    plan_error(c->resp, &c->h, status, c->head_only, false, (view_t){0}, 0);
+    return (ssize_t)len;
+}
+
+/* A chunked body we will not read: 413, unless what already arrived shows
+ * broken chunk framing, which is a smuggling attempt and gets 400. */
+static int chunked_verdict(ctx_t *c, const char *body, size_t n)
+{
+    if (n > 0)
+        http_parser_execute(&c->parser, &settings, body, n);
+    return HTTP_PARSER_ERRNO(&c->parser) == HPE_OK ? 413 : 400;
+}
+
+static int parse_head(ctx_t *c, const char *buf, size_t start, size_t hlen, size_t len)
+{
+    size_t parsed;
+    int status;
+
+    if (head_counts(buf + start, hlen - start))
+        return 431;
+    if (has_obs_fold(buf + start, hlen - start))
+        return 400;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = &c->ps;
+    parsed = http_parser_execute(&c->parser, &settings, buf + start, hlen - start);
+    if (HTTP_PARSER_ERRNO(&c->parser) != HPE_INVALID_METHOD && c->ps.url.p) {
+        const char *m = http_method_str((enum http_method)c->parser.method);
+        c->resp->method = m;
+        c->resp->method_len = strlen(m);
+        c->resp->target = c->ps.url.p;
+        c->resp->target_len = c->ps.url.n;
+    }
+    status = check_request(c, parsed, hlen - start);
+    if (status == 413 && c->ps.te.p)
+        status = chunked_verdict(c, buf + hlen, len - hlen);
+    return status;
+}
+
+ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *buf, size_t len,
+                         char *head, size_t head_cap, c10k_resp_t *resp)
+{
+    ctx_t c = {.site = site, .req = req, .resp = resp, .h = {.buf = head, .cap = head_cap}};
+    size_t start = 0;
+    ssize_t hlen;
+    view_t path;
+    int status;
+
+    if (head_cap < C10K_HEAD_BUF)
+        return -ENOBUFS;
+    plan_reset(resp);
+    /* RFC 9112 2.2: ignore empty lines before a request line. */
+    while (start + 1 < len && buf[start] == '\r' && buf[start + 1] == '\n')
+        start += 2;
+    hlen = find_head(req, buf, len, start);
+    if (hlen == HEAD_BAD_LF)
+        return reject(&c, 400, len);
+    if (hlen == 0) {
+        status = head_limits(buf + start, len - start);
+        return status ? reject(&c, status, len) : C10K_INCOMPLETE;
+    }
+    req->scanned = 0;
+    status = parse_head(&c, buf, start, (size_t)hlen, len);
+    c.head_only = c.parser.method == HTTP_HEAD;
+    if (status && status_closes(status))
+        return reject(&c, status, len);
+    c.keep_alive = http_should_keep_alive(&c.parser) && !req->force_close &&
+                   !(site->max_requests && req->requests + 1 >= site->max_requests);
+    req->requests++;
+    if (!status)
+        status = target_path(c.ps.url, &path);
+    if (status)
+        plan_error(resp, &c.h, status, c.head_only, c.keep_alive, (view_t){0}, 0);
+    else
+        plan_request(&c, path);
+    return c.resp->keep_alive ? hlen : (ssize_t)len;
+}
+
+int c10k_http_timeout(c10k_req_t *req, size_t len, char *head, size_t head_cap, c10k_resp_t *resp)
+{
+    ctx_t c = {.req = req, .resp = resp, .h = {.buf = head, .cap = head_cap}};
+
+    plan_reset(resp);
+    if (len == 0 || head_cap < C10K_HEAD_BUF)
+        return 0;
+    reject(&c, 408, len);
+    return 1;
+}
