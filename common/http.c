@@ -649,13 +649,24 @@ static int head_counts(const char *buf, size_t hlen)
     return 0;
 }
 
-/* obs-fold: a header line that starts with SP or HT (RFC 9112 5.2: reject). */
-static bool has_obs_fold(const char *buf, size_t hlen)
+/* Header-line shapes that smuggling relies on and http-parser tolerates:
+ * obs-fold (a line starting with SP or HT, RFC 9112 5.2), whitespace between
+ * the name and the colon (RFC 9112 5.1), and a line without a colon. */
+static bool head_syntax_ok(const char *buf, size_t hlen)
 {
-    for (const char *p = buf; (p = memchr(p, '\n', (size_t)(buf + hlen - p))); p++)
-        if (p + 1 < buf + hlen && (p[1] == ' ' || p[1] == '\t'))
-            return true;
-    return false;
+    const char *end = buf + hlen - 2; /* the final blank line */
+    const char *p = memchr(buf, '\n', hlen);
+
+    for (p = p + 1; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (*p == ' ' || *p == '\t' || !colon || colon == p)
+            return false;
+        if (colon[-1] == ' ' || colon[-1] == '\t')
+            return false;
+        p = eol + 1;
+    }
+    return true;
 }
 
 /* ---- planning ---------------------------------------------------------------------- */
@@ -870,7 +881,7 @@ static int parse_head(ctx_t *c, const char *buf, size_t start, size_t hlen, size
 
     if (head_counts(buf + start, hlen - start))
         return 431;
-    if (has_obs_fold(buf + start, hlen - start))
+    if (!head_syntax_ok(buf + start, hlen - start))
         return 400;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = &c->ps;
