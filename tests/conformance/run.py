@@ -389,6 +389,7 @@ BAD_REQUESTS = [
     ("CL with TE", b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     ("bare LF", b"GET / HTTP/1.1\nHost: t\n\n", 400),
     ("space before colon", b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400),
+    ("space before colon, Host present", b"GET / HTTP/1.1\r\nHost: t\r\nX-A : 1\r\n\r\n", 400),
     ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n  2\r\n\r\n", 400),
     ("POST is 405", b"POST /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", 405),
     ("DELETE is 405", b"DELETE /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", 405),

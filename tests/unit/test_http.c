@@ -1,0 +1,414 @@
+/*
+ * test_http.c - unit tests of the sans-I/O handler (common/http.c).
+ *
+ * In the style of http-parser's test_message: a table of raw requests with
+ * the plan each must produce, and every entry is re-run split at every byte
+ * boundary: the first part alone must be C10K_INCOMPLETE (unless it already
+ * decides an error), and the whole must give the same plan.
+ */
+#include "http.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char root[256];
+static c10k_site_t site;
+
+static void write_file(const char *rel, const char *data)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    f = fopen(path, "w");
+    cr_assert(f, "fixture %s", path);
+    fputs(data, f);
+    fclose(f);
+}
+
+static void fixture_up(void)
+{
+    char path[512];
+
+    snprintf(root, sizeof(root), "/tmp/c10k-unit-XXXXXX");
+    cr_assert(mkdtemp(root));
+    snprintf(path, sizeof(path), "%s/sub", root);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/empty", root);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/.git", root);
+    mkdir(path, 0755);
+    write_file("hello.txt", "hello, world\n");
+    write_file("digits.txt", "0123456789");
+    write_file("sub/index.html", "<h1>sub</h1>\n");
+    write_file("page.css", "a{}\n");
+    write_file(".env", "SECRET=1\n");
+    write_file(".git/config", "secret\n");
+    snprintf(path, sizeof(path), "%s/out.txt", root);
+    cr_assert(symlink("/etc/passwd", path) == 0);
+    snprintf(path, sizeof(path), "%s/in.txt", root);
+    cr_assert(symlink("hello.txt", path) == 0);
+    cr_assert(c10k_site_open(&site, root, 0) == 0);
+}
+
+static void fixture_down(void)
+{
+    char cmd[300];
+
+    c10k_site_close(&site);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+    cr_assert(system(cmd) == 0);
+}
+
+TestSuite(http, .init = fixture_up, .fini = fixture_down);
+
+/* ---- the table -------------------------------------------------------------------- */
+
+typedef struct message_s {
+    const char *name;
+    const char *raw;
+    int status;
+    bool keep_alive;
+    const char *header;   /* a header line the head must contain, or NULL */
+    size_t body_len;      /* file bytes or memory body bytes */
+    long body_off;        /* -1: don't care */
+    bool consumes_all;    /* consumed == strlen(raw) */
+} message_t;
+
+#define GET(path) "GET " path " HTTP/1.1\r\nHost: t\r\n\r\n"
+
+static const message_t messages[] = {
+    {"get", GET("/hello.txt"), 200, true, "Content-Type: text/plain; charset=utf-8\r\n", 13, 0, 1},
+    {"head", "HEAD /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", 200, true, "Content-Length: 13\r\n", 0,
+     -1, 1},
+    {"http/1.0 closes", "GET /hello.txt HTTP/1.0\r\n\r\n", 200, false, "Connection: close\r\n", 13,
+     0, 1},
+    {"http/1.0 keep-alive", "GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200, true,
+     "Connection: keep-alive\r\n", 13, 0, 1},
+    {"connection close", "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 200,
+     false, "Connection: close\r\n", 13, 0, 1},
+    {"leading crlf", "\r\n" GET("/hello.txt"), 200, true, NULL, 13, 0, 1},
+    {"absolute form", "GET http://h.example/hello.txt HTTP/1.1\r\nHost: h.example\r\n\r\n", 200,
+     true, NULL, 13, 0, 1},
+    {"percent decoding", GET("/%68ello.txt"), 200, true, NULL, 13, 0, 1},
+    {"query ignored", GET("/hello.txt?a=b&c=../x"), 200, true, NULL, 13, 0, 1},
+    {"dot segments", GET("/./sub/./index.html"), 200, true, "Content-Type: text/html", 13, 0, 1},
+    {"double slash", GET("//hello.txt"), 200, true, NULL, 13, 0, 1},
+    {"directory index", GET("/sub/"), 200, true, "Content-Type: text/html; charset=utf-8", 13, 0,
+     1},
+    {"directory redirect", GET("/sub"), 301, true, "Location: /sub/\r\n", 106, -1, 1},
+    {"no index", GET("/empty/"), 404, true, NULL, 90, -1, 1},
+    {"css type", GET("/page.css"), 200, true, "Content-Type: text/css; charset=utf-8", 4, 0, 1},
+    {"symlink inside", GET("/in.txt"), 200, true, NULL, 13, 0, 1},
+    {"range", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n\r\n", 206, true,
+     "Content-Range: bytes 2-4/10\r\n", 3, 2, 1},
+    {"range open", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=7-\r\n\r\n", 206, true,
+     "Content-Range: bytes 7-9/10\r\n", 3, 7, 1},
+    {"range suffix", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=-4\r\n\r\n", 206, true,
+     "Content-Range: bytes 6-9/10\r\n", 4, 6, 1},
+    {"range past end", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=5-99\r\n\r\n", 206,
+     true, "Content-Range: bytes 5-9/10\r\n", 5, 5, 1},
+    {"range 416", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=10-\r\n\r\n", 416, true,
+     "Content-Range: bytes */10\r\n", 114, -1, 1},
+    {"range multi ignored", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,3-4\r\n\r\n",
+     200, true, NULL, 10, 0, 1},
+    {"ims 304", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Fri, 01 Jan 2100 "
+                "00:00:00 GMT\r\n\r\n",
+     304, true, "ETag: ", 0, -1, 1},
+    {"ims old", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sat, 01 Jan 2000 "
+                "00:00:00 GMT\r\n\r\n",
+     200, true, NULL, 10, 0, 1},
+    {"inm star", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n\r\n", 304, true, NULL,
+     0, -1, 1},
+    {"inm other", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"x\"\r\n\r\n", 200, true,
+     NULL, 10, 0, 1},
+    /* errors */
+    {"no host", "GET /hello.txt HTTP/1.1\r\n\r\n", 400, false, "Connection: close\r\n", 94, -1, 1},
+    {"lowercase method", "get / HTTP/1.1\r\nHost: t\r\n\r\n", 400, false, NULL, 94, -1, 1},
+    {"unknown method", "FROB / HTTP/1.1\r\nHost: t\r\n\r\n", 400, false, NULL, 94, -1, 1},
+    {"post 405", "POST / HTTP/1.1\r\nHost: t\r\n\r\n", 405, true, "Allow: GET, HEAD\r\n", 108, -1,
+     1},
+    {"dup cl", "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n", 400,
+     false, NULL, 94, -1, 1},
+    {"cl and te", "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: "
+                  "chunked\r\n\r\n",
+     400, false, NULL, 94, -1, 1},
+    {"space before colon", "GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400, false, NULL, 94, -1, 1},
+    {"space before colon, with host", "GET / HTTP/1.1\r\nHost: t\r\nX-A : v\r\n\r\n", 400,
+     false, NULL, 94, -1, 1},
+    {"obs-fold", "GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n", 400, false, NULL, 94, -1, 1},
+    {"body 413", "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab", 413, false, NULL, 106,
+     -1, 1},
+    {"chunked 413", "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n", 413, false,
+     NULL, 106, -1, 1},
+    {"te gzip 501", "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501, false,
+     NULL, 102, -1, 1},
+    {"version 505", "GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, false, NULL, 124, -1, 1},
+    {"version 1.2", "GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505, false, NULL, 124, -1, 1},
+    {"missing 404", GET("/nope"), 404, true, NULL, 90, -1, 1},
+    {"dotfile 404", GET("/.env"), 404, true, NULL, 90, -1, 1},
+    {"dotdir 404", GET("/.git/config"), 404, true, NULL, 90, -1, 1},
+    {"symlink out 404", GET("/out.txt"), 404, true, NULL, 90, -1, 1},
+    {"dotdot 400", GET("/../etc/passwd"), 400, false, NULL, 94, -1, 1},
+    {"encoded dotdot", GET("/%2e%2e/etc/passwd"), 400, false, NULL, 94, -1, 1},
+    {"mixed dotdot", GET("/sub/.%2E/.%2e/etc/passwd"), 400, false, NULL, 94, -1, 1},
+    {"double encoded", GET("/%252e%252e/etc/passwd"), 404, true, NULL, 90, -1, 1},
+    {"overlong utf8", GET("/%c0%ae%c0%ae/etc/passwd"), 400, false, NULL, 94, -1, 1},
+    {"backslash", GET("/..\\etc\\passwd"), 400, false, NULL, 94, -1, 1},
+    {"encoded backslash", GET("/%5c..%5cetc"), 400, false, NULL, 94, -1, 1},
+    {"nul", GET("/hello.txt%00.html"), 400, false, NULL, 94, -1, 1},
+    {"bad escape", GET("/%zz"), 400, false, NULL, 94, -1, 1},
+    {"semicolon dotdot", GET("/..;/etc/passwd"), 404, true, NULL, 90, -1, 1},
+};
+
+#define NMESSAGES (sizeof(messages) / sizeof(messages[0]))
+
+static char head[C10K_HEAD_BUF];
+
+static ssize_t handle(const char *buf, size_t len, c10k_req_t *req, c10k_resp_t *resp)
+{
+    return c10k_http_handle(&site, req, buf, len, head, sizeof(head), resp);
+}
+
+static void check_plan(const message_t *m, ssize_t used, const c10k_resp_t *resp, size_t split)
+{
+    size_t body = resp->body_fd >= 0 ? resp->body_len : resp->body_mem_len;
+
+    cr_assert_gt(used, 0, "%s (split %zu): not handled", m->name, split);
+    cr_expect_eq(resp->status, m->status, "%s (split %zu): status %d, want %d", m->name, split,
+                 resp->status, m->status);
+    cr_expect_eq(resp->keep_alive, m->keep_alive, "%s: keep_alive", m->name);
+    cr_expect_eq(body, m->body_len, "%s: body %zu, want %zu", m->name, body, m->body_len);
+    if (m->body_off >= 0)
+        cr_expect_eq((long)resp->body_off, m->body_off, "%s: offset", m->name);
+    if (m->header)
+        cr_expect(memmem(head, resp->head_len, m->header, strlen(m->header)) != NULL,
+                  "%s: head lacks %s:\n%.*s", m->name, m->header, (int)resp->head_len, head);
+    if (m->consumes_all)
+        cr_expect_eq((size_t)used, strlen(m->raw), "%s: consumed %zd", m->name, used);
+    cr_expect(resp->head_len > 4 && memcmp(head + resp->head_len - 4, "\r\n\r\n", 4) == 0,
+              "%s: head ends with a blank line", m->name);
+}
+
+Test(http, table_whole)
+{
+    for (size_t i = 0; i < NMESSAGES; i++) {
+        c10k_req_t req;
+        c10k_resp_t resp;
+        c10k_req_init(&req);
+        ssize_t used = handle(messages[i].raw, strlen(messages[i].raw), &req, &resp);
+        check_plan(&messages[i], used, &resp, 0);
+        c10k_resp_finish(&resp);
+    }
+}
+
+/* The caller appends what it reads and calls again: the same plan must come
+ * out wherever the bytes were split. */
+Test(http, table_split_at_every_byte)
+{
+    char buf[1024];
+
+    for (size_t i = 0; i < NMESSAGES; i++) {
+        const message_t *m = &messages[i];
+        size_t len = strlen(m->raw);
+        for (size_t split = 1; split < len; split++) {
+            c10k_req_t req;
+            c10k_resp_t resp;
+            ssize_t used;
+            c10k_req_init(&req);
+            memcpy(buf, m->raw, split);
+            used = handle(buf, split, &req, &resp);
+            if (used > 0) {
+                /* Only a bare-LF or limit error may be decided early. */
+                cr_expect(resp.status == 400 || resp.status >= 413, "%s: early %d at %zu",
+                          m->name, resp.status, split);
+                c10k_resp_finish(&resp);
+                continue;
+            }
+            cr_assert_eq(used, C10K_INCOMPLETE, "%s: split %zu", m->name, split);
+            memcpy(buf + split, m->raw + split, len - split);
+            used = handle(buf, len, &req, &resp);
+            check_plan(m, used, &resp, split);
+            c10k_resp_finish(&resp);
+        }
+    }
+}
+
+Test(http, pipelined_in_order)
+{
+    const char *raw = GET("/hello.txt") GET("/digits.txt") GET("/nope");
+    const int want[] = {200, 200, 404};
+    size_t off = 0, len = strlen(raw);
+    c10k_req_t req;
+
+    c10k_req_init(&req);
+    for (int i = 0; i < 3; i++) {
+        c10k_resp_t resp;
+        ssize_t used = handle(raw + off, len - off, &req, &resp);
+        cr_assert_gt(used, 0);
+        cr_expect_eq(resp.status, want[i], "request %d", i);
+        off += (size_t)used;
+        c10k_resp_finish(&resp);
+    }
+    cr_expect_eq(off, len);
+    cr_expect_eq(req.requests, 3);
+}
+
+Test(http, max_requests_closes)
+{
+    c10k_site_t s2 = site;
+    c10k_req_t req;
+    c10k_resp_t resp;
+
+    s2.max_requests = 2;
+    c10k_req_init(&req);
+    cr_assert_gt(c10k_http_handle(&s2, &req, GET("/hello.txt"), strlen(GET("/hello.txt")), head,
+                                  sizeof(head), &resp), 0);
+    cr_expect(resp.keep_alive);
+    c10k_resp_finish(&resp);
+    cr_assert_gt(c10k_http_handle(&s2, &req, GET("/hello.txt"), strlen(GET("/hello.txt")), head,
+                                  sizeof(head), &resp), 0);
+    cr_expect(!resp.keep_alive);
+    cr_expect(memmem(head, resp.head_len, "Connection: close", 17) != NULL);
+    c10k_resp_finish(&resp);
+}
+
+Test(http, force_close)
+{
+    c10k_req_t req;
+    c10k_resp_t resp;
+
+    c10k_req_init(&req);
+    req.force_close = true;
+    cr_assert_gt(handle(GET("/hello.txt"), strlen(GET("/hello.txt")), &req, &resp), 0);
+    cr_expect(!resp.keep_alive);
+    c10k_resp_finish(&resp);
+}
+
+Test(http, bare_lf_rejected_early)
+{
+    c10k_req_t req;
+    c10k_resp_t resp;
+
+    c10k_req_init(&req);
+    cr_assert_gt(handle("GET / HTTP/1.1\n", 15, &req, &resp), 0);
+    cr_expect_eq(resp.status, 400);
+}
+
+Test(http, uri_too_long)
+{
+    static char buf[C10K_REQ_BUF];
+    c10k_req_t req;
+    c10k_resp_t resp;
+    size_t n = 0;
+
+    n += (size_t)sprintf(buf, "GET /");
+    memset(buf + n, 'a', C10K_URI_MAX + 100);
+    n += C10K_URI_MAX + 100;
+    c10k_req_init(&req);
+    /* Decided before the line ends: the client need not send more. */
+    cr_assert_gt(handle(buf, n, &req, &resp), 0);
+    cr_expect_eq(resp.status, 414);
+}
+
+Test(http, headers_too_large)
+{
+    static char buf[C10K_REQ_BUF];
+    c10k_req_t req;
+    c10k_resp_t resp;
+    int n = sprintf(buf, "GET / HTTP/1.1\r\nHost: t\r\nX: ");
+
+    memset(buf + n, 'b', C10K_HEADERS_MAX);
+    n += C10K_HEADERS_MAX;
+    n += sprintf(buf + n, "\r\n\r\n");
+    c10k_req_init(&req);
+    cr_assert_gt(handle(buf, (size_t)n, &req, &resp), 0);
+    cr_expect_eq(resp.status, 431);
+}
+
+Test(http, too_many_header_lines)
+{
+    static char buf[C10K_REQ_BUF];
+    c10k_req_t req;
+    c10k_resp_t resp;
+    int n;
+
+    for (int lines = 100; lines <= 101; lines++) {
+        n = sprintf(buf, "GET /hello.txt HTTP/1.1\r\n");
+        for (int i = 0; i < lines; i++)
+            n += sprintf(buf + n, "X-%d: v\r\n", i);
+        n += sprintf(buf + n, "Host: t\r\n\r\n");
+        c10k_req_init(&req);
+        cr_assert_gt(handle(buf, (size_t)n, &req, &resp), 0);
+        /* 100 X- lines plus Host is 101 header lines. */
+        cr_expect_eq(resp.status, 431, "%d lines + Host", lines);
+        c10k_resp_finish(&resp);
+    }
+    n = sprintf(buf, "GET /hello.txt HTTP/1.1\r\n");
+    for (int i = 0; i < 99; i++)
+        n += sprintf(buf + n, "X-%d: v\r\n", i);
+    n += sprintf(buf + n, "Host: t\r\n\r\n");
+    c10k_req_init(&req);
+    cr_assert_gt(handle(buf, (size_t)n, &req, &resp), 0);
+    cr_expect_eq(resp.status, 200, "exactly 100 header lines");
+    c10k_resp_finish(&resp);
+}
+
+Test(http, timeout_plans)
+{
+    c10k_req_t req;
+    c10k_resp_t resp;
+
+    c10k_req_init(&req);
+    cr_expect_eq(c10k_http_timeout(&req, 0, head, sizeof(head), &resp), 0, "idle: just close");
+    cr_expect_eq(c10k_http_timeout(&req, 5, head, sizeof(head), &resp), 1);
+    cr_expect_eq(resp.status, 408);
+    cr_expect(!resp.keep_alive);
+}
+
+Test(http, small_head_buffer_is_a_caller_bug)
+{
+    c10k_req_t req;
+    c10k_resp_t resp;
+    char small[64];
+
+    c10k_req_init(&req);
+    cr_expect_eq(c10k_http_handle(&site, &req, GET("/"), strlen(GET("/")), small, sizeof(small),
+                                  &resp),
+                 -ENOBUFS);
+}
+
+Test(http, file_plan_points_inside_root)
+{
+    c10k_req_t req;
+    c10k_resp_t resp;
+    char link[64], target[512];
+    ssize_t n;
+
+    c10k_req_init(&req);
+    cr_assert_gt(handle(GET("/hello.txt"), strlen(GET("/hello.txt")), &req, &resp), 0);
+    cr_assert_geq(resp.body_fd, 0);
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", resp.body_fd);
+    n = readlink(link, target, sizeof(target) - 1);
+    cr_assert_gt(n, 0);
+    target[n] = '\0';
+    cr_expect(strncmp(target, root, strlen(root)) == 0, "%s outside %s", target, root);
+    c10k_resp_finish(&resp);
+    cr_expect_eq(resp.body_fd, -1);
+}
+
+Test(mime, types)
+{
+    cr_expect_str_eq(c10k_mime_type("a.HTML", 6), "text/html; charset=utf-8");
+    cr_expect_str_eq(c10k_mime_type("x/y.woff2", 9), "font/woff2");
+    cr_expect_str_eq(c10k_mime_type("a.wasm", 6), "application/wasm");
+    cr_expect_str_eq(c10k_mime_type("a.tar.gz", 8), "application/octet-stream");
+    cr_expect_str_eq(c10k_mime_type("dir.d/file", 10), "application/octet-stream");
+    cr_expect_str_eq(c10k_mime_type("noext", 5), "application/octet-stream");
+}
