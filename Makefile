@@ -15,7 +15,7 @@ OPT      ?= -O2 -g
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-MODELS ?= threaded
+MODELS ?= threaded prefork epoll uring
 
 CPPFLAGS += -D_GNU_SOURCE -Icommon
 CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -pthread
@@ -42,7 +42,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
             linux-perf slowhttptest procps iproute2
 
-.PHONY: all deps test unit conformance bench clean format check-format
+.PHONY: all deps test unit conformance system bench fuzz clean format check-format
 
 all: deps $(BUILD)/c10k
 
@@ -103,7 +103,18 @@ unit: all $(UNIT_BINS)
 conformance: all
 	$(PYTHON) tests/conformance/run.py --bin $(BUILD)/c10k
 
-test: unit conformance
+# Models with one loop over many connections must hold thousands of them.
+EVENT_MODELS := $(filter epoll libevent libuv uring,$(MODELS))
+SYSTEM_CONNS ?= 2000
+
+system: all
+	@for m in $(EVENT_MODELS); do \
+	    $(PYTHON) tests/system/many_conns.py --bin $(BUILD)/c10k --model $$m --conns $(SYSTEM_CONNS) || exit 1; \
+	done
+	@if echo " $(MODELS) " | grep -q " prefork "; then $(PYTHON) tests/prefork/test_prefork.py --bin $(BUILD)/c10k; fi
+	@if echo " $(MODELS) " | grep -q " uring "; then $(PYTHON) tests/uring/test_uring.py --bin $(BUILD)/c10k; fi
+
+test: unit conformance system
 
 bench: all
 	$(BUILD)/c10k bench --profile quick

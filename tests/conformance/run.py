@@ -83,7 +83,7 @@ def make_fixture(base):
 class Server:
     def __init__(self, binary, variant, root, extra=()):
         self.argv = [binary, "serve"] + variant.split() + [
-            "--port", "0", "--root", root, "--workers", "2", "--header-timeout", "1",
+            "--port", "0", "--root", root, "--header-timeout", "1",
             "--keepalive-timeout", "2", "--grace", "5"] + list(extra)
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Prefork's own tests: the master's management of its worker processes.
+
+Black-box: `c10k serve prefork` as a child process, workers found through
+/proc (the master's children), signals sent as an operator would.
+
+Usage: test_prefork.py --bin build/c10k
+"""
+import argparse
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
+import run as conf  # noqa: E402  (the conformance suite's server and client helpers)
+
+
+def workers(srv):
+    """Live (not zombie) worker pids."""
+    out = []
+    for pid in srv.descendants():
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def wait_for(cond, timeout, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def ok_request(port):
+    try:
+        r = conf.exchange(port, b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        return r.status == 200 and r.body == b"hello, world\n"
+    except (OSError, EOFError):
+        return False
+
+
+class Load:
+    """Clients in threads doing one request per connection until stopped."""
+
+    def __init__(self, port, nthreads=4):
+        self.port, self.stop, self.ok, self.failed = port, False, 0, []
+        self.threads = [threading.Thread(target=self.loop) for _ in range(nthreads)]
+        for t in self.threads:
+            t.start()
+
+    def loop(self):
+        while not self.stop:
+            if ok_request(self.port):
+                self.ok += 1
+            else:
+                self.failed.append(time.time())
+
+    def finish(self):
+        self.stop = True
+        for t in self.threads:
+            t.join(10)
+
+
+def test_kill_worker_refills(b, root):
+    for flags in (["--workers", "4"], ["--start-workers", "4", "--min-spare", "4"]):
+        kill_one_worker(b, root, flags)
+
+
+def kill_one_worker(b, root, flags):
+    srv = conf.Server(b, "prefork", root, flags)
+    try:
+        assert wait_for(lambda: len(workers(srv)) >= 4, 5), "pool never reached 4"
+        load = Load(srv.port)
+        time.sleep(0.3)
+        victim = workers(srv)[0]
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(1.0)
+        load.finish()
+        assert victim not in workers(srv), "killed worker still listed"
+        assert wait_for(lambda: len(workers(srv)) >= 4, 5), \
+            "pool did not refill: %d workers" % len(workers(srv))
+        assert all(ok_request(srv.port) for _ in range(20)), "new connections fail after kill -9"
+        # Only the connection the victim held may fail, never the service.
+        assert len(load.failed) <= 1, "%d requests failed" % len(load.failed)
+        assert load.ok > 50, "load made only %d requests" % load.ok
+    finally:
+        assert srv.stop() == 0, "exit status"
+
+
+def test_sighup_under_load(b, root):
+    srv = conf.Server(b, "prefork", root, ["--start-workers", "4"])
+    try:
+        assert wait_for(lambda: len(workers(srv)) >= 4, 5)
+        before = set(workers(srv))
+        load = Load(srv.port)
+        time.sleep(0.5)
+        srv.proc.send_signal(signal.SIGHUP)
+        replaced = wait_for(lambda: not (before & set(workers(srv))), 10)
+        time.sleep(0.5)
+        load.finish()
+        assert replaced, "old workers still running: %s" % (before & set(workers(srv)))
+        assert not load.failed, "%d requests failed during SIGHUP" % len(load.failed)
+        assert load.ok > 50, "load made only %d requests" % load.ok
+    finally:
+        assert srv.stop() == 0, "exit status"
+
+
+def test_pool_grows_and_shrinks(b, root):
+    srv = conf.Server(b, "prefork", root, ["--start-workers", "2", "--min-spare", "2",
+                                          "--max-spare", "4", "--keepalive-timeout", "30"])
+    socks = []
+    try:
+        assert wait_for(lambda: len(workers(srv)) == 2, 5), "start-workers 2"
+        # 100 clients that each hold a keep-alive connection: each holds a worker.
+        for i in range(100):
+            s = conf.connect(srv.port, timeout=30)
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            socks.append(s)
+        served = 0
+        end = time.time() + 40
+        pending = list(socks)
+        while pending and time.time() < end:
+            s = pending.pop(0)
+            s.settimeout(0.05)
+            try:
+                conf.Reader(s).read_response()
+                served += 1
+            except (socket.timeout, TimeoutError):
+                pending.append(s)
+        peak = len(workers(srv))
+        assert served == 100, "only %d of 100 clients served" % served
+        assert peak >= 100, "pool grew only to %d for 100 connections" % peak
+        for s in socks:
+            s.close()
+        socks = []
+        # Retiring is one worker per tick: 100 -> 4 idle takes ~25 s at 4/s.
+        t0 = time.time()
+        assert wait_for(lambda: len(workers(srv)) <= 4, 45, 0.5), \
+            "pool did not shrink to max-spare: %d" % len(workers(srv))
+        print("     pool: 2 -> %d workers for 100 connections, back to %d in %.1f s" % (
+            peak, len(workers(srv)), time.time() - t0))
+        assert len(workers(srv)) >= 2, "shrank below min-spare"
+    finally:
+        for s in socks:
+            s.close()
+        assert srv.stop() == 0, "exit status"
+
+
+def test_sigterm_leaves_nothing(b, root):
+    srv = conf.Server(b, "prefork", root, ["--start-workers", "6"])
+    assert wait_for(lambda: len(workers(srv)) >= 6, 5)
+    kids = workers(srv)
+    assert srv.stop() == 0, "exit status"
+    time.sleep(0.2)
+    left = [p for p in kids if os.path.exists("/proc/%d" % p)]
+    assert not left, "processes left behind: %s" % left
+
+
+def test_fixed_pool_and_recycling(b, root):
+    srv = conf.Server(b, "prefork", root, ["--workers", "3", "--max-requests-per-child", "5"])
+    try:
+        assert wait_for(lambda: len(workers(srv)) == 3, 5), "fixed pool of 3"
+        first = set(workers(srv))
+        for _ in range(40):
+            assert ok_request(srv.port)
+        assert wait_for(lambda: len(workers(srv)) == 3, 5), "fixed pool stays at 3"
+        assert set(workers(srv)) != first, "workers were not recycled after 5 connections"
+    finally:
+        assert srv.stop() == 0, "exit status"
+
+
+TESTS = [test_kill_worker_refills, test_sighup_under_load, test_pool_grows_and_shrinks,
+         test_sigterm_leaves_nothing, test_fixed_pool_and_recycling]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("-k")
+    args = ap.parse_args()
+    out = os.popen("%s models" % args.bin).read().split()
+    if "prefork" not in out:
+        print("SKIP prefork: not built into %s" % args.bin)
+        print("prefork: 0 passed, 0 failed, 1 skipped")
+        return 0
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="c10k-prefork-") as tmp:
+        root, _ = conf.make_fixture(tmp)
+        for t in TESTS:
+            if args.k and args.k not in t.__name__:
+                continue
+            t0 = time.time()
+            try:
+                t(args.bin, root)
+                passed += 1
+                print("ok   %s (%.1fs)" % (t.__name__, time.time() - t0), flush=True)
+            except Exception as e:  # noqa: BLE001 - report every failure
+                failed += 1
+                print("FAIL %s: %s: %s" % (t.__name__, type(e).__name__, e), flush=True)
+    print("prefork: %d passed, %d failed, 0 skipped" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
