@@ -226,8 +226,10 @@ c10k_status_t c10k_send_plan_nb(int fd, const c10k_resp_t *resp, const char *hea
 /* Wait until fd is readable (1), the deadline passes (0), a stop was requested
  * and fd has nothing to read (-ECANCELED), or poll fails (negative errno).
  * Readable data wins over a stop, so a request that already arrived is
- * answered (with Connection: close) rather than dropped. */
-static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline)
+ * answered (with Connection: close) rather than dropped. Only an idle
+ * keep-alive connection (idle) is closed by a stop: a client just accepted,
+ * or halfway through sending a request, is still owed its response. */
+static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline, bool idle)
 {
     struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv->stop_fd, .events = POLLIN}};
 
@@ -236,7 +238,7 @@ static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline)
         int n;
         if (left <= 0)
             return 0;
-        n = poll(p, 2, (int)left);
+        n = poll(p, idle ? 2 : 1, (int)left);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -322,7 +324,7 @@ unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *
     c10k_req_init(&req);
     set_send_timeout(fd);
     for (;;) {
-        int r = wait_readable(srv, fd, deadline);
+        int r = wait_readable(srv, fd, deadline, served > 0 && len == 0);
         ssize_t n, left;
 
         if (r == 0) {

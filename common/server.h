@@ -132,8 +132,9 @@ void c10k_warn(const c10k_server_t *srv, const char *fmt, ...) __attribute__((fo
  * Serve one accepted connection to its end with blocking I/O: read, handle,
  * write the head, sendfile the body, repeat while keep-alive. The header and
  * keep-alive timeouts hold (poll with a timeout, also watching stop_fd), so a
- * silent client cannot pin the thread. On stop, an idle connection closes at
- * once and an in-flight response completes. buf must be C10K_REQ_BUF bytes
+ * silent client cannot pin the thread. On stop, an idle keep-alive connection
+ * closes at once; a request in flight (or a client just accepted) still gets
+ * its response, with Connection: close. buf must be C10K_REQ_BUF bytes
  * and head C10K_HEAD_BUF bytes; the caller owns both, so it can reuse them.
  * Closes fd. Returns the number of responses sent.
  */
