@@ -15,7 +15,7 @@ OPT      ?= -O2 -g
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-MODELS ?= threaded prefork epoll uring
+MODELS ?= threaded prefork epoll libevent libuv uring
 
 CPPFLAGS += -D_GNU_SOURCE -Icommon
 CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -pthread
