@@ -1,0 +1,628 @@
+#!/usr/bin/python3
+"""Black-box tests of the io_uring model (servers/uring/uring.c).
+
+Each test starts `c10k serve uring` as a child process on a free port, talks
+to it over real sockets and stops it with SIGTERM. They target what is
+particular to this model: heads that span several provided buffers,
+pipelining held in received buffers, response slots running out (--entries
+16), the receive-buffer ring running dry under a pipelining flood, chunked
+large bodies, SEND_ZC, SQPOLL, ordinary descriptors with --access-log, the
+timeouts, the stop with a response in flight, and the refusal to start
+(exit 2) when io_uring is blocked, made real with a seccomp filter.
+
+When io_uring is unavailable here, every server test is skipped with the
+reason `c10k serve uring` printed.
+
+    /usr/bin/python3 tests/uring/test_uring.py --bin build/c10k
+"""
+import argparse
+import asyncio
+import ctypes
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SERVER_START_S = 5
+IO_TIMEOUT_S = 10
+
+
+class Skip(Exception):
+    pass
+
+
+class Server:
+    """One `c10k serve uring` child; the port comes from its start line."""
+
+    def __init__(self, bin_path, root, args=(), preexec=None):
+        cmd = [bin_path, "serve", "uring", "--port", "0", "--root", root, *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=preexec)
+        self.port = None
+        line = self._start_line()
+        m = re.search(r"127\.0\.0\.1:(\d+)/", line)
+        if not m:
+            err = self.finish()
+            if self.proc.returncode == 2 and "unavailable" in err:
+                raise Skip(err.strip().splitlines()[-1])
+            raise AssertionError(f"no start line: {line!r} rc={self.proc.returncode} {err}")
+        self.port = int(m.group(1))
+
+    def _start_line(self):
+        r, _, _ = select.select([self.proc.stdout], [], [], SERVER_START_S)
+        return self.proc.stdout.readline().decode() if r else ""
+
+    def connect(self, rcvbuf=None):
+        s = socket.socket()
+        s.settimeout(IO_TIMEOUT_S)
+        if rcvbuf:  # before connect, so the window is sized for it from the start
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.connect(("127.0.0.1", self.port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def stop(self, timeout=15):
+        """SIGTERM; the server must exit 0 with no sanitizer report."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        err = self.finish(timeout)
+        if self.proc.returncode != 0 or "Sanitizer" in err or "runtime error" in err:
+            raise AssertionError(f"server exit status {self.proc.returncode}: {err[-2000:]}")
+        return err
+
+    def finish(self, timeout=15):
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError("server did not exit after SIGTERM")
+        return err.decode(errors="replace")
+
+
+def io_uring_unavailable(bin_path, root):
+    """The reason `c10k serve uring` gives for refusing to run, or None.
+    main() prints the start line before the model runs, so wait for the exit."""
+    p = subprocess.Popen([bin_path, "serve", "uring", "--port", "0", "--root", root],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = p.communicate(timeout=1.5)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=15)
+        return None
+    err = err.decode(errors="replace").strip()
+    if p.returncode == 2 and ("unavailable" in err or "lacks" in err):
+        return err.splitlines()[-1]
+    raise AssertionError(f"c10k serve uring exited {p.returncode}: {err}")
+
+
+class Reader:
+    """Reads HTTP/1.1 responses from a socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self):
+        data = self.sock.recv(262144)
+        if not data:
+            raise EOFError("connection closed")
+        self.buf += data
+
+    def response(self, head_only=False):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        n = 0 if head_only else int(hdrs.get("content-length", "0"))
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, hdrs, body
+
+    def at_eof(self, timeout=IO_TIMEOUT_S):
+        """True if the peer closes (EOF or reset) with nothing more to read."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except ConnectionResetError:
+            return True
+        return data == b"" and self.buf == b""
+
+
+def get(path, extra=""):
+    return f"GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n".encode()
+
+
+# --- fixtures ------------------------------------------------------------------
+
+def make_root(d):
+    files = {
+        "index.html": b"<h1>uring</h1>\n",
+        "1k.html": bytes((i * 7) % 251 for i in range(1024)),
+        "mid.bin": os.urandom(200 * 1024),
+        "big.bin": os.urandom(6 * 1024 * 1024 + 17),  # more than tcp_wmem max: in flight at a stop
+    }
+    for name, data in files.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+    return files
+
+
+# --- tests ---------------------------------------------------------------------
+
+def t_small_and_big(ctx, args=()):
+    srv = Server(ctx.bin, ctx.root, args)
+    try:
+        s = srv.connect()
+        r = Reader(s)
+        for name in ("1k.html", "big.bin", "index.html", "mid.bin"):
+            s.sendall(get("/" + name))
+            st, _, body = r.response()
+            assert st == 200, (name, st)
+            assert body == ctx.files[name], f"{name}: body differs ({len(body)} bytes)"
+        s.sendall(get("/missing"))
+        st, _, _ = r.response()
+        assert st == 404, st
+        s.close()
+    finally:
+        srv.stop()
+
+
+def t_keepalive_many(ctx):
+    srv = Server(ctx.bin, ctx.root)
+    try:
+        s = srv.connect()
+        r = Reader(s)
+        for _ in range(500):
+            s.sendall(get("/1k.html"))
+            st, _, body = r.response()
+            assert st == 200 and body == ctx.files["1k.html"]
+    finally:
+        srv.stop()
+
+
+def t_pipelined(ctx, args=()):
+    srv = Server(ctx.bin, ctx.root, args)
+    try:
+        s = srv.connect()
+        names = ["1k.html", "index.html", "mid.bin"] * 10
+        s.sendall(b"".join(get("/" + n) for n in names))
+        r = Reader(s)
+        for n in names:
+            st, _, body = r.response()
+            assert st == 200 and body == ctx.files[n], n
+    finally:
+        srv.stop()
+
+
+def t_half_close_and_close_header(ctx):
+    """A request then our FIN: the response still comes, then the server's
+    FIN. And pipelined requests whose last says Connection: close."""
+    srv = Server(ctx.bin, ctx.root)
+    try:
+        s = srv.connect()
+        s.sendall(get("/1k.html"))
+        s.shutdown(socket.SHUT_WR)
+        r = Reader(s)
+        st, _, body = r.response()
+        assert st == 200 and body == ctx.files["1k.html"]
+        assert r.at_eof()
+        s = srv.connect()
+        s.sendall(get("/index.html") * 3 + get("/1k.html", "Connection: close\r\n"))
+        r = Reader(s)
+        for _ in range(3):
+            assert r.response()[0] == 200
+        st, hdrs, body = r.response()
+        assert st == 200 and body == ctx.files["1k.html"]
+        assert r.at_eof(), "open after Connection: close"
+    finally:
+        srv.stop()
+
+
+def t_max_requests(ctx):
+    srv = Server(ctx.bin, ctx.root, ["--max-requests", "3"])
+    try:
+        s = srv.connect()
+        r = Reader(s)
+        for _ in range(3):
+            s.sendall(get("/index.html"))
+            assert r.response()[0] == 200
+        assert r.at_eof(), "open after --max-requests responses"
+    finally:
+        srv.stop()
+
+
+def t_head_byte_by_byte(ctx):
+    srv = Server(ctx.bin, ctx.root)
+    try:
+        s = srv.connect()
+        for b in get("/index.html"):
+            s.send(bytes([b]))
+            time.sleep(0.002)
+        st, _, body = Reader(s).response()
+        assert st == 200 and body == ctx.files["index.html"]
+    finally:
+        srv.stop()
+
+
+def t_head_spans_buffers(ctx):
+    """A 12 KiB head covers three 4 KiB provided buffers: assembled in rbuf."""
+    srv = Server(ctx.bin, ctx.root)
+    try:
+        s = srv.connect()
+        pad = "".join(f"X-Pad-{i}: {'a' * 1200}\r\n" for i in range(10))
+        req = get("/1k.html", pad)
+        r = Reader(s)
+        for _ in range(3):
+            s.sendall(req[:5000])
+            time.sleep(0.05)
+            s.sendall(req[5000:])
+            st, _, body = r.response()
+            assert st == 200 and body == ctx.files["1k.html"], st
+        # and twice back to back, so the second head starts mid-buffer
+        s.sendall(req + req)
+        for _ in range(2):
+            st, _, body = r.response()
+            assert st == 200 and body == ctx.files["1k.html"], st
+    finally:
+        srv.stop()
+
+
+def t_bad_request_closes(ctx):
+    srv = Server(ctx.bin, ctx.root)
+    try:
+        s = srv.connect()
+        s.sendall(b"GARBAGE / NONSENSE\r\n\r\nmore bytes the server will not read")
+        r = Reader(s)
+        st, hdrs, _ = r.response()
+        assert 400 <= st < 500, st
+        assert r.at_eof(), "connection stays open after a 4xx that closes"
+        # the server is still fine
+        s2 = srv.connect()
+        s2.sendall(get("/index.html"))
+        assert Reader(s2).response()[0] == 200
+    finally:
+        srv.stop()
+
+
+def t_closing_then_reuse(ctx):
+    """Short connections whose responses close them, one after another, so a
+    closed connection's table slot is handed straight to the next one. The
+    shutdown sent after a closing response runs later, in an io-wq thread:
+    it must not land on the next connection in the same slot (a bare EOF)."""
+    srv = Server(ctx.bin, ctx.root, ["--workers", "1"])
+    try:
+        reqs = [b"GARBAGE\r\n\r\n", get("/index.html", "Connection: close\r\n"),
+                get("/missing", "Connection: close\r\n")]
+        for i in range(2000):
+            s = srv.connect()
+            s.sendall(reqs[i % len(reqs)])
+            try:
+                st, _, _ = Reader(s).response()
+            except EOFError:
+                raise AssertionError(f"connection {i}: closed without a response")
+            s.close()
+    finally:
+        srv.stop()
+
+
+def t_header_timeout(ctx):
+    srv = Server(ctx.bin, ctx.root, ["--header-timeout", "0.5"])
+    try:
+        s = srv.connect()
+        t0 = time.monotonic()
+        s.sendall(b"GET /index.html HTTP/1.1\r\nHost: t\r\n")
+        r = Reader(s)
+        st, _, _ = r.response()
+        dt = time.monotonic() - t0
+        assert st == 408, st
+        assert 0.4 <= dt < 3, f"408 after {dt:.2f}s"
+        assert r.at_eof()
+        # silent from accept: closed without a response
+        s = srv.connect()
+        t0 = time.monotonic()
+        assert Reader(s).at_eof(), "idle connection got bytes"
+        assert 0.4 <= time.monotonic() - t0 < 3
+    finally:
+        srv.stop()
+
+
+def t_keepalive_timeout(ctx):
+    srv = Server(ctx.bin, ctx.root, ["--keepalive-timeout", "0.6"])
+    try:
+        s = srv.connect()
+        r = Reader(s)
+        s.sendall(get("/index.html"))
+        assert r.response()[0] == 200
+        t0 = time.monotonic()
+        assert r.at_eof()
+        dt = time.monotonic() - t0
+        assert 0.5 <= dt < 3, f"closed after {dt:.2f}s"
+    finally:
+        srv.stop()
+
+
+async def _client(port, reqs, expect):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for path in reqs:
+            writer.write(get(path))
+            head = await reader.readuntil(b"\r\n\r\n")
+            m = re.search(rb"content-length:\s*(\d+)", head, re.I)
+            body = await reader.readexactly(int(m.group(1)))
+            if not head.startswith(b"HTTP/1.1 200") or body != expect[path]:
+                return False
+        return True
+    finally:
+        writer.close()
+
+
+def _run_clients(port, n, reqs, expect):
+    async def main():
+        return await asyncio.wait_for(
+            asyncio.gather(*(_client(port, reqs, expect) for _ in range(n))), 60)
+    return asyncio.run(main())
+
+
+def t_concurrent(ctx):
+    srv = Server(ctx.bin, ctx.root, ["--workers", "2"])
+    try:
+        expect = {"/1k.html": ctx.files["1k.html"], "/index.html": ctx.files["index.html"]}
+        res = _run_clients(srv.port, 1000, ["/1k.html", "/index.html", "/1k.html"], expect)
+        assert all(res), f"{res.count(False)} of 1000 clients failed"
+    finally:
+        srv.stop()
+
+
+def t_slots_run_out(ctx):
+    """--entries 16: 16 response slots for 100 concurrent 200 KiB downloads."""
+    srv = Server(ctx.bin, ctx.root, ["--workers", "1", "--entries", "16"])
+    try:
+        expect = {"/mid.bin": ctx.files["mid.bin"]}
+        res = _run_clients(srv.port, 100, ["/mid.bin"] * 3, expect)
+        assert all(res), f"{res.count(False)} of 100 clients failed"
+    finally:
+        srv.stop()
+
+
+def t_buffer_ring_runs_dry(ctx):
+    """Clients pipeline 20 KiB of requests for a 200 KiB file and do not read:
+    every connection holds received buffers, more than the ring's 1024. A
+    client arriving then may find no buffer (-ENOBUFS); it must be served
+    once the flood goes away."""
+    srv = Server(ctx.bin, ctx.root, ["--workers", "1"])
+    flood = []
+    try:
+        req = get("/mid.bin")
+        burst = req * (20480 // len(req) + 1)
+        for _ in range(400):
+            s = srv.connect(rcvbuf=4096)
+            s.setblocking(False)
+            try:
+                s.send(burst)
+            except BlockingIOError:
+                pass
+            flood.append(s)
+        time.sleep(1.0)
+        late = srv.connect()
+        late.sendall(get("/index.html"))
+        time.sleep(0.5)
+        for s in flood:  # a reset each: the server drops them and their buffers
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        flood = []
+        st, _, body = Reader(late).response()
+        assert st == 200 and body == ctx.files["index.html"]
+        s = srv.connect()
+        s.sendall(get("/1k.html"))
+        assert Reader(s).response()[0] == 200
+    finally:
+        for s in flood:
+            s.close()
+        srv.stop()
+
+
+def t_reset_mid_body(ctx):
+    srv = Server(ctx.bin, ctx.root, ["--workers", "1"])
+    try:
+        for _ in range(20):
+            s = srv.connect()
+            s.sendall(get("/big.bin"))
+            s.recv(1000)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        s = srv.connect()
+        s.sendall(get("/big.bin"))
+        st, _, body = Reader(s).response()
+        assert st == 200 and body == ctx.files["big.bin"]
+    finally:
+        srv.stop()
+
+
+def t_stop_finishes_inflight_body(ctx):
+    srv = Server(ctx.bin, ctx.root, ["--workers", "1"])
+    try:
+        s = srv.connect(rcvbuf=8192)
+        s.sendall(get("/big.bin"))
+        first = s.recv(100)
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        r = Reader(s)
+        r.buf = first
+        st, _, body = r.response()
+        assert st == 200 and body == ctx.files["big.bin"], "in-flight body cut short by the stop"
+        assert r.at_eof(5)
+        srv.finish(15)
+        assert srv.proc.returncode == 0
+    finally:
+        srv.stop()
+
+
+def t_access_log(ctx):
+    """--access-log: connections on ordinary descriptors (getpeername)."""
+    log = os.path.join(ctx.tmp, "access.log")
+    srv = Server(ctx.bin, ctx.root, ["--access-log", log])
+    try:
+        s = srv.connect()
+        r = Reader(s)
+        for name in ("1k.html", "big.bin"):
+            s.sendall(get("/" + name))
+            st, _, body = r.response()
+            assert st == 200 and body == ctx.files[name]
+        expect = {"/1k.html": ctx.files["1k.html"]}
+        assert all(_run_clients(srv.port, 200, ["/1k.html"] * 2, expect))
+    finally:
+        srv.stop()
+    with open(log) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 402, len(lines)
+    assert "127.0.0.1" in lines[0] and "/1k.html" in lines[0], lines[0]
+
+
+def t_sqpoll(ctx):
+    t_small_and_big(ctx, ["--sqpoll"])
+    t_pipelined(ctx, ["--sqpoll"])
+    # A small SQ that the kernel thread drains on its own schedule: a linked
+    # read + send must never be split across two submissions (stale bodies).
+    srv = Server(ctx.bin, ctx.root, ["--sqpoll", "--entries", "16", "--workers", "1"])
+    try:
+        expect = {"/" + n: ctx.files[n] for n in ("1k.html", "index.html", "mid.bin")}
+        res = _run_clients(srv.port, 300, list(expect) * 2, expect)
+        assert all(res), f"{res.count(False)} of 300 clients failed"
+    finally:
+        srv.stop()
+
+
+def t_zc(ctx):
+    t_small_and_big(ctx, ["--zc"])
+    t_pipelined(ctx, ["--zc", "--entries", "16"])
+
+
+def t_bad_flags(ctx):
+    for args in (["--entries", "0"], ["--entries", "x"], ["--entries", "999999"]):
+        p = subprocess.run([ctx.bin, "serve", "uring", "--port", "0", "--root", ctx.root, *args],
+                           capture_output=True, timeout=10)
+        assert p.returncode == 2, (args, p.returncode)
+
+
+# --- io_uring blocked: a seccomp filter makes io_uring_setup fail ------------------
+
+def _seccomp_block_io_uring():
+    """preexec_fn: io_uring_setup(2) fails with EPERM, as under Docker's profile."""
+    NR_IO_URING_SETUP = 425
+    AUDIT_ARCH_X86_64 = 0xC000003E
+    BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
+    SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
+    prog = [
+        (BPF_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        (BPF_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+        (BPF_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        (BPF_JEQ_K, 0, 1, NR_IO_URING_SETUP),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | 1),  # EPERM
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ]
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(raw)
+    fprog = struct.pack("HxxxxxxQ", len(prog), ctypes.addressof(buf))
+    fbuf = ctypes.create_string_buffer(fprog)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        os._exit(97)
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fbuf), 0, 0) != 0:
+        os._exit(97)
+
+
+def t_unavailable_exits_2(ctx):
+    if os.uname().machine != "x86_64":
+        raise Skip("the seccomp filter here is written for x86_64")
+    p = subprocess.Popen([ctx.bin, "serve", "uring", "--port", "0", "--root", ctx.root],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=_seccomp_block_io_uring)
+    out, err = p.communicate(timeout=10)
+    if p.returncode == 97:
+        raise Skip("cannot install a seccomp filter here")
+    err = err.decode()
+    assert p.returncode == 2, (p.returncode, err)
+    assert "io_uring is unavailable" in err and "Operation not permitted" in err, err
+
+
+# --- runner --------------------------------------------------------------------------
+
+TESTS = [
+    t_small_and_big, t_keepalive_many, t_pipelined, t_half_close_and_close_header,
+    t_max_requests, t_head_byte_by_byte, t_head_spans_buffers,
+    t_bad_request_closes, t_closing_then_reuse, t_header_timeout, t_keepalive_timeout, t_concurrent, t_slots_run_out,
+    t_buffer_ring_runs_dry, t_reset_mid_body, t_stop_finishes_inflight_body, t_access_log,
+    t_sqpoll, t_zc, t_bad_flags,
+]
+
+
+class Ctx:
+    pass
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("-k", help="run only tests whose name contains this")
+    a = ap.parse_args()
+    ctx = Ctx()
+    ctx.bin = os.path.abspath(a.bin)
+    passed = failed = skipped = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx.tmp = tmp
+        ctx.root = os.path.join(tmp, "www")
+        os.mkdir(ctx.root)
+        ctx.files = make_root(ctx.root)
+        try:
+            unavailable = io_uring_unavailable(ctx.bin, ctx.root)
+        except Exception as e:
+            print(f"FAIL start: {e}")
+            print("uring: 0 passed, 1 failed, 0 skipped")
+            return 1
+        for t in [t_unavailable_exits_2] + TESTS:
+            name = t.__name__[2:]
+            if a.k and a.k not in name:
+                continue
+            if unavailable and t is not t_unavailable_exits_2:
+                print(f"SKIP {name}: {unavailable}")
+                skipped += 1
+                continue
+            t0 = time.monotonic()
+            try:
+                t(ctx)
+                print(f"ok   {name} ({time.monotonic() - t0:.1f}s)")
+                passed += 1
+            except Skip as e:
+                print(f"SKIP {name}: {e}")
+                skipped += 1
+                if t is not t_unavailable_exits_2:
+                    unavailable = str(e)
+            except Exception as e:
+                print(f"FAIL {name}: {type(e).__name__}: {e}")
+                traceback.print_exc(limit=3)
+                failed += 1
+            sys.stdout.flush()
+    print(f"uring: {passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
