@@ -109,7 +109,7 @@ SYSTEM_CONNS ?= 2000
 
 system: all
 	@for m in $(EVENT_MODELS); do \
-	    $(PYTHON) tests/system/many_conns.py --bin $(BUILD)/c10k --model $$m --conns $(SYSTEM_CONNS) || exit 1; \
+	    $(PYTHON) tests/system/many_conns.py --bin $(BUILD)/c10k --model $$m --all-variants --conns $(SYSTEM_CONNS) || exit 1; \
 	done
 	@if echo " $(MODELS) " | grep -q " prefork "; then $(PYTHON) tests/prefork/test_prefork.py --bin $(BUILD)/c10k; fi
 	@if echo " $(MODELS) " | grep -q " uring "; then $(PYTHON) tests/uring/test_uring.py --bin $(BUILD)/c10k; fi

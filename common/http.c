@@ -424,6 +424,7 @@ static const errpage_t pages[] = {
     PAGE(431, "Request Header Fields Too Large"),
     PAGE(500, "Internal Server Error"),
     PAGE(501, "Not Implemented"),
+    PAGE(503, "Service Unavailable"),
     PAGE(505, "HTTP Version Not Supported"),
 };
 
@@ -432,7 +433,7 @@ static const errpage_t *page_for(int status)
     for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
         if (pages[i].status == status)
             return &pages[i];
-    return &pages[sizeof(pages) / sizeof(pages[0]) - 3]; /* 500 */
+    return page_for(500);
 }
 
 /* Statuses after which the connection's framing cannot be trusted. */
@@ -760,6 +761,8 @@ static int open_target(ctx_t *c, view_t path, char *rel, size_t cap, int *fd, st
     }
     if (*fd == -EACCES || *fd == -EPERM)
         return 403;
+    if (*fd == -EMFILE || *fd == -ENFILE || *fd == -ENOMEM)
+        return 503; /* out of descriptors: the file may well exist */
     if (*fd < 0)
         return 404; /* missing, or a symlink that leaves the root (EXDEV, ELOOP) */
     if (!S_ISREG(st->st_mode)) {
