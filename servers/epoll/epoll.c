@@ -439,6 +439,8 @@ static step_t step_write(loop_t *lp, conn_t *c)
     return STEP_NEXT;
 }
 
+/* One read per wake-up, so a client that keeps sending cannot hold the loop;
+ * whatever it leaves unread, the linger timer ends. */
 static step_t step_linger(loop_t *lp, conn_t *c)
 {
     ssize_t n;
@@ -446,9 +448,7 @@ static step_t step_linger(loop_t *lp, conn_t *c)
     if (!c->readable)
         return STEP_WAIT;
     n = read(c->fd, lp->scratch, sizeof(lp->scratch));
-    if (n > 0 || (n < 0 && errno == EINTR))
-        return STEP_NEXT;
-    if (n < 0 && errno == EAGAIN) {
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
         c->readable = false;
         return STEP_WAIT;
     }
@@ -592,6 +592,9 @@ static void handle_accept(loop_t *lp)
             }
         }
         lp->accept_warned = false;
+        /* The header clock starts now, not when this batch of events began:
+         * a burst of accepts must not shorten the last ones' timeout. */
+        lp->now = c10k_now_ms();
         if (conn_open(lp, fd, &peer) < 0)
             close(fd);
     }
