@@ -42,8 +42,9 @@
  *
  *   All of it is submitted in batches: the loop is one io_uring_submit_and_wait()
  *   (one io_uring_enter) per batch of completions, however many connections
- *   they belong to; at 64 busy connections that is about one enter per 20
- *   requests. The ring is SINGLE_ISSUER | DEFER_TASKRUN, so the kernel
+ *   they belong to; at 64 busy connections that is about one enter per 18
+ *   requests (2.07 syscalls per request in all, the handler's openat2 and
+ *   fstat included; epoll makes 6). The ring is SINGLE_ISSUER | DEFER_TASKRUN, so the kernel
  *   completes our requests only while we wait, in our thread, in batches. user_data packs the
  * operation (low 8 bits), the connection index (next 24) and its generation (high 32), so a
  * completion for a connection that has since been replaced is recognised and dropped.
@@ -54,8 +55,9 @@
  *   runnable thread; READ_FIXED from the page cache completes inline during
  *   submission, and head + body leave in a single send. Measured on 1 KiB
  *   keep-alive, one CPU, 64 connections (tests/uring/README.md): read + send
- *   ~60,000 req/s, splice through a per-connection pipe ~50,000 req/s, with
- *   two io-wq threads busy; so splice was not kept. The price is one copy of
+ *   cost ~20 us of CPU per request, splice through a per-connection pipe
+ *   ~30 us (two io-wq threads busy), and served ~25% fewer requests/s; so
+ *   splice was not kept. The price is one copy of
  *   the body into user memory, which shows only for large files; --zc then
  *   avoids the copy on the socket side.
  *
@@ -79,9 +81,9 @@
  *                  task-clock -p PID`, `ps -L -p PID` and `pidstat -t -p PID`
  *                  include it; and with --cpus it is pinned to its worker's
  *                  CPU (IORING_SETUP_SQ_AFF), so a one-CPU comparison stays
- *                  honest. There it loses (~37,000 vs ~60,000 req/s, 1 KiB,
- *                  64 connections): poller and worker share the CPU. It pays
- *                  only with a core to spare.
+ *                  honest. There it loses (~37,000 against ~60,000 req/s,
+ *                  1 KiB, 64 connections): poller and worker share the CPU.
+ *                  It pays only with a core to spare.
  *     --zc         send chunks of 16 KiB or more with SEND_ZC (zero copy);
  *                  the slot is reused only after the kernel's notification.
  *                  Over loopback it is slower (5 MB bodies, one CPU: 0.95
@@ -216,7 +218,6 @@ struct conn_s {
     bool timer_armed;
     bool sending;   /* a response is in flight */
     bool chunk_bad; /* the read feeding the current send failed or came up short */
-    bool zc_notif;  /* SEND_ZC done, waiting for its buffer notification */
     bool head_started;
     bool from_rbuf; /* the request in flight was parsed from rbuf */
 
@@ -279,7 +280,7 @@ typedef struct {
     unsigned live;
 
     waitq_t slot_wait, starved;
-    bool accept_armed, accept_paused, stopping, grace_over;
+    bool accept_paused, stopping, grace_over;
     int64_t now;
     struct __kernel_timespec grace_ts;
     int err;
@@ -834,7 +835,6 @@ static void handle_accept_error(worker_t *w, struct io_uring_cqe *cqe)
 {
     if (cqe->flags & IORING_CQE_F_MORE)
         return;
-    w->accept_armed = false;
     if (w->stopping)
         return;
     if (cqe->res == -ENFILE || cqe->res == -EMFILE) {
@@ -854,11 +854,8 @@ static void handle_accept(worker_t *w, struct io_uring_cqe *cqe)
         handle_accept_error(w, cqe);
         return;
     }
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        w->accept_armed = false;
-        if (!w->stopping)
-            arm_accept(w);
-    }
+    if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping) /* the multishot accept ended */
+        arm_accept(w);
     if ((uint32_t)cqe->res >= w->nconns || w->conns[cqe->res].phase != PHASE_FREE || w->stopping) {
         struct io_uring_sqe *sqe = get_sqe(w);
         if (w->direct)
@@ -875,7 +872,7 @@ static void handle_accept(worker_t *w, struct io_uring_cqe *cqe)
     c->phase = PHASE_ACTIVE;
     c->inflight = 0;
     c->recv_armed = c->recv_cancel = c->eof = c->timer_armed = false;
-    c->sending = c->chunk_bad = c->zc_notif = c->from_rbuf = false;
+    c->sending = c->chunk_bad = c->from_rbuf = false;
     c->head_started = true; /* the first request is on the header clock from accept */
     c->inq_head = c->inq_n = 0;
     c->rbuf = NULL;
@@ -1013,13 +1010,11 @@ static void handle_send_zc(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
 {
     if (cqe->flags & IORING_CQE_F_NOTIF) {
         c->inflight--;
-        c->zc_notif = false;
         send_progress(w, c, c->zc_res);
         return;
     }
     if (cqe->flags & IORING_CQE_F_MORE) {
         c->zc_res = cqe->res;
-        c->zc_notif = true;
         return;
     }
     c->inflight--;
@@ -1168,7 +1163,6 @@ static void arm_accept(worker_t *w)
     else
         io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, 0, 0));
-    w->accept_armed = true;
 }
 
 static int worker_cpu(const worker_t *w)
