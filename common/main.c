@@ -486,6 +486,8 @@ static int cmd_serve(int argc, char **argv)
         if (rc < 0)
             return EXIT_USAGE;
     }
+    if (model->probe && model->probe() < 0)
+        return EXIT_USAGE;
     signals_setup();
     raise_nofile();
     if (server_open(&srv) < 0)

@@ -69,6 +69,10 @@ typedef struct c10k_model_s {
     /* A short description of the model settings for the start line, written
      * into buf (e.g. "pool=4 stack=64KiB"). */
     void (*describe)(const c10k_server_t *srv, char *buf, size_t cap);
+    /* Optional: check that this kernel can run the model, before anything is
+     * bound or printed. Returns 0, or -EOPNOTSUPP after printing why (c10k
+     * then exits with status 2). */
+    int (*probe)(void);
     /* Serve until stopped. Returns 0 on a clean stop, or a negative errno;
      * -EOPNOTSUPP (after printing why) when the kernel lacks what it needs. */
     int (*run)(c10k_server_t *srv);

@@ -1486,9 +1486,6 @@ static int uring_run(c10k_server_t *srv)
     int n = c10k_worker_count(srv), started = 0, ret;
     worker_t *ws;
 
-    ret = probe();
-    if (ret < 0)
-        return ret;
     ws = calloc((size_t)n, sizeof(*ws));
     if (!ws)
         return -ENOMEM;
@@ -1577,5 +1574,6 @@ const c10k_model_t c10k_model_uring = {
     .variants = uring_variants,
     .set_opt = uring_set_opt,
     .describe = uring_describe,
+    .probe = probe,
     .run = uring_run,
 };
