@@ -577,7 +577,7 @@ static int range_parse(view_t v, off_t size, off_t *first, off_t *last)
             return 200;
         if (b == 0 || size == 0)
             return 416;
-        *first = (off_t)b >= size ? 0 : size - (off_t)b;
+        *first = b >= (unsigned long long)size ? 0 : size - (off_t)b;
         *last = size - 1;
         return 206;
     }

@@ -112,6 +112,9 @@ static const message_t messages[] = {
      "Content-Range: bytes 7-9/10\r\n", 3, 7, 1},
     {"range suffix", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=-4\r\n\r\n", 206, true,
      "Content-Range: bytes 6-9/10\r\n", 4, 6, 1},
+    {"range huge suffix", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: "
+                          "bytes=-9999999999999999916\r\n\r\n",
+     206, true, "Content-Range: bytes 0-9/10\r\n", 10, 0, 1},
     {"range past end", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=5-99\r\n\r\n", 206,
      true, "Content-Range: bytes 5-9/10\r\n", 5, 5, 1},
     {"range 416", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=10-\r\n\r\n", 416, true,
