@@ -42,7 +42,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
             linux-perf slowhttptest procps iproute2
 
-.PHONY: all deps test unit conformance system bench fuzz clean format check-format
+.PHONY: all deps test unit conformance system benchtest bench fuzz clean format check-format
 
 all: deps $(BUILD)/c10k
 
@@ -114,7 +114,13 @@ system: all
 	@if echo " $(MODELS) " | grep -q " prefork "; then $(PYTHON) tests/prefork/test_prefork.py --bin $(BUILD)/c10k; fi
 	@if echo " $(MODELS) " | grep -q " uring "; then $(PYTHON) tests/uring/test_uring.py --bin $(BUILD)/c10k; fi
 
-test: unit conformance system
+# The harness and the report generator: a smoke run plus nginx, the
+# method check, and the report on a stored fixture run.
+benchtest: all
+	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k
+	$(PYTHON) tests/bench/test_report.py
+
+test: unit conformance system benchtest
 
 bench: all
 	$(BUILD)/c10k bench --profile quick
