@@ -42,7 +42,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
             linux-perf slowhttptest procps iproute2
 
-.PHONY: all deps test unit conformance system benchtest bench fuzz clean format check-format
+.PHONY: all deps test unit conformance system benchtest robustness bench fuzz clean format check-format
 
 all: deps $(BUILD)/c10k
 
@@ -120,7 +120,25 @@ benchtest: all
 	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k
 	$(PYTHON) tests/bench/test_report.py
 
+# Under a sanitizer, make test runs the unit and conformance suites on every
+# model (the load-heavy system and bench tests add time, not coverage).
+ifneq ($(SANITIZE),)
+test: unit conformance
+else
 test: unit conformance system benchtest
+endif
+export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1
+export ASAN_OPTIONS ?= detect_leaks=1
+export UBSAN_OPTIONS ?= print_stacktrace=1
+
+# Faults and attacks against every model (tests/robustness/README.md).
+robustness: all
+	$(PYTHON) tests/robustness/run.py --bin $(BUILD)/c10k --quick
+
+# libFuzzer targets under ASan and UBSan, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: all
 	$(BUILD)/c10k bench --profile quick

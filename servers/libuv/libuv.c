@@ -405,6 +405,31 @@ static int loop_init(loop_t *l)
     return 0;
 }
 
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    loop_t *l = arg;
+
+    if (uv_is_closing(h))
+        return;
+    if (h == (uv_handle_t *)&l->listener || h == (uv_handle_t *)&l->stop ||
+        h == (uv_handle_t *)&l->grace)
+        uv_close(h, NULL);
+    else
+        conn_close(h->data); /* a connection's socket or timer */
+}
+
+/* After the loop has stopped: close every handle (connections the grace
+ * period cut short too) and let the close callbacks free them. */
+static void loop_free(loop_t *l)
+{
+    uv_walk(&l->uv, close_walk_cb, l);
+    l->stopping = false; /* no uv_stop from closed_cb: run until all closed */
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&l->uv);
+    while (l->npool)
+        free(l->pool[--l->npool]);
+}
+
 static void *loop_thread(void *arg)
 {
     loop_t *l = arg;
@@ -434,7 +459,10 @@ static int libuv_run(c10k_server_t *srv)
         c10k_request_stop(srv);
     for (int i = 0; i < started; i++)
         pthread_join(loops[i].thread, NULL);
-    /* Loops and connections left by the grace period go with the process. */
+    for (int i = 0; i < n; i++)
+        if (loops[i].srv)
+            loop_free(&loops[i]);
+    free(loops);
     return rc;
 }
 

@@ -15,7 +15,8 @@
  *   more when fewer than --min-spare (5) are idle (1, 2, 4 ... up to 32 per
  *   tick while the shortage lasts) and retires a quarter of the surplus per
  *   tick while more than --max-spare (10) are idle, never exceeding
- *   --max-workers (256).
+ *   --max-workers (256). During a SIGHUP the old generation and the new one
+ *   may together hold up to twice that many processes for a moment.
  *   --workers N gives a fixed pool of N instead. --max-requests-per-child N
  *   recycles a worker after N connections, bounding any leak it might have.
  *
@@ -87,23 +88,25 @@
 
 static struct {
     int start, min_spare, max_spare, max_workers;
-    int fixed;               /* the common --workers N: a fixed pool; 0 = dynamic */
-    unsigned max_per_child;  /* connections before a worker is recycled */
+    int fixed;              /* the common --workers N: a fixed pool; 0 = dynamic */
+    unsigned max_per_child; /* connections before a worker is recycled */
 } opts = {5, 5, 10, 256, 0, 0};
 
 typedef enum { SLOT_EMPTY = 0, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY } slot_state_t;
 
 /* One worker's row on the scoreboard. */
 typedef struct slot_s {
-    _Atomic int state;       /* slot_state_t, written by the worker */
-    pid_t pid;               /* written by the master only */
-    unsigned generation;     /* the master's generation when forked */
+    _Atomic int state;            /* slot_state_t, written by the worker */
+    pid_t pid;                    /* written by the master only */
+    unsigned generation;          /* the master's generation when forked */
+    bool retired;                 /* told to leave; no longer counted (master only) */
     _Atomic unsigned long served; /* connections, for information */
 } slot_t;
 
-static slot_t *board;        /* shared mapping, nslots entries */
-static int nslots;
-static unsigned generation;  /* bumped by SIGHUP */
+static slot_t *board;       /* shared mapping, nslots entries */
+static int nslots;          /* twice the pool limit, so a SIGHUP can overlap */
+static int limit;           /* --workers N, or --max-workers */
+static unsigned generation; /* bumped by SIGHUP */
 static c10k_server_t *server;
 
 /* ---- worker -------------------------------------------------------------------- */
@@ -184,7 +187,7 @@ fail:
     return -errno;
 }
 
-static void worker_main(slot_t *slot)
+static void worker_main(slot_t *slot, int index)
 {
     char *buf = malloc(C10K_REQ_BUF + C10K_HEAD_BUF);
     struct sockaddr_storage peer;
@@ -193,6 +196,7 @@ static void worker_main(slot_t *slot)
 
     if (!buf || worker_signals() < 0 || (ep = worker_epoll()) < 0)
         goto out;
+    c10k_pin_worker(server, index); /* --cpus: round robin over the slots */
     for (;;) {
         atomic_store(&slot->state, SLOT_IDLE);
         fd = worker_accept(ep, &peer);
@@ -226,13 +230,14 @@ static int spawn(void)
     atomic_store(&board[i].state, SLOT_STARTING);
     atomic_store(&board[i].served, 0);
     board[i].generation = generation;
+    board[i].retired = false;
     pid = fork();
     if (pid < 0) {
         atomic_store(&board[i].state, SLOT_EMPTY);
         return -errno;
     }
     if (pid == 0)
-        worker_main(&board[i]);
+        worker_main(&board[i], i);
     board[i].pid = pid;
     return 0;
 }
@@ -247,7 +252,7 @@ static census_t count_workers(void)
 
     for (int i = 0; i < nslots; i++) {
         int st = atomic_load(&board[i].state);
-        if (!board[i].pid || board[i].generation != generation)
+        if (!board[i].pid || board[i].generation != generation || board[i].retired)
             continue;
         c.live++;
         /* A worker still starting up will be idle in a moment: count it, or
@@ -260,15 +265,17 @@ static census_t count_workers(void)
 
 /* Retire n idle workers: a quarter of the surplus per tick (at least one), so
  * a short lull keeps most of a pool the next burst needs, and a long one
- * gives the memory back within seconds. A retired worker is moved out of the
- * current generation at once, so it is not counted while it exits. */
+ * gives the memory back within seconds. A retired worker is not counted
+ * from now on, even while it is still exiting. */
 static void retire(int n)
 {
     for (int i = 0; i < nslots && n > 0; i++) {
-        if (!board[i].pid || board[i].generation != generation ||
+        if (!board[i].pid || board[i].generation != generation || board[i].retired ||
             atomic_load(&board[i].state) != SLOT_IDLE)
             continue;
-        board[i].generation = generation - 1;
+        /* If it accepted a client just after this load, the SIGTERM only
+         * makes it close that connection after the response it owes. */
+        board[i].retired = true;
         kill(board[i].pid, SIGTERM);
         n--;
     }
@@ -293,8 +300,8 @@ static void maintain(int *spawn_rate)
     }
     if (!opts.fixed && c.idle >= opts.min_spare)
         *spawn_rate = 1;
-    if (want > nslots - c.live)
-        want = nslots - c.live;
+    if (want > limit - c.live)
+        want = limit - c.live;
     while (want-- > 0)
         if (spawn() < 0)
             break;
@@ -322,10 +329,11 @@ static int reap(void)
     return live;
 }
 
-static void signal_workers(int sig, unsigned below_generation)
+/* Signal every worker, or (old_only) those forked before the last SIGHUP. */
+static void signal_workers(int sig, bool old_only)
 {
     for (int i = 0; i < nslots; i++)
-        if (board[i].pid && board[i].generation < below_generation)
+        if (board[i].pid && (!old_only || board[i].generation != generation))
             kill(board[i].pid, sig);
 }
 
@@ -335,7 +343,7 @@ static void restart(int *spawn_rate)
     generation++;
     *spawn_rate = 1;
     maintain(spawn_rate);
-    signal_workers(SIGHUP, generation);
+    signal_workers(SIGHUP, true);
 }
 
 /* SIGTERM: workers finish in-flight responses; stragglers past the grace
@@ -351,13 +359,13 @@ static void shutdown_pool(int sfd)
      * are refused now instead of waiting in a backlog nobody accepts from. */
     shutdown(server->listen_fd, SHUT_RDWR);
     close(server->listen_fd);
-    signal_workers(SIGTERM, ~0u);
+    signal_workers(SIGTERM, false);
     while (reap() > 0) {
         struct pollfd p = {.fd = sfd, .events = POLLIN};
         int64_t left = deadline - c10k_now_ms();
         if (left <= 0) {
             c10k_warn(server, "grace period over; killing busy workers");
-            signal_workers(SIGKILL, ~0u);
+            signal_workers(SIGKILL, false);
             while (waitpid(-1, NULL, 0) > 0)
                 ;
             break;
@@ -410,7 +418,10 @@ static int prefork_run(c10k_server_t *srv)
     server = srv;
     /* The common --workers flag is what makes the pool fixed. */
     opts.fixed = srv->cfg.workers;
-    nslots = opts.fixed ? opts.fixed : opts.max_workers;
+    limit = opts.fixed ? opts.fixed : opts.max_workers;
+    /* Room for a whole new generation next to the old one: on SIGHUP the
+     * new workers start accepting while the old ones finish. */
+    nslots = 2 * limit;
     board = mmap(NULL, sizeof(slot_t) * (size_t)nslots, PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (board == MAP_FAILED)
@@ -449,8 +460,10 @@ static int prefork_set_opt(const char *name, const char *value)
         int *dst;
         int min;
     } ints[] = {
-        {"start-workers", &opts.start, 1}, {"min-spare", &opts.min_spare, 1},
-        {"max-spare", &opts.max_spare, 1}, {"max-workers", &opts.max_workers, 1},
+        {"start-workers", &opts.start, 1},
+        {"min-spare", &opts.min_spare, 1},
+        {"max-spare", &opts.max_spare, 1},
+        {"max-workers", &opts.max_workers, 1},
     };
     char *end;
     long v = strtol(value, &end, 10);

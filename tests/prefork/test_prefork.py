@@ -8,8 +8,10 @@ Usage: test_prefork.py --bin build/c10k
 """
 import argparse
 import os
+import re
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -19,17 +21,49 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
 import run as conf  # noqa: E402  (the conformance suite's server and client helpers)
 
 
+class Server(conf.Server):
+    """c10k serve prefork with exactly the flags a test gives.
+
+    conf.Server appends --workers 2 to keep conformance runs small; for
+    prefork that would turn every dynamic-pool test into a fixed pool."""
+
+    def __init__(self, binary, root, flags):
+        self.argv = [binary, "serve", "prefork", "--port", "0", "--root", root,
+                     "--header-timeout", "1", "--keepalive-timeout", "2", "--grace", "5"] + flags
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        self.line = self._read_line(10)
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", self.line or "")
+        if not m:
+            self.kill()
+            raise RuntimeError("no start line from %s: %r %s" % (
+                " ".join(self.argv), self.line, self.proc.stderr.read().decode(errors="replace")))
+        self.port = int(m.group(1))
+
+    def stop(self, timeout=15):
+        """SIGTERM; returns the exit status. self.left gets the workers still
+        alive after the master exited, which are then killed so that no
+        failed test leaves processes behind."""
+        kids = workers(self)
+        status = super().stop(timeout)
+        time.sleep(0.1)
+        self.left = [p for p in kids if alive(p)]
+        self.kill()
+        return status
+
+
+def alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def workers(srv):
-    """Live (not zombie) worker pids."""
-    out = []
-    for pid in srv.descendants():
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    out.append(pid)
-        except OSError:
-            pass
-    return out
+    """Live (not zombie) worker pids: the master's children."""
+    return [p for p in srv.descendants() if alive(p)]
 
 
 def wait_for(cond, timeout, step=0.05):
@@ -77,7 +111,7 @@ def test_kill_worker_refills(b, root):
 
 
 def kill_one_worker(b, root, flags):
-    srv = conf.Server(b, "prefork", root, flags)
+    srv = Server(b, root, flags)
     try:
         assert wait_for(lambda: len(workers(srv)) >= 4, 5), "pool never reached 4"
         load = Load(srv.port)
@@ -98,7 +132,12 @@ def kill_one_worker(b, root, flags):
 
 
 def test_sighup_under_load(b, root):
-    srv = conf.Server(b, "prefork", root, ["--start-workers", "4"])
+    for flags in (["--start-workers", "4"], ["--workers", "4"]):
+        sighup_under_load(b, root, flags)
+
+
+def sighup_under_load(b, root, flags):
+    srv = Server(b, root, flags)
     try:
         assert wait_for(lambda: len(workers(srv)) >= 4, 5)
         before = set(workers(srv))
@@ -109,14 +148,15 @@ def test_sighup_under_load(b, root):
         time.sleep(0.5)
         load.finish()
         assert replaced, "old workers still running: %s" % (before & set(workers(srv)))
-        assert not load.failed, "%d requests failed during SIGHUP" % len(load.failed)
+        assert not load.failed, "%s: %d requests failed during SIGHUP" % (flags, len(load.failed))
+        assert wait_for(lambda: len(workers(srv)) >= 4, 5), "%s: pool not refilled" % flags
         assert load.ok > 50, "load made only %d requests" % load.ok
     finally:
         assert srv.stop() == 0, "exit status"
 
 
 def test_pool_grows_and_shrinks(b, root):
-    srv = conf.Server(b, "prefork", root, ["--start-workers", "2", "--min-spare", "2",
+    srv = Server(b, root, ["--start-workers", "2", "--min-spare", "2",
                                           "--max-spare", "4", "--keepalive-timeout", "30"])
     socks = []
     try:
@@ -143,7 +183,7 @@ def test_pool_grows_and_shrinks(b, root):
         for s in socks:
             s.close()
         socks = []
-        # Retiring is one worker per tick: 100 -> 4 idle takes ~25 s at 4/s.
+        # A quarter of the surplus retires per 250 ms tick: a few seconds.
         t0 = time.time()
         assert wait_for(lambda: len(workers(srv)) <= 4, 45, 0.5), \
             "pool did not shrink to max-spare: %d" % len(workers(srv))
@@ -157,17 +197,21 @@ def test_pool_grows_and_shrinks(b, root):
 
 
 def test_sigterm_leaves_nothing(b, root):
-    srv = conf.Server(b, "prefork", root, ["--start-workers", "6"])
+    srv = Server(b, root, ["--start-workers", "6"])
     assert wait_for(lambda: len(workers(srv)) >= 6, 5)
-    kids = workers(srv)
-    assert srv.stop() == 0, "exit status"
-    time.sleep(0.2)
-    left = [p for p in kids if os.path.exists("/proc/%d" % p)]
-    assert not left, "processes left behind: %s" % left
+    load = Load(srv.port, 2)
+    time.sleep(0.3)
+    try:
+        status = srv.stop()
+    finally:
+        load.finish()
+    assert status == 0, "exit status %s" % status
+    assert not srv.left, "processes left behind: %s" % srv.left
+    assert load.ok > 0, "no request succeeded before the stop"
 
 
 def test_fixed_pool_and_recycling(b, root):
-    srv = conf.Server(b, "prefork", root, ["--workers", "3", "--max-requests-per-child", "5"])
+    srv = Server(b, root, ["--workers", "3", "--max-requests-per-child", "5"])
     try:
         assert wait_for(lambda: len(workers(srv)) == 3, 5), "fixed pool of 3"
         first = set(workers(srv))
@@ -183,7 +227,19 @@ TESTS = [test_kill_worker_refills, test_sighup_under_load, test_pool_grows_and_s
          test_sigterm_leaves_nothing, test_fixed_pool_and_recycling]
 
 
+TIMEOUT_S = 120  # per scenario
+
+
+class ScenarioTimeout(Exception):
+    pass
+
+
+def on_alarm(sig, frame):
+    raise ScenarioTimeout("scenario took more than %d s" % TIMEOUT_S)
+
+
 def main():
+    signal.signal(signal.SIGALRM, on_alarm)
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("-k")
@@ -200,6 +256,7 @@ def main():
             if args.k and args.k not in t.__name__:
                 continue
             t0 = time.time()
+            signal.alarm(TIMEOUT_S)
             try:
                 t(args.bin, root)
                 passed += 1
@@ -207,6 +264,8 @@ def main():
             except Exception as e:  # noqa: BLE001 - report every failure
                 failed += 1
                 print("FAIL %s: %s: %s" % (t.__name__, type(e).__name__, e), flush=True)
+            finally:
+                signal.alarm(0)
     print("prefork: %d passed, %d failed, 0 skipped" % (passed, failed))
     return 1 if failed else 0
 
