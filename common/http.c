@@ -8,6 +8,20 @@
  *      callbacks record views into the caller's buffer.
  * Because the parser only ever sees a whole head, a request split at any byte
  * boundary parses the same as one that arrived at once.
+ *
+ * Choices where the spec leaves room:
+ *   - a ".." segment, however encoded, is 400 (and closes): it is never
+ *     resolved. Decoding happens once: %252e%252e is the name "%2e%2e" (404).
+ *     Invalid or overlong UTF-8 (%c0%ae), NUL and backslashes are 400 too.
+ *   - a symlink that leaves the root is 404, like a missing file; without
+ *     openat2 every symlink is 404, since one cannot be checked safely.
+ *   - several ranges, another unit or a malformed Range: the whole file (200),
+ *     as nginx does. If-Range is honoured (strong ETag or exact date). HEAD
+ *     with Range gets the 206 head, as nginx does.
+ *   - any body (Content-Length > 0 or chunked) is 413 decided on the head
+ *     alone, and the connection closes, so body bytes are never parsed.
+ *   - a 301 Location is rebuilt from the decoded, normalised path and
+ *     percent-encoded, so it always starts with exactly one '/'.
  */
 #include "http.h"
 
@@ -34,10 +48,13 @@ typedef struct view_s {
 typedef struct parsed_s {
     view_t url;
     view_t host, inm, ims, range, if_range, te;
-    view_t field;         /* header name being received */
-    view_t *value;        /* where its value goes, or NULL for headers we ignore */
-    unsigned cl_count;    /* Content-Length headers seen */
-    bool field_done;      /* the value of `field` has started */
+    view_t field;        /* header name being received */
+    view_t *value;       /* where its value goes, or NULL for headers we ignore */
+    unsigned cl_count;   /* Content-Length headers seen */
+    unsigned host_count; /* Host headers seen, counted by head_syntax_ok() (an empty
+                          * value never reaches the parser callbacks) */
+    unsigned te_count;   /* Transfer-Encoding headers seen, likewise */
+    bool field_done;     /* the value of `field` has started */
 } parsed_t;
 
 static bool view_is(view_t v, const char *s)
@@ -176,14 +193,26 @@ static const struct {
     const char *ext;
     const char *type;
 } mime_types[] = {
-    {"html", "text/html; charset=utf-8"}, {"htm", "text/html; charset=utf-8"},
-    {"css", "text/css; charset=utf-8"}, {"js", "text/javascript; charset=utf-8"},
-    {"mjs", "text/javascript; charset=utf-8"}, {"json", "application/json"},
-    {"txt", "text/plain; charset=utf-8"}, {"xml", "application/xml"},
-    {"png", "image/png"}, {"jpg", "image/jpeg"}, {"jpeg", "image/jpeg"},
-    {"gif", "image/gif"}, {"svg", "image/svg+xml"}, {"ico", "image/x-icon"},
-    {"webp", "image/webp"}, {"wasm", "application/wasm"}, {"pdf", "application/pdf"},
-    {"woff", "font/woff"}, {"woff2", "font/woff2"}, {"mp4", "video/mp4"},
+    {"html", "text/html; charset=utf-8"},
+    {"htm", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},
+    {"txt", "text/plain; charset=utf-8"},
+    {"xml", "application/xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"svg", "image/svg+xml"},
+    {"ico", "image/x-icon"},
+    {"webp", "image/webp"},
+    {"wasm", "application/wasm"},
+    {"pdf", "application/pdf"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+    {"mp4", "video/mp4"},
 };
 
 const char *c10k_mime_type(const char *name, size_t len)
@@ -291,8 +320,7 @@ static int open_walk(int root_fd, const char *path)
 
 static int open_file(const c10k_site_t *site, const char *path)
 {
-    return site->have_openat2 ? open_beneath2(site->root_fd, path)
-                              : open_walk(site->root_fd, path);
+    return site->have_openat2 ? open_beneath2(site->root_fd, path) : open_walk(site->root_fd, path);
 }
 
 /* ---- path ------------------------------------------------------------------- */
@@ -404,11 +432,11 @@ typedef struct errpage_s {
     const char *body;
 } errpage_t;
 
-#define PAGE(code, text)                                                                         \
-    {                                                                                            \
-        code, text,                                                                              \
-            "<html><head><title>" #code " " text "</title></head><body><h1>" #code " " text    \
-            "</h1></body></html>\n"                                                              \
+#define PAGE(code, text)                                                                           \
+    {                                                                                              \
+        code, text,                                                                                \
+            "<html><head><title>" #code " " text "</title></head><body><h1>" #code " " text        \
+            "</h1></body></html>\n"                                                                \
     }
 
 static const errpage_t pages[] = {
@@ -478,6 +506,33 @@ static void put_end(headctx_t *h, bool keep_alive)
     put(h, "Connection: %s\r\n\r\n", keep_alive ? "keep-alive" : "close");
 }
 
+/* Bytes a Location may carry as they are; the rest is percent-encoded, so a
+ * decoded name can never inject a header or turn into another URL. */
+static bool location_safe(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+           (c && strchr("-._~/!$&'()*+,;=:@", c));
+}
+
+/* Location for a directory asked for without its slash. rel is the decoded,
+ * normalised name below the root ("." for the root itself), so the result
+ * starts with exactly one '/': "//evil.example" cannot come out of it. */
+static void put_location(headctx_t *h, view_t rel)
+{
+    put(h, "Location: /");
+    if (!view_is(rel, ".")) {
+        for (size_t i = 0; i < rel.n; i++) {
+            unsigned char c = (unsigned char)rel.p[i];
+            if (location_safe(c))
+                put(h, "%c", c);
+            else
+                put(h, "%%%02X", c);
+        }
+        put(h, "/");
+    }
+    put(h, "\r\n");
+}
+
 static void plan_reset(c10k_resp_t *resp)
 {
     memset(resp, 0, sizeof(*resp));
@@ -487,8 +542,8 @@ static void plan_reset(c10k_resp_t *resp)
 }
 
 /* An error page, or a 301 (location) or 416 (size). */
-static void plan_error(c10k_resp_t *resp, headctx_t *h, int status, bool head_only,
-                       bool keep_alive, view_t location, off_t size)
+static void plan_error(c10k_resp_t *resp, headctx_t *h, int status, bool head_only, bool keep_alive,
+                       view_t location, off_t size)
 {
     const errpage_t *pg = page_for(status);
     size_t blen = strlen(pg->body);
@@ -500,8 +555,7 @@ static void plan_error(c10k_resp_t *resp, headctx_t *h, int status, bool head_on
     if (status == 405)
         put(h, "Allow: GET, HEAD\r\n");
     if (status == 301)
-        put(h, "Location: %s%.*s/\r\n", location.n && location.p[0] == '/' ? "" : "/",
-            (int)location.n, location.p);
+        put_location(h, location);
     if (status == 416)
         put(h, "Content-Range: bytes */%lld\r\n", (long long)size);
     put_end(h, resp->keep_alive);
@@ -650,10 +704,18 @@ static int head_counts(const char *buf, size_t hlen)
     return 0;
 }
 
+/* tchar from RFC 9110 5.6.2: what a header name may be made of. */
+static bool is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
 /* Header-line shapes that smuggling relies on and http-parser tolerates:
  * obs-fold (a line starting with SP or HT, RFC 9112 5.2), whitespace between
- * the name and the colon (RFC 9112 5.1), and a line without a colon. */
-static bool head_syntax_ok(const char *buf, size_t hlen)
+ * the name and the colon (RFC 9112 5.1), a line without a colon, a name that
+ * is not a token ("X A: v"), a bare CR, and control bytes in a value. */
+static bool head_syntax_ok(const char *buf, size_t hlen, parsed_t *ps)
 {
     const char *end = buf + hlen - 2; /* the final blank line */
     const char *p = memchr(buf, '\n', hlen);
@@ -661,10 +723,19 @@ static bool head_syntax_ok(const char *buf, size_t hlen)
     for (p = p + 1; p < end;) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (*p == ' ' || *p == '\t' || !colon || colon == p)
+        if (!colon || colon == p)
             return false;
-        if (colon[-1] == ' ' || colon[-1] == '\t')
-            return false;
+        for (const char *q = p; q < colon; q++)
+            if (!is_tchar((unsigned char)*q))
+                return false; /* also catches SP/HT: obs-fold, space before colon */
+        view_t name = {p, (size_t)(colon - p)};
+        ps->host_count += view_is(name, "Host");
+        ps->te_count += view_is(name, "Transfer-Encoding");
+        for (const char *q = colon + 1; q < eol - 1; q++) {
+            unsigned char c = (unsigned char)*q;
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return false; /* a bare CR, NUL, ... */
+        }
         p = eol + 1;
     }
     return true;
@@ -692,18 +763,20 @@ static int check_request(ctx_t *c, size_t parsed, size_t hlen)
 
     /* Transfer-Encoding first: the parser refuses codings it does not know,
      * but an unknown coding is 501, not a malformed request. */
-    if (ps->te.p && ps->cl_count > 0)
-        return 400;
+    if (ps->te_count && (ps->cl_count > 0 || ps->te_count > 1 || !view_trim(ps->te).n))
+        return 400; /* with Content-Length, repeated or empty: ambiguous framing */
     if (ps->te.p && !view_is(view_trim(ps->te), "chunked"))
         return 501;
+    if (ps->host_count > 1)
+        return 400; /* RFC 9112 3.2 */
     if (err != HPE_OK || parsed != hlen)
         return err == HPE_UNEXPECTED_CONTENT_LENGTH ? 400 : 400;
     if (p->http_major == 0)
         return 400; /* HTTP/0.9 has no headers and no status line to answer with */
     if (p->http_major != 1 || p->http_minor > 1)
         return 505;
-    if (p->http_minor == 1 && !ps->host.p)
-        return 400;
+    if (p->http_minor == 1 && !ps->host_count)
+        return 400; /* an empty Host is allowed (RFC 9112 3.2), a missing one not */
     if (ps->cl_count > 1)
         return 400;
     if (ps->te.p || (ps->cl_count && p->content_length > 0))
@@ -851,10 +924,19 @@ static void plan_request(ctx_t *c, view_t path)
     int fd = -1;
     int status = open_target(c, path, rel, sizeof(rel), &fd, &st);
 
+    if (status == 301) {
+        size_t enc = 0;
+        for (const char *p = rel; *p; p++)
+            enc += location_safe((unsigned char)*p) ? 1 : 3;
+        if (enc > C10K_URI_MAX)
+            status = 414; /* its Location would not fit the head buffer */
+    }
+    (void)path;
     if (status == 0)
         plan_file(c, fd, &st, rel, strlen(rel));
     else
-        plan_error(c->resp, &c->h, status, c->head_only, c->keep_alive, path, 0);
+        plan_error(c->resp, &c->h, status, c->head_only, c->keep_alive,
+                   (view_t){rel, status == 301 ? strlen(rel) : 0}, 0);
 }
 
 /* ---- the entry points --------------------------------------------------------------- */
@@ -868,23 +950,13 @@ static ssize_t reject(ctx_t *c, int status, size_t len)
     return (ssize_t)len;
 }
 
-/* A chunked body we will not read: 413, unless what already arrived shows
- * broken chunk framing, which is a smuggling attempt and gets 400. */
-static int chunked_verdict(ctx_t *c, const char *body, size_t n)
-{
-    if (n > 0)
-        http_parser_execute(&c->parser, &settings, body, n);
-    return HTTP_PARSER_ERRNO(&c->parser) == HPE_OK ? 413 : 400;
-}
-
-static int parse_head(ctx_t *c, const char *buf, size_t start, size_t hlen, size_t len)
+static int parse_head(ctx_t *c, const char *buf, size_t start, size_t hlen)
 {
     size_t parsed;
-    int status;
 
     if (head_counts(buf + start, hlen - start))
         return 431;
-    if (!head_syntax_ok(buf + start, hlen - start))
+    if (!head_syntax_ok(buf + start, hlen - start, &c->ps))
         return 400;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = &c->ps;
@@ -896,10 +968,10 @@ static int parse_head(ctx_t *c, const char *buf, size_t start, size_t hlen, size
         c->resp->target = c->ps.url.p;
         c->resp->target_len = c->ps.url.n;
     }
-    status = check_request(c, parsed, hlen - start);
-    if (status == 413 && c->ps.te.p)
-        status = chunked_verdict(c, buf + hlen, len - hlen);
-    return status;
+    /* A body (chunked or not) is never read: 413 and close, so whatever
+     * follows the head is never taken for a request. Deciding on the head
+     * alone keeps the verdict independent of how much body has arrived. */
+    return check_request(c, parsed, hlen - start);
 }
 
 ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *buf, size_t len,
@@ -922,10 +994,12 @@ ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *b
         return reject(&c, 400, len);
     if (hlen == 0) {
         status = head_limits(buf + start, len - start);
+        if (!status && len >= C10K_REQ_BUF)
+            status = 400; /* nothing but empty lines: never a request */
         return status ? reject(&c, status, len) : C10K_INCOMPLETE;
     }
     req->scanned = 0;
-    status = parse_head(&c, buf, start, (size_t)hlen, len);
+    status = parse_head(&c, buf, start, (size_t)hlen);
     c.head_only = c.parser.method == HTTP_HEAD;
     if (status && status_closes(status))
         return reject(&c, status, len);

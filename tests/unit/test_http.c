@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static char root[256];
@@ -43,6 +45,8 @@ static void fixture_up(void)
     snprintf(path, sizeof(path), "%s/empty", root);
     mkdir(path, 0755);
     snprintf(path, sizeof(path), "%s/.git", root);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/a b?#", root);
     mkdir(path, 0755);
     write_file("hello.txt", "hello, world\n");
     write_file("digits.txt", "0123456789");
@@ -75,10 +79,10 @@ typedef struct message_s {
     const char *raw;
     int status;
     bool keep_alive;
-    const char *header;   /* a header line the head must contain, or NULL */
-    size_t body_len;      /* file bytes or memory body bytes */
-    long body_off;        /* -1: don't care */
-    bool consumes_all;    /* consumed == strlen(raw) */
+    const char *header; /* a header line the head must contain, or NULL */
+    size_t body_len;    /* file bytes or memory body bytes */
+    long body_off;      /* -1: don't care */
+    bool consumes_all;  /* consumed == strlen(raw) */
 } message_t;
 
 #define GET(path) "GET " path " HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -112,8 +116,9 @@ static const message_t messages[] = {
      "Content-Range: bytes 7-9/10\r\n", 3, 7, 1},
     {"range suffix", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=-4\r\n\r\n", 206, true,
      "Content-Range: bytes 6-9/10\r\n", 4, 6, 1},
-    {"range huge suffix", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: "
-                          "bytes=-9999999999999999916\r\n\r\n",
+    {"range huge suffix",
+     "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: "
+     "bytes=-9999999999999999916\r\n\r\n",
      206, true, "Content-Range: bytes 0-9/10\r\n", 10, 0, 1},
     {"range past end", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=5-99\r\n\r\n", 206,
      true, "Content-Range: bytes 5-9/10\r\n", 5, 5, 1},
@@ -121,11 +126,13 @@ static const message_t messages[] = {
      "Content-Range: bytes */10\r\n", 114, -1, 1},
     {"range multi ignored", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,3-4\r\n\r\n",
      200, true, NULL, 10, 0, 1},
-    {"ims 304", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Fri, 01 Jan 2100 "
-                "00:00:00 GMT\r\n\r\n",
+    {"ims 304",
+     "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Fri, 01 Jan 2100 "
+     "00:00:00 GMT\r\n\r\n",
      304, true, "ETag: ", 0, -1, 1},
-    {"ims old", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sat, 01 Jan 2000 "
-                "00:00:00 GMT\r\n\r\n",
+    {"ims old",
+     "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sat, 01 Jan 2000 "
+     "00:00:00 GMT\r\n\r\n",
      200, true, NULL, 10, 0, 1},
     {"inm star", "GET /digits.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n\r\n", 304, true, NULL,
      0, -1, 1},
@@ -139,12 +146,13 @@ static const message_t messages[] = {
      1},
     {"dup cl", "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n", 400,
      false, NULL, 94, -1, 1},
-    {"cl and te", "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: "
-                  "chunked\r\n\r\n",
+    {"cl and te",
+     "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: "
+     "chunked\r\n\r\n",
      400, false, NULL, 94, -1, 1},
     {"space before colon", "GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400, false, NULL, 94, -1, 1},
-    {"space before colon, with host", "GET / HTTP/1.1\r\nHost: t\r\nX-A : v\r\n\r\n", 400,
-     false, NULL, 94, -1, 1},
+    {"space before colon, with host", "GET / HTTP/1.1\r\nHost: t\r\nX-A : v\r\n\r\n", 400, false,
+     NULL, 94, -1, 1},
     {"obs-fold", "GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n", 400, false, NULL, 94, -1, 1},
     {"body 413", "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab", 413, false, NULL, 106,
      -1, 1},
@@ -168,6 +176,23 @@ static const message_t messages[] = {
     {"nul", GET("/hello.txt%00.html"), 400, false, NULL, 94, -1, 1},
     {"bad escape", GET("/%zz"), 400, false, NULL, 94, -1, 1},
     {"semicolon dotdot", GET("/..;/etc/passwd"), 404, true, NULL, 90, -1, 1},
+    /* Location is rebuilt from the normalised path: never "//host/" */
+    {"location no open redirect", GET("//sub"), 301, true, "Location: /sub/\r\n", 106, -1, 1},
+    {"location re-encoded", GET("/a%20b%3f%23"), 301, true, "Location: /a%20b%3F%23/\r\n", 106, -1,
+     1},
+    {"location normalised", GET("/./sub?x=1"), 301, true, "Location: /sub/\r\n", 106, -1, 1},
+    {"space in header name", "GET / HTTP/1.1\r\nHost: t\r\nX A: v\r\n\r\n", 400, false, NULL, 94,
+     -1, 1},
+    {"bare CR in value", "GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", 400, false, NULL, 94, -1,
+     1},
+    {"duplicate host", "GET /hello.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, false, NULL,
+     94, -1, 1},
+    {"empty host allowed", "GET /hello.txt HTTP/1.1\r\nHost:\r\n\r\n", 200, true, NULL, 13, 0, 1},
+    {"empty te", "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n\r\n", 400, false, NULL, 94,
+     -1, 1},
+    {"chunked body consumed with the 413",
+     "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 413,
+     false, NULL, 106, -1, 1},
 };
 
 #define NMESSAGES (sizeof(messages) / sizeof(messages[0]))
@@ -229,8 +254,8 @@ Test(http, table_split_at_every_byte)
             used = handle(buf, split, &req, &resp);
             if (used > 0) {
                 /* Only a bare-LF or limit error may be decided early. */
-                cr_expect(resp.status == 400 || resp.status >= 413, "%s: early %d at %zu",
-                          m->name, resp.status, split);
+                cr_expect(resp.status == 400 || resp.status >= 413, "%s: early %d at %zu", m->name,
+                          resp.status, split);
                 c10k_resp_finish(&resp);
                 continue;
             }
@@ -272,11 +297,13 @@ Test(http, max_requests_closes)
     s2.max_requests = 2;
     c10k_req_init(&req);
     cr_assert_gt(c10k_http_handle(&s2, &req, GET("/hello.txt"), strlen(GET("/hello.txt")), head,
-                                  sizeof(head), &resp), 0);
+                                  sizeof(head), &resp),
+                 0);
     cr_expect(resp.keep_alive);
     c10k_resp_finish(&resp);
     cr_assert_gt(c10k_http_handle(&s2, &req, GET("/hello.txt"), strlen(GET("/hello.txt")), head,
-                                  sizeof(head), &resp), 0);
+                                  sizeof(head), &resp),
+                 0);
     cr_expect(!resp.keep_alive);
     cr_expect(memmem(head, resp.head_len, "Connection: close", 17) != NULL);
     c10k_resp_finish(&resp);
@@ -382,9 +409,9 @@ Test(http, small_head_buffer_is_a_caller_bug)
     char small[64];
 
     c10k_req_init(&req);
-    cr_expect_eq(c10k_http_handle(&site, &req, GET("/"), strlen(GET("/")), small, sizeof(small),
-                                  &resp),
-                 -ENOBUFS);
+    cr_expect_eq(
+        c10k_http_handle(&site, &req, GET("/"), strlen(GET("/")), small, sizeof(small), &resp),
+        -ENOBUFS);
 }
 
 Test(http, file_plan_points_inside_root)
@@ -414,4 +441,222 @@ Test(mime, types)
     cr_expect_str_eq(c10k_mime_type("a.tar.gz", 8), "application/octet-stream");
     cr_expect_str_eq(c10k_mime_type("dir.d/file", 10), "application/octet-stream");
     cr_expect_str_eq(c10k_mime_type("noext", 5), "application/octet-stream");
+}
+
+/* Every encoding of a way out of the root (or into a dotfile) is refused
+ * with 400 or 404, and never plans a body. */
+static const char *const traversal[] = {
+    "/../etc/passwd",
+    "/../../etc/passwd",
+    "/sub/../../etc/passwd",
+    "/%2e%2e/etc/passwd",
+    "/%2E%2E/etc/passwd",
+    "/%2e%2E/%2e%2e/etc/passwd",
+    "/.%2e/etc/passwd",
+    "/%2e./etc/passwd",
+    "/sub/%2e%2e/%2e%2e/etc/passwd",
+    "/%252e%252e/etc/passwd",
+    "/%252e%252e%252fetc/passwd",
+    "/%c0%ae%c0%ae/etc/passwd",
+    "/%c0%2e%c0%2e/etc/passwd",
+    "/%e0%80%ae%e0%80%ae/etc/passwd",
+    "/..%2fetc/passwd",
+    "/..%2Fetc/passwd",
+    "/sub%2f..%2f..%2fetc/passwd",
+    "/..\\etc/passwd",
+    "/%5c..%5cetc/passwd",
+    "/..%5cetc/passwd",
+    "/sub\\..\\..\\etc/passwd",
+    "/hello.txt%00.html",
+    "/%00",
+    "/..;/etc/passwd",
+    "/sub/..;/..;/etc/passwd",
+    "/.git/config",
+    "/.git/",
+    "/.env",
+    "/%2egit/config",
+    "/sub/../.git/config",
+    "/out.txt",
+    "/./../etc/passwd",
+    "/.../etc/passwd",
+    "/sub/.././../etc/passwd",
+    "/%2e%2e%2f%2e%2e%2fetc/passwd",
+    "/....//etc/passwd",
+    "/%u002e%u002e/etc/passwd",
+    "/%C0%AE%C0%AE%C0%AFetc/passwd",
+    "/%f0%80%80%ae%f0%80%80%ae/x",
+    "/%ed%a0%80/x",
+    "/%ff/x",
+    "/sub/%2E%2E",
+    "/http://x/../../etc/passwd",
+};
+
+Test(http, traversal_never_escapes)
+{
+    char raw[256];
+
+    cr_assert_geq(sizeof(traversal) / sizeof(traversal[0]), 30);
+    for (size_t i = 0; i < sizeof(traversal) / sizeof(traversal[0]); i++) {
+        c10k_req_t req;
+        c10k_resp_t resp;
+        int n = snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", traversal[i]);
+        c10k_req_init(&req);
+        cr_assert_gt(handle(raw, (size_t)n, &req, &resp), 0, "%s", traversal[i]);
+        cr_expect(resp.status == 400 || resp.status == 404, "%s: %d", traversal[i], resp.status);
+        cr_expect_eq(resp.body_fd, -1, "%s: planned a file", traversal[i]);
+        c10k_resp_finish(&resp);
+    }
+}
+
+Test(http, pipelined_two_then_close)
+{
+    const char *raw = GET("/hello.txt") "GET /digits.txt HTTP/1.1\r\nHost: t\r\nConnection: "
+                                        "close\r\n\r\n" GET("/hello.txt");
+    size_t len = strlen(raw), first = strlen(GET("/hello.txt"));
+    c10k_req_t req;
+    c10k_resp_t resp;
+    ssize_t used;
+
+    c10k_req_init(&req);
+    used = handle(raw, len, &req, &resp);
+    cr_expect_eq((size_t)used, first);
+    c10k_resp_finish(&resp);
+    used = handle(raw + first, len - first, &req, &resp);
+    cr_expect_eq(resp.status, 200);
+    cr_expect(!resp.keep_alive);
+    cr_expect_eq((size_t)used, len - first, "a closing response takes the rest with it");
+    c10k_resp_finish(&resp);
+}
+
+Test(http, buffer_of_empty_lines_is_answered)
+{
+    static char buf[C10K_REQ_BUF];
+    c10k_req_t req;
+    c10k_resp_t resp;
+
+    for (size_t i = 0; i < sizeof(buf); i += 2)
+        buf[i] = '\r', buf[i + 1] = '\n';
+    c10k_req_init(&req);
+    cr_expect_gt(handle(buf, sizeof(buf), &req, &resp), 0, "a full buffer always gets a plan");
+    cr_expect(!resp.keep_alive);
+}
+
+/* Root reads a mode-000 file anyway (CAP_DAC_OVERRIDE), so this test drops
+ * the DAC capabilities from its own process (Criterion forks one per test)
+ * before asking for an unreadable file: then 403 is really provoked. */
+static void drop_dac_caps(void)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2];
+
+    cr_assert(syscall(SYS_capget, &h, d) == 0);
+    d[0].effective &= ~((1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH));
+    cr_assert(syscall(SYS_capset, &h, d) == 0);
+}
+
+Test(http, unreadable_is_403)
+{
+    char path[512];
+    c10k_req_t req;
+    c10k_resp_t resp;
+
+    write_file("locked.txt", "locked\n");
+    snprintf(path, sizeof(path), "%s/locked.txt", root);
+    cr_assert(chmod(path, 0) == 0);
+    drop_dac_caps();
+    c10k_req_init(&req);
+    cr_assert_gt(handle(GET("/locked.txt"), strlen(GET("/locked.txt")), &req, &resp), 0);
+    cr_expect_eq(resp.status, 403);
+    cr_expect(resp.keep_alive, "403 keeps the connection");
+    cr_expect_eq(resp.body_fd, -1);
+    c10k_resp_finish(&resp);
+}
+
+Test(http, every_mime_type_served)
+{
+    static const char *const want[][2] = {
+        {"html", "text/html; charset=utf-8"},
+        {"htm", "text/html; charset=utf-8"},
+        {"css", "text/css; charset=utf-8"},
+        {"js", "text/javascript; charset=utf-8"},
+        {"mjs", "text/javascript; charset=utf-8"},
+        {"json", "application/json"},
+        {"txt", "text/plain; charset=utf-8"},
+        {"png", "image/png"},
+        {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},
+        {"gif", "image/gif"},
+        {"svg", "image/svg+xml"},
+        {"ico", "image/x-icon"},
+        {"wasm", "application/wasm"},
+        {"pdf", "application/pdf"},
+        {"woff2", "font/woff2"},
+        {"woff", "font/woff"},
+        {"mp4", "video/mp4"},
+        {"webp", "image/webp"},
+        {"xml", "application/xml"},
+        {"XYZ", "application/octet-stream"},
+        {"JPG", "image/jpeg"},
+    };
+    char name[32], raw[128], line[128];
+
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        c10k_req_t req;
+        c10k_resp_t resp;
+        snprintf(name, sizeof(name), "m.%s", want[i][0]);
+        write_file(name, "x");
+        int n = snprintf(raw, sizeof(raw), "GET /%s HTTP/1.1\r\nHost: t\r\n\r\n", name);
+        c10k_req_init(&req);
+        cr_assert_gt(handle(raw, (size_t)n, &req, &resp), 0);
+        cr_expect_eq(resp.status, 200, "%s", name);
+        snprintf(line, sizeof(line), "\r\nContent-Type: %s\r\n", want[i][1]);
+        cr_expect(memmem(head, resp.head_len, line, strlen(line)) != NULL, "%s:\n%.*s", name,
+                  (int)resp.head_len, head);
+        c10k_resp_finish(&resp);
+    }
+}
+
+/* The 200 head, header by header and in order. */
+Test(http, head_order)
+{
+    c10k_req_t req;
+    c10k_resp_t resp;
+    const char *order[] = {
+        "HTTP/1.1 200 OK\r\n",           "Server: c10k\r\n", "Date: ",   "Content-Type: ",
+        "Content-Length: 10\r\n",        "Last-Modified: ",  "ETag: \"", "Accept-Ranges: bytes\r\n",
+        "Connection: keep-alive\r\n\r\n"};
+    const char *at = head;
+
+    c10k_req_init(&req);
+    cr_assert_gt(handle(GET("/digits.txt"), strlen(GET("/digits.txt")), &req, &resp), 0);
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const char *p = memmem(at, (size_t)(head + resp.head_len - at), order[i], strlen(order[i]));
+        cr_assert(p, "missing or out of order: %s\n%.*s", order[i], (int)resp.head_len, head);
+        at = p + strlen(order[i]);
+    }
+    c10k_resp_finish(&resp);
+}
+
+/* Without openat2 (kernels before 5.6) every symlink is refused, even one
+ * that stays inside the root; plain files and directories still work. */
+Test(http, fallback_resolver_refuses_symlinks)
+{
+    c10k_site_t s2 = site;
+    const struct {
+        const char *raw;
+        int status;
+    } cases[] = {{GET("/hello.txt"), 200}, {GET("/sub/"), 200}, {GET("/in.txt"), 404},
+                 {GET("/out.txt"), 404},   {GET("/.env"), 404}, {GET("/sub"), 301}};
+
+    s2.have_openat2 = false;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        c10k_req_t req;
+        c10k_resp_t resp;
+        c10k_req_init(&req);
+        cr_assert_gt(c10k_http_handle(&s2, &req, cases[i].raw, strlen(cases[i].raw), head,
+                                      sizeof(head), &resp),
+                     0);
+        cr_expect_eq(resp.status, cases[i].status, "%s", cases[i].raw);
+        c10k_resp_finish(&resp);
+    }
 }
