@@ -122,7 +122,16 @@ benchtest: all
 
 # Under a sanitizer, make test runs the unit and conformance suites on every
 # model (the load-heavy system and bench tests add time, not coverage).
-ifneq ($(SANITIZE),)
+ifneq ($(findstring thread,$(SANITIZE)),)
+# Criterion's shared arena cannot be mapped under TSan's memory layout, and
+# the handler the unit tests cover runs in one thread per call anyway.
+# TSan's own CHECK fails on descriptors io_uring creates in the kernel, so
+# the uring model is left out of the TSan run (ASan and UBSan cover it).
+test: MODELS := $(filter-out uring,$(MODELS))
+test: conformance
+	@echo "unit: SKIP under SANITIZE=thread (Criterion cannot start under TSan; ASan runs them)"
+	@echo "conformance: SKIP uring under SANITIZE=thread (TSan CHECK-fails on io_uring descriptors)"
+else ifneq ($(SANITIZE),)
 test: unit conformance
 else
 test: unit conformance system benchtest

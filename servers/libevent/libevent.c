@@ -55,11 +55,11 @@ typedef struct loop_s loop_t;
 typedef struct conn_s {
     loop_t *loop;
     int fd;
-    struct event *ev;      /* EV_READ, or EV_WRITE while a send is parked */
-    char *buf;             /* C10K_REQ_BUF + C10K_HEAD_BUF, only while busy */
-    size_t len;            /* request bytes in buf */
-    size_t used;           /* bytes of buf the response being sent answers */
-    int64_t deadline;      /* header deadline of the request being read */
+    struct event *ev; /* EV_READ, or EV_WRITE while a send is parked */
+    char *buf;        /* C10K_REQ_BUF + C10K_HEAD_BUF, only while busy */
+    size_t len;       /* request bytes in buf */
+    size_t used;      /* bytes of buf the response being sent answers */
+    int64_t deadline; /* header deadline of the request being read */
     c10k_req_t req;
     c10k_resp_t resp;
     c10k_sendstate_t sent;
@@ -189,8 +189,8 @@ static void process(conn_t *c)
         ssize_t used;
 
         c->req.force_close = atomic_load(&c->loop->srv->stopping);
-        used = c10k_http_handle(&c->loop->srv->site, &c->req, c->buf, c->len,
-                                c->buf + C10K_REQ_BUF, C10K_HEAD_BUF, &c->resp);
+        used = c10k_http_handle(&c->loop->srv->site, &c->req, c->buf, c->len, c->buf + C10K_REQ_BUF,
+                                C10K_HEAD_BUF, &c->resp);
         if (used < 0) {
             conn_close(c);
             return;

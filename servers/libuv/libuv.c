@@ -55,19 +55,19 @@
 typedef struct loop_s loop_t;
 
 typedef struct conn_s {
-    uv_tcp_t tcp;          /* first, so a handle pointer is a conn_t pointer */
+    uv_tcp_t tcp; /* first, so a handle pointer is a conn_t pointer */
     uv_timer_t timer;
     uv_write_t wreq;
     loop_t *loop;
-    int fd;                /* the socket, for sendfile on the fast path */
-    char *buf;             /* C10K_REQ_BUF + C10K_HEAD_BUF, only while busy */
-    size_t len, used;      /* bytes buffered; bytes the current response answers */
-    int64_t deadline;      /* header deadline of the request being read */
+    int fd;           /* the socket, for sendfile on the fast path */
+    char *buf;        /* C10K_REQ_BUF + C10K_HEAD_BUF, only while busy */
+    size_t len, used; /* bytes buffered; bytes the current response answers */
+    int64_t deadline; /* header deadline of the request being read */
     c10k_req_t req;
     c10k_resp_t resp;
     c10k_sendstate_t sent;
-    size_t chunk;          /* bytes of the pending uv_write */
-    int handles;           /* open handles: free the conn when both are closed */
+    size_t chunk; /* bytes of the pending uv_write */
+    int handles;  /* open handles: free the conn when both are closed */
     bool closing, sending;
     struct sockaddr_storage peer;
     struct conn_s *prev, *next;

@@ -166,7 +166,10 @@ class Server:
             except OSError:
                 continue
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self.proc.pid:
+            # A sanitizer runtime forks llvm-symbolizer to name the frames of
+            # a report (even a suppressed one); it is the runtime's helper,
+            # not a process of the server, and exits when the server does.
+            if ppid == self.proc.pid and "(llvm-symbolizer" not in stat:
                 kids.append(int(pid))
         return kids
 
