@@ -18,13 +18,17 @@
  *   - several ranges, another unit or a malformed Range: the whole file (200),
  *     as nginx does. If-Range is honoured (strong ETag or exact date). HEAD
  *     with Range gets the 206 head, as nginx does.
- *   - any body (Content-Length > 0 or chunked) is 413 decided on the head
- *     alone, and the connection closes, so body bytes are never parsed.
+ *   - any body is 413, and the connection closes, so body bytes are never
+ *     taken for a request. Content-Length > 0 is decided on the head alone;
+ *     a chunked body on its first chunk-size line, which must be well formed
+ *     (1 to 16 hex digits, an optional extension, CRLF) or the answer is 400,
+ *     since a malformed chunk size is a request-smuggling shape.
  *   - a 301 Location is rebuilt from the decoded, normalised path and
  *     percent-encoded, so it always starts with exactly one '/'.
  */
 #include "http.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -968,10 +972,28 @@ static int parse_head(ctx_t *c, const char *buf, size_t start, size_t hlen)
         c->resp->target = c->ps.url.p;
         c->resp->target_len = c->ps.url.n;
     }
-    /* A body (chunked or not) is never read: 413 and close, so whatever
-     * follows the head is never taken for a request. Deciding on the head
-     * alone keeps the verdict independent of how much body has arrived. */
     return check_request(c, parsed, hlen - start);
+}
+
+/* The first chunk-size line of a chunked body we will not read: 413 when it
+ * is well formed, 400 when it is not, 0 while it has not arrived. Waiting for
+ * the whole line, never judging a part of it, keeps the verdict the same
+ * however the bytes were split. */
+static int chunk_verdict(const char *p, size_t n)
+{
+    const size_t max = 80; /* 16 hex digits and a short extension */
+    const char *nl = memchr(p, '\n', n < max ? n : max);
+    size_t digits = 0;
+
+    if (!nl)
+        return n >= max ? 400 : 0;
+    while (p + digits < nl && isxdigit((unsigned char)p[digits]))
+        digits++;
+    if (digits == 0 || digits > 16 || nl == p || nl[-1] != '\r')
+        return 400;
+    if (p + digits == nl - 1 || p[digits] == ';')
+        return 413;
+    return 400; /* a sign, "0x", a space inside, ... */
 }
 
 ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *buf, size_t len,
@@ -1000,6 +1022,11 @@ ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *b
     }
     req->scanned = 0;
     status = parse_head(&c, buf, start, (size_t)hlen);
+    if (status == 413 && c.ps.te.p) {
+        status = chunk_verdict(buf + hlen, len - (size_t)hlen);
+        if (status == 0)
+            return C10K_INCOMPLETE; /* the head is parsed again with the line */
+    }
     c.head_only = c.parser.method == HTTP_HEAD;
     if (status && status_closes(status))
         return reject(&c, status, len);

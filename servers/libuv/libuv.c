@@ -23,8 +23,9 @@
  *
  * Timeouts and limits
  *   A uv_timer_t per connection (libuv keeps timers in a min-heap: O(log n)).
- *   EMFILE on accept is handled inside libuv, which keeps a spare fd for it,
- *   accepts and closes the waiting connections, so the loop does not spin.
+ *   EMFILE on accept: libuv reports it and retries at once, so each loop keeps
+ *   a spare descriptor; it gives it up to accept and close the waiting
+ *   connections, then takes it back (shed_connections), so the loop never spins.
  *
  * What it costs
  *   Like epoll: one thread per CPU, no switch per request, a small struct per
@@ -41,6 +42,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +85,11 @@ struct loop_s {
     conn_t *conns;
     int nconns;
     bool stopping;
+    bool warned;  /* about running out of descriptors, once */
+    bool paused;  /* the listener is closed for a moment: see pause_accepting */
+    int spare_fd; /* given up when accept() fails with EMFILE */
+    int keep_fd;  /* a second reference that keeps the listening socket open */
+    uv_timer_t resume;
     char *pool[POOL_MAX];
     int npool;
     pthread_t thread;
@@ -317,6 +324,69 @@ static void timeout_cb(uv_timer_t *t)
 
 /* ---- accepting and stopping ----------------------------------------------------------- */
 
+/* Out of descriptors. libuv retries accept() at once after reporting
+ * EMFILE, so doing nothing would spin. Free the spare descriptor, accept and
+ * close what is waiting (those clients see a reset, as with nginx and libuv's
+ * own trick), and take the spare again. Each wake-up then costs one real
+ * connection, never a busy loop. */
+static void shed_connections(loop_t *l)
+{
+    uv_os_fd_t lfd;
+    int fd;
+
+    if (l->spare_fd < 0 || uv_fileno((uv_handle_t *)&l->listener, &lfd) < 0)
+        return;
+    close(l->spare_fd);
+    while ((fd = accept(lfd, NULL, NULL)) >= 0)
+        close(fd);
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!l->warned)
+        c10k_warn(l->srv, "accept: out of descriptors; closing new connections until some free");
+    l->warned = true;
+}
+
+static void connection_cb(uv_stream_t *server, int status);
+
+static void resume_cb(uv_timer_t *t)
+{
+    loop_t *l = t->data;
+    int fd = dup(l->keep_fd);
+
+    if (fd < 0 || l->stopping) {
+        if (fd >= 0)
+            close(fd);
+        if (!l->stopping)
+            uv_timer_start(&l->resume, resume_cb, 100, 0); /* still no descriptor */
+        return;
+    }
+    uv_tcp_init(&l->uv, &l->listener);
+    l->listener.data = l;
+    uv_tcp_open(&l->listener, fd);
+    uv_listen((uv_stream_t *)&l->listener, l->srv->cfg.backlog, connection_cb);
+    l->paused = false;
+    if (l->spare_fd < 0)
+        l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void paused_cb(uv_handle_t *h)
+{
+    loop_t *l = h->data;
+
+    uv_timer_start(&l->resume, resume_cb, 100, 0);
+}
+
+/* No spare descriptor either (another loop took the one that was freed):
+ * libuv would retry accept() forever inside one callback, so close this
+ * loop's listener handle for 100 ms. keep_fd holds the socket itself open,
+ * and clients wait in its backlog meanwhile. */
+static void pause_accepting(loop_t *l)
+{
+    if (l->paused || l->stopping)
+        return;
+    l->paused = true;
+    uv_close((uv_handle_t *)&l->listener, paused_cb);
+}
+
 static void connection_cb(uv_stream_t *server, int status)
 {
     loop_t *l = server->data;
@@ -324,6 +394,12 @@ static void connection_cb(uv_stream_t *server, int status)
     int len = sizeof(c->peer);
     uv_os_fd_t fd;
 
+    if (status == UV_EMFILE || status == UV_ENFILE) {
+        shed_connections(l);
+        if (l->spare_fd < 0)
+            pause_accepting(l);
+        return;
+    }
     if (status < 0) {
         c10k_warn(l->srv, "accept: %s", uv_strerror(status));
         return;
@@ -367,7 +443,11 @@ static void stop_cb(uv_poll_t *p, int status, int events)
     (void)status;
     (void)events;
     uv_poll_stop(p);
-    uv_close((uv_handle_t *)&l->listener, NULL);
+    if (!l->paused)
+        uv_close((uv_handle_t *)&l->listener, NULL);
+    uv_timer_stop(&l->resume);
+    close(l->keep_fd); /* the last reference: new clients are now refused */
+    l->keep_fd = -1;
     l->stopping = true;
     for (conn_t *c = l->conns, *next; c; c = next) {
         next = c->next;
@@ -387,6 +467,8 @@ static int loop_init(loop_t *l)
 
     if (fd < 0)
         return fd;
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    l->keep_fd = dup(fd);
     rc = uv_loop_init(&l->uv);
     if (rc < 0)
         return rc;
@@ -402,6 +484,8 @@ static int loop_init(loop_t *l)
     l->stop.data = l;
     uv_poll_start(&l->stop, UV_READABLE, stop_cb);
     uv_timer_init(&l->uv, &l->grace);
+    uv_timer_init(&l->uv, &l->resume);
+    l->resume.data = l;
     return 0;
 }
 
@@ -412,7 +496,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
     if (uv_is_closing(h))
         return;
     if (h == (uv_handle_t *)&l->listener || h == (uv_handle_t *)&l->stop ||
-        h == (uv_handle_t *)&l->grace)
+        h == (uv_handle_t *)&l->grace || h == (uv_handle_t *)&l->resume)
         uv_close(h, NULL);
     else
         conn_close(h->data); /* a connection's socket or timer */
@@ -426,6 +510,10 @@ static void loop_free(loop_t *l)
     l->stopping = false; /* no uv_stop from closed_cb: run until all closed */
     uv_run(&l->uv, UV_RUN_DEFAULT);
     uv_loop_close(&l->uv);
+    if (l->spare_fd >= 0)
+        close(l->spare_fd);
+    if (l->keep_fd >= 0)
+        close(l->keep_fd);
     while (l->npool)
         free(l->pool[--l->npool]);
 }
