@@ -304,21 +304,24 @@ static int open_walk(int root_fd, const char *path)
         const char *slash = strchr(p, '/');
         size_t n = slash ? (size_t)(slash - p) : strlen(p);
         if (n >= sizeof(comp)) {
-            fd = -ENAMETOOLONG;
-            break;
+            fd = -ENAMETOOLONG; /* the directory opened so far still needs closing */
+            goto out;
         }
         memcpy(comp, p, n);
         comp[n] = '\0';
         fd = openat(dir, comp, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
         if (fd < 0)
             fd = -errno;
+        if (fd < 0 || !slash)
+            goto out;
         if (dir != root_fd)
             close(dir);
-        if (fd < 0 || !slash)
-            break;
         dir = fd;
         p = slash + 1;
     }
+out:
+    if (dir != root_fd)
+        close(dir);
     return fd;
 }
 

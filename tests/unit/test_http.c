@@ -9,6 +9,7 @@
 #include "http.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -671,4 +672,42 @@ Test(http, fallback_resolver_refuses_symlinks)
         cr_expect_eq(resp.status, cases[i].status, "%s", cases[i].raw);
         c10k_resp_finish(&resp);
     }
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    cr_assert(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* The fallback resolver walks one directory at a time; a component too long
+ * for NAME_MAX after a directory used to leak that directory's descriptor
+ * (found by fuzz_path). Every refusal must leave the descriptor count as it was. */
+Test(http, fallback_resolver_closes_every_directory)
+{
+    static char raw[600];
+    char longname[300];
+    c10k_site_t s2 = site;
+    int before;
+
+    memset(longname, 'A', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    snprintf(raw, sizeof(raw), "GET /sub/%s HTTP/1.1\r\nHost: t\r\n\r\n", longname);
+    s2.have_openat2 = false;
+    before = open_fds();
+    for (int i = 0; i < 3; i++) {
+        c10k_req_t req;
+        c10k_resp_t resp;
+        c10k_req_init(&req);
+        cr_assert_gt(c10k_http_handle(&s2, &req, raw, strlen(raw), head, sizeof(head), &resp), 0);
+        cr_expect_eq(resp.status, 404);
+        c10k_resp_finish(&resp);
+    }
+    cr_expect_eq(open_fds(), before, "descriptors leaked by the fallback resolver");
 }
