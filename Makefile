@@ -37,7 +37,7 @@ MODEL_OBJS  := $(foreach m,$(MODELS),$(BUILD)/servers/$(m)/$(m).o)
 MODEL_LIBS  := $(foreach m,$(MODELS),$(LIBS_$(m)))
 
 # Debian packages, by what needs them: build, test, bench, fuzz.
-DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
+DEB_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
             libhttp-parser-dev libevent-dev libuv1-dev liburing-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
             linux-perf slowhttptest procps iproute2

@@ -26,11 +26,11 @@
 #include <sys/types.h>
 
 /* Limits from the spec. A request head must fit in C10K_REQ_BUF bytes. */
-#define C10K_URI_MAX       8192  /* longer request target: 414 */
-#define C10K_HEADERS_MAX   16384 /* header bytes after the request line: 431 */
-#define C10K_HEADER_LINES  100   /* more header lines: 431 */
-#define C10K_REQ_BUF       32768 /* read buffer that always holds a whole head */
-#define C10K_HEAD_BUF      10240 /* head buffer; fits a Location of C10K_URI_MAX */
+#define C10K_URI_MAX      8192  /* longer request target: 414 */
+#define C10K_HEADERS_MAX  16384 /* header bytes after the request line: 431 */
+#define C10K_HEADER_LINES 100   /* more header lines: 431 */
+#define C10K_REQ_BUF      32768 /* read buffer that always holds a whole head */
+#define C10K_HEAD_BUF     10240 /* head buffer; fits a Location of C10K_URI_MAX */
 
 /* c10k_http_handle() returns this when the head is not complete yet. */
 #define C10K_INCOMPLETE 0
@@ -38,9 +38,9 @@
 /* The document root and the settings the handler needs. Immutable after
  * c10k_site_open(), so every thread and process may share one. */
 typedef struct c10k_site_s {
-    int root_fd;          /* O_PATH | O_DIRECTORY descriptor of the root */
-    char root_path[4096]; /* as given, for messages */
-    bool have_openat2;    /* kernel supports RESOLVE_BENEATH */
+    int root_fd;           /* O_PATH | O_DIRECTORY descriptor of the root */
+    char root_path[4096];  /* as given, for messages */
+    bool have_openat2;     /* kernel supports RESOLVE_BENEATH */
     unsigned max_requests; /* per connection; 0 = unlimited */
 } c10k_site_t;
 
@@ -54,17 +54,17 @@ typedef struct c10k_req_s {
 /* The response plan. Views point into the caller's head buffer, into static
  * memory, or (method/target, for logging) into the caller's read buffer. */
 typedef struct c10k_resp_s {
-    int status;            /* 200, 206, 304, 400, ... */
-    size_t head_len;       /* bytes of head written into the caller's head buffer */
-    int body_fd;           /* file to send from, or -1; closed by c10k_resp_finish() */
-    off_t body_off;        /* first byte of the file range */
-    size_t body_len;       /* length of the file range (0 for HEAD and 304) */
-    const char *body_mem;  /* static body (error pages), or NULL */
-    size_t body_mem_len;   /* its length (0 for HEAD) */
-    bool keep_alive;       /* false: close the connection once this is sent */
-    const char *method;    /* request method, for the access log ("-" if unparsed) */
+    int status;           /* 200, 206, 304, 400, ... */
+    size_t head_len;      /* bytes of head written into the caller's head buffer */
+    int body_fd;          /* file to send from, or -1; closed by c10k_resp_finish() */
+    off_t body_off;       /* first byte of the file range */
+    size_t body_len;      /* length of the file range (0 for HEAD and 304) */
+    const char *body_mem; /* static body (error pages), or NULL */
+    size_t body_mem_len;  /* its length (0 for HEAD) */
+    bool keep_alive;      /* false: close the connection once this is sent */
+    const char *method;   /* request method, for the access log ("-" if unparsed) */
     size_t method_len;
-    const char *target;    /* request target as received, for the access log */
+    const char *target; /* request target as received, for the access log */
     size_t target_len;
 } c10k_resp_t;
 
@@ -104,8 +104,7 @@ ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *b
  * (len > 0); returns 0 if the connection was idle between requests, in which
  * case the caller just closes it, as nginx does.
  */
-int c10k_http_timeout(c10k_req_t *req, size_t len, char *head, size_t head_cap,
-                      c10k_resp_t *resp);
+int c10k_http_timeout(c10k_req_t *req, size_t len, char *head, size_t head_cap, c10k_resp_t *resp);
 
 /* Release the plan's resources (closes body_fd). Call once the response has
  * been sent or abandoned. Safe to call twice. */

@@ -311,7 +311,8 @@ static void config_defaults(c10k_config_t *cfg)
  * failed. SO_REUSEPORT is set so models can add one listener per worker. */
 static int listen_first(c10k_server_t *srv, const char **why)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
     struct addrinfo *ai = NULL;
     struct sockaddr_storage ss;
@@ -411,10 +412,9 @@ static void print_start_line(const c10k_server_t *srv)
     }
     printf("c10k: serving %s at http://%s%s%s:%d/ with %s (workers=%d cpus=%s keepalive=%gs "
            "header-timeout=%gs max-requests=%u access-log=%s%s%s)\n",
-           srv->site.root_path, v6 ? "[" : "", c->bind, v6 ? "]" : "", srv->port,
-           srv->model->name, c10k_worker_count(srv), cpus, c->keepalive_ms / 1000.0,
-           c->header_ms / 1000.0, c->max_requests, c->access_log ? c->access_log : "off",
-           model[0] ? " " : "", model);
+           srv->site.root_path, v6 ? "[" : "", c->bind, v6 ? "]" : "", srv->port, srv->model->name,
+           c10k_worker_count(srv), cpus, c->keepalive_ms / 1000.0, c->header_ms / 1000.0,
+           c->max_requests, c->access_log ? c->access_log : "off", model[0] ? " " : "", model);
     fflush(stdout);
 }
 
@@ -537,8 +537,8 @@ static int cmd_python(const char *script, bool pass_bin, int argc, char **argv)
         args[k++] = argv[i];
     args[k] = NULL;
     execv("/usr/bin/python3", args);
-    fprintf(stderr, "c10k: cannot run /usr/bin/python3 %s: %s (make deps installs python3)\n",
-            path, strerror(errno));
+    fprintf(stderr, "c10k: cannot run /usr/bin/python3 %s: %s (make deps installs python3)\n", path,
+            strerror(errno));
     return 1;
 }
 

@@ -174,8 +174,7 @@ static size_t plan_total(const c10k_resp_t *resp)
 
 /* One step of sending: as much as the socket takes now. Returns bytes sent,
  * or a negative errno (-EAGAIN when the socket buffer is full). */
-static ssize_t send_step(int fd, const c10k_resp_t *resp, const char *head, size_t done,
-                         int flags)
+static ssize_t send_step(int fd, const c10k_resp_t *resp, const char *head, size_t done, int flags)
 {
     bool file = resp->body_fd >= 0 && resp->body_len > 0;
     ssize_t n;
@@ -285,8 +284,7 @@ static void set_send_timeout(int fd)
 /* Answer every complete request in buf. Returns the bytes left over (an
  * incomplete head), or -1 when the connection must close. */
 static ssize_t answer_buffered(c10k_server_t *srv, int fd, const struct sockaddr *peer,
-                               c10k_req_t *req, char *buf, size_t len, char *head,
-                               unsigned *served)
+                               c10k_req_t *req, char *buf, size_t len, char *head, unsigned *served)
 {
     while (len > 0) {
         c10k_resp_t resp;

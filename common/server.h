@@ -23,18 +23,18 @@
 
 /* Settings from the common flags (c10k serve --help). Times are in ms. */
 typedef struct c10k_config_s {
-    const char *bind;      /* --bind, default 127.0.0.1 */
-    int port;              /* --port, default 8080; 0 picks a free port */
-    const char *root;      /* --root, default . */
-    int workers;           /* --workers, 0 = the number of CPUs usable */
+    const char *bind;        /* --bind, default 127.0.0.1 */
+    int port;                /* --port, default 8080; 0 picks a free port */
+    const char *root;        /* --root, default . */
+    int workers;             /* --workers, 0 = the number of CPUs usable */
     int cpus[C10K_CPUS_MAX]; /* --cpus, the CPUs to pin to */
-    int ncpus;             /* 0 = not pinned */
-    int keepalive_ms;      /* --keepalive-timeout, default 5 s */
-    int header_ms;         /* --header-timeout, default 10 s */
-    unsigned max_requests; /* --max-requests per connection, 0 = unlimited */
-    const char *access_log; /* --access-log FILE, NULL = off */
-    int grace_ms;          /* --grace, in-flight grace on stop, default 10 s */
-    int backlog;           /* --backlog, default 4096 */
+    int ncpus;               /* 0 = not pinned */
+    int keepalive_ms;        /* --keepalive-timeout, default 5 s */
+    int header_ms;           /* --header-timeout, default 10 s */
+    unsigned max_requests;   /* --max-requests per connection, 0 = unlimited */
+    const char *access_log;  /* --access-log FILE, NULL = off */
+    int grace_ms;            /* --grace, in-flight grace on stop, default 10 s */
+    int backlog;             /* --backlog, default 4096 */
 } c10k_config_t;
 
 /* The running server as every model sees it. */
@@ -42,11 +42,11 @@ typedef struct c10k_server_s {
     c10k_config_t cfg;
     c10k_site_t site;
     const struct c10k_model_s *model;
-    int listen_fd;       /* first listener, bound and listening, O_NONBLOCK, SO_REUSEPORT */
-    int port;            /* the port actually bound */
-    int stop_fd;         /* eventfd: readable once a stop is requested. Poll it, never read it. */
+    int listen_fd;        /* first listener, bound and listening, O_NONBLOCK, SO_REUSEPORT */
+    int port;             /* the port actually bound */
+    int stop_fd;          /* eventfd: readable once a stop is requested. Poll it, never read it. */
     atomic_bool stopping; /* set together with stop_fd */
-    int log_fd;          /* access log, or -1 */
+    int log_fd;           /* access log, or -1 */
 } c10k_server_t;
 
 /* A model-specific flag. arg == NULL means a boolean flag. */
@@ -57,8 +57,8 @@ typedef struct c10k_opt_s {
 } c10k_opt_t;
 
 typedef struct c10k_model_s {
-    const char *name;    /* as in `c10k serve NAME` */
-    const char *summary; /* one line for `c10k models` */
+    const char *name;       /* as in `c10k serve NAME` */
+    const char *summary;    /* one line for `c10k models` */
     const c10k_opt_t *opts; /* model flags, terminated by a zeroed entry; may be NULL */
     /* Flag sets the conformance suite runs this model with, besides the
      * defaults, e.g. "--pool 4". NULL-terminated; may be NULL. */
@@ -128,7 +128,8 @@ void c10k_log_access(const c10k_server_t *srv, const struct sockaddr *peer, cons
                      size_t bytes_sent);
 
 /* Print "c10k: <model>: <message>" to stderr, printf-style. */
-void c10k_warn(const c10k_server_t *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void c10k_warn(const c10k_server_t *srv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* --- blocking connections (threaded, prefork) -------------------------------- */
 
