@@ -325,6 +325,10 @@ def read_status(path):
     return out
 
 
+# PSS needs /proc/PID/smaps_rollup (Linux 4.14); without it memory is RSS.
+HAVE_SMAPS_ROLLUP = os.path.exists("/proc/self/smaps_rollup")
+
+
 def proc_snapshot(root, tasks=True):
     """CPU, switches, memory and task counts of a process tree right now.
 
@@ -338,7 +342,8 @@ def proc_snapshot(root, tasks=True):
     takes its counts with it; they are the fallback when perf is unusable.
     """
     snap = {"user_ticks": 0, "sys_ticks": 0, "procs": 0, "threads": 0, "rss_kib": 0,
-            "hwm_kib": 0, "vol": 0, "invol": 0, "pids": []}
+            "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "hwm_kib": 0, "vol": 0, "invol": 0,
+            "pids": []}
     for pid in tree_pids(root):
         stat = read_file("/proc/%d/stat" % pid)
         if not stat:
@@ -353,6 +358,9 @@ def proc_snapshot(root, tasks=True):
         st = read_status("/proc/%d/status" % pid)
         snap["rss_kib"] += int(st.get("VmRSS", "0 kB").split()[0])
         snap["hwm_kib"] += int(st.get("VmHWM", "0 kB").split()[0])
+        if HAVE_SMAPS_ROLLUP:  # a process that just exited adds nothing
+            pss = read_status("/proc/%d/smaps_rollup" % pid).get("Pss", "0 kB")
+            snap["pss_kib"] += int(pss.split()[0])
         if not tasks:
             continue
         try:
@@ -393,7 +401,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.root, self.port, self.interval = root, port, interval
         self.stop_event = threading.Event()
-        self.peak = {"rss_kib": 0, "threads": 0, "procs": 0, "established": 0,
+        self.peak = {"rss_kib": 0, "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "threads": 0, "procs": 0, "established": 0,
                      "accept_queue": 0}
         self.samples = 0
 
@@ -401,6 +409,8 @@ class Sampler(threading.Thread):
         # no per-thread files here: the sampler shares the client CPU with wrk
         snap = proc_snapshot(self.root, tasks=False)
         est, queue = tcp_counts(self.port)
+        if HAVE_SMAPS_ROLLUP:
+            self.peak["pss_kib"] = max(self.peak["pss_kib"], snap["pss_kib"])
         for k, v in (("rss_kib", snap["rss_kib"]), ("threads", snap["threads"]),
                      ("procs", snap["procs"]), ("established", est), ("accept_queue", queue)):
             self.peak[k] = max(self.peak[k], v)
@@ -559,7 +569,12 @@ def who_listens(port):
 NGINX_CONF = """\
 # nginx reference configuration written by c10k bench: the same settings the
 # c10k models get (workers, keep-alive and header timeouts, unlimited requests
-# per connection), sendfile on, access log off, symlinks refused.
+# per connection), sendfile on, access log off, symlinks refused below the
+# root. "from=$document_root" checks components below the root only, as the
+# c10k handler does (openat2 RESOLVE_BENEATH from an open root): plain "on"
+# also re-opens every directory above the root on each request (one openat
+# and one close per component), so nginx's cost would grow with the depth
+# of the run directory. No open_file_cache: c10k opens the file per request too.
 {user}worker_processes {workers};
 worker_rlimit_nofile {nofile};
 daemon off;
@@ -579,7 +594,7 @@ http {{
     keepalive_timeout {keepalive}s;
     keepalive_requests 1000000000;
     client_header_timeout {header}s;
-    disable_symlinks on;
+    disable_symlinks on from=$document_root;
     client_body_temp_path {rundir}/tmp/body;
     proxy_temp_path {rundir}/tmp/proxy;
     fastcgi_temp_path {rundir}/tmp/fastcgi;
@@ -616,9 +631,11 @@ class Server:
                                          start_new_session=True)
             log.close()
             return self._wait_listening(10.0)
-        argv = [b.bin, "serve", self.model, "--port", str(self.port), "--root", b.docroot,
-                "--workers", str(b.workers), "--cpus", cpus_text(b.server_cpus),
-                "--keepalive-timeout", str(b.keepalive_timeout),
+        argv = [b.bin, "serve", self.model, "--port", str(self.port), "--root", b.docroot]
+        if self.model not in b.per_connection:
+            argv += ["--workers", str(b.workers)]
+        argv += ["--cpus", cpus_text(b.server_cpus),
+                 "--keepalive-timeout", str(b.keepalive_timeout),
                 "--header-timeout", str(b.header_timeout), "--grace", "2"]
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
@@ -1032,6 +1049,12 @@ class Bench:
         if not available:
             raise UsageError("'%s models' listed no models (output: %r)" % (self.bin, out))
         self.available_models = available
+        # A thread or process per connection: --workers would be a pool size
+        # there (prefork: a fixed pool of one process), so such a model sizes
+        # itself to the load instead, as it would be deployed.
+        p = subprocess.run([self.bin, "models", "--per-connection"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, timeout=10)
+        self.per_connection = p.stdout.split() if p.returncode == 0 else []
         if not self.args.models or self.args.models == "all":
             chosen = list(available)
         else:
@@ -1234,8 +1257,7 @@ class Bench:
             if err or wrk is None:
                 rep.update(status="failed", failure=err or "wrk gave no results")
                 return rep
-            rep.update(self.metrics(sc, wrk, client_cpu, window, cost, sampler, slow,
-                                    base["rss_kib"]))
+            rep.update(self.metrics(sc, wrk, client_cpu, window, cost, sampler, slow, base))
             rep["raw"] = {"wrk": "raw/wrk_%s.json" % tag, "wrk_text": "raw/wrk_%s.txt" % tag,
                           "perf": "raw/perf_%s.csv" % tag if self.perf_ok else None}
         finally:
@@ -1258,10 +1280,13 @@ class Bench:
             self.current_server = None
         return rep
 
-    def metrics(self, sc, wrk, client_cpu, window, cost, sampler, slow, rss_idle):
-        """Everything one repeat measured. rss_idle: the server's RSS right
+    def metrics(self, sc, wrk, client_cpu, window, cost, sampler, slow, idle):
+        """Everything one repeat measured. idle: the server's snapshot right
         after start and verification, before any load: memory per connection
-        is what the window's peak adds to it, per connection held."""
+        is what the window's peak adds to it, per connection held. It is
+        counted in PSS (a shared page split among the processes that map it),
+        so the workers of prefork are not charged again for the pages they
+        share with the master; RSS counts those once per process."""
         m = {}
         req = wrk["requests"]
         dur_s = wrk["duration_us"] / 1e6 if wrk["duration_us"] else window
@@ -1295,11 +1320,19 @@ class Bench:
         slow_est = slow.alive() if slow else 0
         wrk_est = max(0, sampler.peak["established"] - slow_est)
         peak = max(sampler.peak["rss_kib"], end["rss_kib"])
+        pss_peak = None
+        if None not in (sampler.peak["pss_kib"], end["pss_kib"], idle["pss_kib"]):
+            pss_peak = max(sampler.peak["pss_kib"], end["pss_kib"])
+            grown = pss_peak - idle["pss_kib"]
+        else:
+            grown = peak - idle["rss_kib"]
         held = wrk_est + slow_est
         m.update(conns_established=wrk_est, slow_established=slow_est if slow else None,
                  accept_queue_max=sampler.peak["accept_queue"],
                  rss_peak_kib=peak, rss_window_start_kib=start["rss_kib"],
-                 mem_per_conn_kib=(peak - rss_idle) / held if held else None,
+                 pss_peak_kib=pss_peak, pss_baseline_kib=idle["pss_kib"],
+                 mem_per_conn_kib=max(0.0, grown) / held if held else None,
+                 mem_per_conn_method="pss" if pss_peak is not None else "rss",
                  threads_max=max(sampler.peak["threads"], end["threads"]),
                  procs_max=max(sampler.peak["procs"], end["procs"]),
                  client_cpu_s=client_cpu,
@@ -1355,6 +1388,7 @@ class Bench:
                 "settings": {
                     "models": self.models, "duration_s": self.duration,
                     "warmup_s": self.warmup, "repeat": self.repeat, "workers": self.workers,
+                    "per_connection_models": self.per_connection,
                     "server_cpus": self.server_cpus, "client_cpus": self.client_cpus,
                     "wrk_threads_rule": "min(connections, number of client CPUs)",
                     "wrk_timeout_s": WRK_TIMEOUT_S,
@@ -1416,8 +1450,10 @@ class Bench:
               % (self.args.profile, len(self.models), ", ".join(self.models),
                  len(self.scenarios), self.repeat, len(cells), self.warmup, self.duration,
                  fmt_duration(total)))
-        print("c10k bench: server on CPU %s, wrk on CPU %s, %d worker(s); perf %s; run dir %s"
+        print("c10k bench: server on CPU %s, wrk on CPU %s, %d worker(s) (%s: a thread or "
+              "process per connection); perf %s; run dir %s"
               % (cpus_text(self.server_cpus), cpus_text(self.client_cpus), self.workers,
+                 ", ".join(self.per_connection) or "none",
                  "on" if self.perf_ok else "UNAVAILABLE", self.run_dir))
         sys.stdout.flush()
         self.save("running")
@@ -1474,7 +1510,7 @@ SCALAR_METRICS = [
     "cpu_sys_s", "cpu_s", "cpu_us_per_req", "cpu_user_us_per_req", "cpu_sys_us_per_req",
     "server_cpu_util", "ctx_vol", "ctx_invol", "ctx_vol_per_req", "ctx_invol_per_req",
     "syscalls", "syscalls_per_req", "perf_task_clock_s", "rss_baseline_kib", "rss_peak_kib",
-    "mem_per_conn_kib", "threads_max", "procs_max", "conns_established", "slow_established",
+    "pss_baseline_kib", "pss_peak_kib", "mem_per_conn_kib", "threads_max", "procs_max", "conns_established", "slow_established",
     "accept_queue_max", "client_cpu_s", "client_cpu_util",
 ]
 

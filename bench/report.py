@@ -412,6 +412,14 @@ HOWTO = [
 ]
 
 
+def per_conn_note(settings):
+    """Models that were not given --workers: they size themselves per connection."""
+    pc = settings.get("per_connection_models")
+    if not pc:
+        return ""
+    return " (%s: a thread or process per connection, sized by the model)" % ", ".join(pc)
+
+
 def env_lines(doc):
     env, run = doc["environment"], doc["run"]
     st = run["settings"]
@@ -422,9 +430,9 @@ def env_lines(doc):
         ("versions", ", ".join("%s %s" % (k, val) for k, val in v.items() if val)),
         ("git commit", "%s%s" % (env.get("git_commit") or "none",
                                   " (dirty)" if env.get("git_dirty") else "")),
-        ("pinning", "server CPUs %s, wrk CPUs %s, %s server workers, wrk threads = %s"
+        ("pinning", "server CPUs %s, wrk CPUs %s, %s server workers%s, wrk threads = %s"
          % (st.get("server_cpus"), st.get("client_cpus"), st.get("workers"),
-            st.get("wrk_threads_rule"))),
+            per_conn_note(st), st.get("wrk_threads_rule"))),
         ("window", "warm-up %s s, window %s s, %s repeat(s)"
          % (st.get("warmup_s"), st.get("duration_s"), st.get("repeat"))),
         ("command line", " ".join(run.get("command_line", []))),

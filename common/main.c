@@ -2,7 +2,7 @@
  * main.c - the c10k command line.
  *
  *   c10k serve MODEL [flags]   run one concurrency model
- *   c10k models [--variants]   list the models built into this binary
+ *   c10k models [--variants | --per-connection]   list the models built in
  *   c10k bench [flags]         the benchmark harness (bench/c10k_bench.py)
  *   c10k report [flags]        the report generator (bench/report.py)
  *
@@ -69,7 +69,10 @@ static void usage_top(FILE *f)
                "One static-file HTTP/1.1 handler on many concurrency models, measured.\n\n"
                "commands:\n"
                "  serve MODEL [flags]   serve files with one model (c10k serve --help)\n"
-               "  models [--variants]   list the models; --variants: the flag sets tests run\n"
+               "  models [--variants | --per-connection]\n"
+               "                        list the models; --variants: the flag sets tests run;\n"
+               "                        --per-connection: those with a thread or process per\n"
+               "                        connection (c10k bench does not pass them --workers)\n"
                "  bench [flags]         benchmark every model against nginx (c10k bench --help)\n"
                "  report RUN_DIR        write report.md and report.html for a bench run\n"
                "  help                  this text\n");
@@ -100,12 +103,18 @@ static void usage_serve(FILE *f)
 static int cmd_models(int argc, char **argv)
 {
     bool variants = argc > 1 && strcmp(argv[1], "--variants") == 0;
+    bool per_conn = argc > 1 && strcmp(argv[1], "--per-connection") == 0;
 
-    if (argc > 1 && !variants) {
-        fprintf(stderr, "c10k models: unknown argument '%s'\n", argv[1]);
+    if (argc > 2 || (argc > 1 && !variants && !per_conn)) {
+        fprintf(stderr, "c10k models: unknown argument '%s'\n", argv[argc > 2 ? 2 : 1]);
         return EXIT_USAGE;
     }
     for (const c10k_model_t *const *m = c10k_models; *m; m++) {
+        if (per_conn) {
+            if ((*m)->per_connection)
+                printf("%s\n", (*m)->name);
+            continue;
+        }
         if (!variants) {
             printf("%-10s %s\n", (*m)->name, (*m)->summary);
             continue;

@@ -63,6 +63,11 @@ typedef struct c10k_model_s {
     /* Flag sets the conformance suite runs this model with, besides the
      * defaults, e.g. "--pool 4". NULL-terminated; may be NULL. */
     const char *const *variants;
+    /* True when each connection gets its own thread or process, so --workers
+     * is not a count of event loops (prefork reads it as a fixed pool size).
+     * c10k bench leaves --workers out for such a model and lets it size itself
+     * to the load, as Apache prefork or a thread-per-connection server is run. */
+    bool per_connection;
     /* Apply one model flag; value is NULL for booleans. Returns 0, or
      * -EINVAL after printing what is wrong with the value. */
     int (*set_opt)(const char *name, const char *value);

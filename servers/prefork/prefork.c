@@ -516,6 +516,7 @@ const c10k_model_t c10k_model_prefork = {
     .summary = "pre-forked blocking worker processes under a master (Apache prefork)",
     .opts = prefork_opts,
     .variants = prefork_variants,
+    .per_connection = true,
     .set_opt = prefork_set_opt,
     .describe = prefork_describe,
     .run = prefork_run,

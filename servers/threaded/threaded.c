@@ -355,6 +355,7 @@ const c10k_model_t c10k_model_threaded = {
     .summary = "a blocking thread per connection (--pool N: a fixed thread pool)",
     .opts = threaded_opts,
     .variants = threaded_variants,
+    .per_connection = true,
     .set_opt = threaded_set_opt,
     .describe = threaded_describe,
     .run = threaded_run,

@@ -127,6 +127,52 @@ class MethodTest(unittest.TestCase):
         self.assertIn("not counted", cost["ctx_method"])
 
 
+# Touches SHARED_MIB of private memory, then forks SHARERS children that only
+# sleep: every page is mapped by SHARERS + 1 processes until one writes it.
+SHARED_MIB, SHARERS = 64, 3
+SHARER = r"""
+import os, sys, time
+buf = bytearray(%d << 20)
+for i in range(0, len(buf), 4096):
+    buf[i] = 1
+kids = []
+for _ in range(%d):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+print("ready", flush=True)
+sys.stdin.readline()
+for k in kids:
+    os.kill(k, 9)
+    os.waitpid(k, 0)
+""" % (SHARED_MIB, SHARERS)
+
+
+class MemoryMethodTest(unittest.TestCase):
+    def test_shared_pages_counted_once_in_pss(self):
+        """Memory per connection uses PSS: forked workers that share their
+        parent's pages must not multiply them, as a sum of RSS does."""
+        if not c10k_bench.HAVE_SMAPS_ROLLUP:
+            self.skipTest("no /proc/self/smaps_rollup (Linux < 4.14): memory is RSS only")
+        p = subprocess.Popen([sys.executable, "-c", SHARER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(p.stdout.readline().strip(), "ready")
+            snap = c10k_bench.proc_snapshot(p.pid, tasks=False)
+        finally:
+            p.stdin.write("\n")
+            p.stdin.flush()
+            p.wait()
+        shared_kib = SHARED_MIB * 1024
+        self.assertEqual(snap["procs"], SHARERS + 1, snap)
+        # RSS charges the buffer to every process; PSS splits it among them
+        self.assertGreater(snap["rss_kib"], (SHARERS + 1) * shared_kib * 0.95, snap)
+        self.assertGreater(snap["pss_kib"], shared_kib * 0.95, snap)
+        self.assertLess(snap["pss_kib"], shared_kib * 1.6, snap)
+
+
 def run_bench(args, timeout=120):
     return subprocess.run([sys.executable, os.path.join(REPO, "bench", "c10k_bench.py")] + args,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -208,6 +254,9 @@ class SmokeTest(unittest.TestCase):
             self.assertEqual(doc["run"]["status"], "complete")
             cells = {c["model"]: c for c in doc["cells"]}
             self.assertEqual(set(cells), {"threaded", "nginx"})
+            # a thread per connection: sized by the load, never --workers
+            self.assertIn("threaded", doc["run"]["settings"]["per_connection_models"])
+            self.assertNotIn("--workers", cells["threaded"]["repeats"][0]["server_command"])
             for model, c in cells.items():
                 self.assertEqual(c["status"], "ok", (model, c["reasons"]))
                 rep = c["repeats"][0]
@@ -217,6 +266,8 @@ class SmokeTest(unittest.TestCase):
                 self.assertGreater(rep["cpu_s"], 0, model)
                 self.assertEqual(rep["conns_established"], 16, model)
                 self.assertEqual(rep["server_exit"], "clean", model)
+                self.assertEqual(rep["mem_per_conn_method"],
+                                 "pss" if c10k_bench.HAVE_SMAPS_ROLLUP else "rss", model)
                 if doc["tools"]["perf"]["available"]:
                     self.assertGreater(rep["syscalls_per_req"], 0, model)
                 else:
