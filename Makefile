@@ -27,7 +27,7 @@ endif
 
 # Libraries each model needs beyond the common ones.
 LIBS_common   := -lhttp_parser
-LIBS_libevent := -levent_core -levent_pthreads
+LIBS_libevent := -levent_core
 LIBS_libuv    := -luv
 LIBS_uring    := -luring
 

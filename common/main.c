@@ -344,6 +344,9 @@ static int listen_first(c10k_server_t *srv, const char **why)
     *why = "SO_REUSEPORT";
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
+    *why = "TCP_NODELAY or TCP_NOTSENT_LOWAT";
+    if (c10k_sock_tune(fd) < 0)
+        goto fail;
     *why = "bind";
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
         goto fail;

@@ -57,7 +57,8 @@
  *   when it runs out with bytes buffered the client gets 408, then the
  *   connection closes. An idle keep-alive connection just closes. A client
  *   that stops reading a response loses it after SEND_TIMEOUT_MS of no
- *   progress, as in net.c.
+ *   progress, as in net.c (TCP_NOTSENT_LOWAT, see c10k_sock_tune(), makes
+ *   a slow reader's progress show up as writability well within that time).
  *
  * Out of descriptors (EMFILE, ENFILE)
  *   accept4 fails but the connection stays in the backlog, so the listener
@@ -280,7 +281,6 @@ static int conn_open(loop_t *lp, int fd, const peer_t *peer)
     c->writable = true;
     c10k_req_init(&c->req);
     c10k_timer_init(&c->timer);
-    c10k_sock_tune(fd);
     /* Edge-triggered: registered once for everything it will ever wait for. */
     c->interest = opts.level ? EPOLLIN : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.events = c->interest;

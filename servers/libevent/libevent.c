@@ -30,7 +30,10 @@
  *   callback, and an epoll_ctl per EV_READ/EV_WRITE switch.
  *
  * What it needs
- *   libevent 2.1 (libevent-dev): event_core and event_pthreads.
+ *   libevent 2.1 (libevent-dev): event_core. Each event_base is touched by
+ *   one thread only (the stop arrives as the server's stop descriptor turning
+ *   readable, not as a call from another thread), so the bases are created
+ *   with EVENT_BASE_FLAG_NOLOCK and libevent's pthread locking is left out.
  *
  * How to run it
  *   c10k serve libevent --workers 2 --root DIR
@@ -40,7 +43,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +58,7 @@ typedef struct conn_s {
     loop_t *loop;
     int fd;
     struct event *ev; /* EV_READ, or EV_WRITE while a send is parked */
+    short armed;      /* what ev is assigned for: 0 (not yet), EV_READ or EV_WRITE */
     char *buf;        /* C10K_REQ_BUF + C10K_HEAD_BUF, only while busy */
     size_t len;       /* request bytes in buf */
     size_t used;      /* bytes of buf the response being sent answers */
@@ -120,7 +123,9 @@ static void conn_close(conn_t *c)
 }
 
 /* Wait for `what` with a timeout: the remaining header time, the keep-alive
- * time when idle, or the send timeout. */
+ * time when idle, or the send timeout. The event is re-assigned only when
+ * `what` changes: event_add() on a pending event just moves its timeout, while
+ * event_del() + event_add() would cost two epoll_ctl calls per request. */
 static void conn_arm(conn_t *c, short what)
 {
     const struct timeval *tv;
@@ -138,8 +143,11 @@ static void conn_arm(conn_t *c, short what)
         left.tv_usec = (ms % 1000) * 1000;
         tv = ms == c->loop->srv->cfg.header_ms ? c->loop->header_tv : &left;
     }
-    event_del(c->ev);
-    event_assign(c->ev, c->loop->base, c->fd, what | EV_PERSIST, conn_event_cb, c);
+    if (c->armed != what) {
+        event_del(c->ev);
+        event_assign(c->ev, c->loop->base, c->fd, what | EV_PERSIST, conn_event_cb, c);
+        c->armed = what;
+    }
     event_add(c->ev, tv);
 }
 
@@ -293,7 +301,6 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     c->resp.body_fd = -1;
     memcpy(&c->peer, sa, (size_t)socklen < sizeof(c->peer) ? (size_t)socklen : sizeof(c->peer));
     c10k_req_init(&c->req);
-    c10k_sock_tune(fd);
     c->deadline = c10k_now_ms() + l->srv->cfg.header_ms;
     c->next = l->conns;
     if (l->conns)
@@ -358,10 +365,16 @@ static int loop_init(loop_t *l)
 {
     c10k_server_t *srv = l->srv;
     int fd = l->id == 0 ? srv->listen_fd : c10k_listen_more(srv);
+    struct event_config *cfg;
 
     if (fd < 0)
         return fd;
-    l->base = event_base_new();
+    cfg = event_config_new();
+    if (!cfg)
+        return -ENOMEM;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    l->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     if (!l->base)
         return -ENOMEM;
     l->header_tv = common_timeout(l->base, srv->cfg.header_ms);
@@ -411,7 +424,6 @@ static int libevent_run(c10k_server_t *srv)
 
     if (!loops)
         return -ENOMEM;
-    evthread_use_pthreads();
     for (int i = 0; i < n; i++) {
         loops[i].srv = srv;
         loops[i].id = i;

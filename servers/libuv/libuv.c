@@ -30,8 +30,9 @@
  * What it costs
  *   Like epoll: one thread per CPU, no switch per request, a small struct per
  *   idle connection; buffers come from a per-loop pool while a request is in
- *   flight. On top: libuv's handle bookkeeping, and uv_read_stop/start (an
- *   epoll_ctl each) around every response.
+ *   flight. On top: libuv's handle bookkeeping. Reading stops (an epoll_ctl)
+ *   only while a response waits on libuv's write queue; a response that goes
+ *   out at once leaves the connection reading, as servers/epoll does.
  *
  * What it needs
  *   libuv 1.x (libuv1-dev).
@@ -71,6 +72,7 @@ typedef struct conn_s {
     size_t chunk; /* bytes of the pending uv_write */
     int handles;  /* open handles: free the conn when both are closed */
     bool closing, sending;
+    bool reading; /* between uv_read_start and uv_read_stop */
     struct sockaddr_storage peer;
     struct conn_s *prev, *next;
 } conn_t;
@@ -242,6 +244,12 @@ static void send_queued(conn_t *c)
         size_t off = c->sent.done - c->resp.head_len;
         b = uv_buf_init((char *)c->resp.body_mem + off, (unsigned)(c->resp.body_mem_len - off));
     }
+    /* No reading while a response waits on the queue: pipelined requests stay
+     * in the kernel, and the request buffer cannot fill up behind it. */
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
     c->chunk = b.len;
     c->wreq.data = c;
     timer_arm(c, SEND_TIMEOUT_MS);
@@ -282,9 +290,6 @@ static void process(conn_t *c)
             return;
         }
         if (used > 0) {
-            /* No reading while a response is out: pipelined requests wait
-             * in the kernel until this one is sent. */
-            uv_read_stop((uv_stream_t *)&c->tcp);
             c->used = (size_t)used;
             c->sending = true;
             memset(&c->sent, 0, sizeof(c->sent));
@@ -305,7 +310,10 @@ static void process(conn_t *c)
     } else {
         timer_arm(c, c->deadline - now);
     }
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    if (!c->reading) {
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+        c->reading = true;
+    }
 }
 
 static void timeout_cb(uv_timer_t *t)
@@ -425,7 +433,6 @@ static void connection_cb(uv_stream_t *server, int status)
     }
     c->fd = fd;
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
-    c10k_sock_tune(fd);
     c10k_req_init(&c->req);
     c->deadline = (int64_t)uv_now(&l->uv) + l->srv->cfg.header_ms;
     process(c);

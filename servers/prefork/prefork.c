@@ -205,7 +205,6 @@ static void worker_main(slot_t *slot, int index)
         if (fd < 0)
             continue;
         atomic_store(&slot->state, SLOT_BUSY);
-        c10k_sock_tune(fd);
         c10k_serve_blocking(server, fd, (struct sockaddr *)&peer, buf, buf + C10K_REQ_BUF);
         atomic_fetch_add(&slot->served, 1);
         if (opts.max_per_child && ++conns >= opts.max_per_child)

@@ -239,10 +239,8 @@ static int accept_one(conn_t *c)
     if (p[1].revents)
         return -ECANCELED;
     c->fd = accept4(server->listen_fd, (struct sockaddr *)&c->peer, &sl, SOCK_CLOEXEC);
-    if (c->fd >= 0) {
-        c10k_sock_tune(c->fd);
+    if (c->fd >= 0)
         return 1;
-    }
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         /* Out of descriptors: the backlog keeps the clients; retrying at
          * once would spin. Wait for a thread to close one (or a stop). */

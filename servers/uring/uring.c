@@ -883,7 +883,6 @@ static void handle_accept(worker_t *w, struct io_uring_cqe *cqe)
     c10k_req_init(&c->req);
     if (!w->direct) {
         sl = sizeof(c->peer);
-        c10k_sock_tune(c->fd);
         if (getpeername(c->fd, &c->peer.sa, &sl) < 0)
             c->peer.sa.sa_family = AF_UNSPEC;
     }
@@ -1286,10 +1285,6 @@ static int worker_setup(worker_t *w)
             return w->listen_fd;
         w->own_listener = true;
     }
-    /* Accepted sockets inherit TCP_NODELAY from the listener on Linux, which
-     * is how direct descriptors (no fd for setsockopt) get it. */
-    c10k_sock_tune(w->listen_fd);
-
     ret = ring_init(w);
     if (ret < 0)
         return ret;

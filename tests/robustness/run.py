@@ -15,6 +15,14 @@ set of each model). Per variant:
                 within 150 s (the models have a 30 s send timeout, restarted
                 by any progress). Started for all variants first and checked
                 last, so that wait overlaps the other tests.
+  slow-read     alongside it, a client that pauses 1 s (letting the server
+                fill its send buffer) and then reads the 16 MiB file at
+                20 KB/s for SLOW_READ_S (45) seconds before reading the rest
+                at full speed: it is reading the whole time, so it must get
+                every byte. (A server that only counts writability as
+                progress waits for a third of a multi-MiB send buffer to
+                drain, which takes longer than its 30 s send timeout at
+                that rate, and cuts the response short.)
   half-close    requests then shutdown(SHUT_WR): every response still arrives
                 in full (one request, two pipelined, a 1 MiB body).
   reset         clients reset (SO_LINGER 0) in the middle of a 16 MiB sendfile
@@ -484,6 +492,47 @@ class NeverRead:
                 self.errors.append(f"after the drop: {e}")
         self.sock.close()
         return dropped_at
+
+
+SLOW_READ_S = 45.0
+SLOW_READ_RATE = 20 * 1024  # bytes per second while trickling
+
+
+class SlowRead(threading.Thread):
+    """A client that reads a 16 MiB response slowly but steadily, then fast."""
+
+    def __init__(self, srv, files):
+        super().__init__(daemon=True)
+        self.srv, self.want = srv, files["big.bin"]
+        self.errors = []
+        self.got = 0
+
+    def run(self):
+        data = bytearray()
+        try:
+            s = connect(self.srv.port, timeout=SLOW_READ_S + 40, rcvbuf=65536)
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            time.sleep(1.0)
+            end = time.monotonic() + SLOW_READ_S
+            while time.monotonic() < end:
+                chunk = s.recv(SLOW_READ_RATE // 10)
+                if not chunk:
+                    break
+                data += chunk
+                time.sleep(0.1)
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+        except OSError as e:
+            self.errors.append(f"{type(e).__name__}: {e} after {len(data)} bytes")
+        self.got = len(data)
+        rs = parse_responses(bytes(data))
+        if len(rs) != 1 or rs[0][0] != 200 or not rs[0][3] or rs[0][2] != self.want:
+            self.errors.append(f"a slow but steady reader got {len(data)} bytes, "
+                               f"not one complete 200 with the {len(self.want)}-byte file")
 
 
 def test_half_close(res, label, srv, files):
@@ -1034,7 +1083,7 @@ def main(argv):
     res = Results()
     t0 = time.monotonic()
     top, root, files = make_root()
-    never, vs = [], []
+    never, slow, vs = [], [], []
     try:
         vs = variants(args)
         if not vs:
@@ -1047,6 +1096,9 @@ def main(argv):
             if srv.start():
                 never.append((label, srv, NeverRead(srv, files, label)))
                 res.add("never-read clients", 1, fault=True)
+                slow.append((label, SlowRead(srv, files)))
+                slow[-1][1].start()
+                res.add("slow-read clients", 1, fault=True)
             elif srv.unsupported():
                 res.skip(f"{label}: never-read", srv.why)
             else:
@@ -1071,6 +1123,12 @@ def main(argv):
             time.sleep(0.5)
         done.set()
         watcher.join()
+        for label, sr in slow:
+            sr.join(SLOW_READ_S + 60)
+            res.check(f"{label}: slow-read", sr.errors or
+                      (["still reading after the deadline"] if sr.is_alive() else []),
+                      f"{sr.got} bytes at {SLOW_READ_RATE // 1024} KB/s for "
+                      f"{SLOW_READ_S:.0f} s, then at full speed: complete")
         for label, srv, nr in never:
             dropped = nr.finish()
             rc = srv.stop(5.0)
