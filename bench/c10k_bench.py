@@ -401,8 +401,8 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.root, self.port, self.interval = root, port, interval
         self.stop_event = threading.Event()
-        self.peak = {"rss_kib": 0, "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "threads": 0, "procs": 0, "established": 0,
-                     "accept_queue": 0}
+        self.peak = {"rss_kib": 0, "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "threads": 0,
+                     "procs": 0, "established": 0, "accept_queue": 0}
         self.samples = 0
 
     def sample(self):
@@ -636,7 +636,7 @@ class Server:
             argv += ["--workers", str(b.workers)]
         argv += ["--cpus", cpus_text(b.server_cpus),
                  "--keepalive-timeout", str(b.keepalive_timeout),
-                "--header-timeout", str(b.header_timeout), "--grace", "2"]
+                 "--header-timeout", str(b.header_timeout), "--grace", "2"]
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -1321,7 +1321,7 @@ class Bench:
         wrk_est = max(0, sampler.peak["established"] - slow_est)
         peak = max(sampler.peak["rss_kib"], end["rss_kib"])
         pss_peak = None
-        if None not in (sampler.peak["pss_kib"], end["pss_kib"], idle["pss_kib"]):
+        if HAVE_SMAPS_ROLLUP:
             pss_peak = max(sampler.peak["pss_kib"], end["pss_kib"])
             grown = pss_peak - idle["pss_kib"]
         else:
@@ -1510,8 +1510,8 @@ SCALAR_METRICS = [
     "cpu_sys_s", "cpu_s", "cpu_us_per_req", "cpu_user_us_per_req", "cpu_sys_us_per_req",
     "server_cpu_util", "ctx_vol", "ctx_invol", "ctx_vol_per_req", "ctx_invol_per_req",
     "syscalls", "syscalls_per_req", "perf_task_clock_s", "rss_baseline_kib", "rss_peak_kib",
-    "pss_baseline_kib", "pss_peak_kib", "mem_per_conn_kib", "threads_max", "procs_max", "conns_established", "slow_established",
-    "accept_queue_max", "client_cpu_s", "client_cpu_util",
+    "pss_baseline_kib", "pss_peak_kib", "mem_per_conn_kib", "threads_max", "procs_max",
+    "conns_established", "slow_established", "accept_queue_max", "client_cpu_s", "client_cpu_util",
 ]
 
 
