@@ -48,9 +48,15 @@ fail:
 /* Unsent bytes a socket may hold before it stops taking more. */
 #define NOTSENT_LOWAT (128 * 1024)
 
+/* A client that stops reading for this long loses its connection, as with
+ * nginx's send_timeout (60 s there; shorter here, since a blocked write pins a
+ * whole thread or process in the blocking models). The event models have the
+ * same value as their own SEND_TIMEOUT_MS; TCP_USER_TIMEOUT enforces it too. */
+#define SEND_TIMEOUT_MS 30000
+
 int c10k_sock_tune(int fd)
 {
-    int one = 1, lowat = NOTSENT_LOWAT;
+    int one = 1, lowat = NOTSENT_LOWAT, user_timeout = SEND_TIMEOUT_MS;
 
     /* The head and body go out in as few segments as we can make; Nagle would
      * only hold back the last one. */
@@ -65,6 +71,14 @@ int c10k_sock_tune(int fd)
      * every 64 KiB the client takes. Loopback and fast clients never reach
      * the limit: data leaves the queue as soon as it is written. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat)) < 0)
+        return -errno;
+    /* And the kernel aborts a connection whose peer has kept its window shut
+     * (or acknowledged nothing) for the same 30 s. The models' own timers
+     * cannot always end it: a blocking sendfile that gets a few bytes through
+     * now and then restarts SO_SNDTIMEO, and an io_uring SEND_ZC holds the
+     * connection until the kernel has let go of the data, which for a client
+     * that never reads it is never. The abort frees the data in both cases. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout)) < 0)
         return -errno;
     return 0;
 }
@@ -283,11 +297,6 @@ c10k_status_t c10k_send_plan_blocking(const c10k_server_t *srv, int fd, const c1
     }
     return C10K_OK;
 }
-
-/* A client that stops reading for this long loses its connection, as with
- * nginx's send_timeout (60 s there; shorter here, since a blocked write pins a
- * whole thread or process in the blocking models). */
-#define SEND_TIMEOUT_MS 30000
 
 static void set_send_timeout(int fd)
 {

@@ -97,10 +97,11 @@ typedef enum { C10K_OK = 0, C10K_AGAIN = 1, C10K_ERROR = -1 } c10k_status_t;
  * negative errno. */
 int c10k_listen_more(const c10k_server_t *srv);
 
-/* Set TCP_NODELAY and TCP_NOTSENT_LOWAT on a listening socket before
- * listen(). Every socket it accepts inherits both (Linux copies them at the
- * handshake, before accept), so models never tune accepted sockets: it costs
- * no syscall per connection, and direct descriptors (io_uring) get them too.
+/* Set TCP_NODELAY, TCP_NOTSENT_LOWAT and TCP_USER_TIMEOUT on a listening
+ * socket before listen(). Every socket it accepts inherits them (Linux copies
+ * them at the handshake, before accept), so models never tune accepted
+ * sockets: it costs no syscall per connection, and direct descriptors
+ * (io_uring) get them too.
  * The listeners c10k serve and c10k_listen_more() make are already tuned.
  * Returns 0 or a negative errno. */
 int c10k_sock_tune(int fd);
