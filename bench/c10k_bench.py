@@ -860,9 +860,15 @@ class ServerCosts:
 
     def start(self):
         self.t_start = proc_snapshot(self.root)
-        if self.use_perf:
-            self.perf = perf_start(self.t_start["pids"], self.perf_out)
+        pids = self.t_start["pids"]
+        for _ in range(3 if self.use_perf else 0):
+            self.perf = perf_start(pids, self.perf_out)
             time.sleep(0.3)  # let perf open its counters before the load starts
+            if self.perf.poll() is None:
+                return
+            # perf gives up (ESRCH) when a thread exits while it attaches to
+            # each one, as with 10,000 threads coming and going: try again.
+            pids = proc_snapshot(self.root, tasks=False)["pids"]
 
     def stop(self):
         end = proc_snapshot(self.root)
