@@ -48,15 +48,9 @@ fail:
 /* Unsent bytes a socket may hold before it stops taking more. */
 #define NOTSENT_LOWAT (128 * 1024)
 
-/* A client that stops reading for this long loses its connection, as with
- * nginx's send_timeout (60 s there; shorter here, since a blocked write pins a
- * whole thread or process in the blocking models). The event models have the
- * same value as their own SEND_TIMEOUT_MS; TCP_USER_TIMEOUT enforces it too. */
-#define SEND_TIMEOUT_MS 30000
-
 int c10k_sock_tune(int fd)
 {
-    int one = 1, lowat = NOTSENT_LOWAT, user_timeout = SEND_TIMEOUT_MS;
+    int one = 1, lowat = NOTSENT_LOWAT, user_timeout = C10K_SEND_TIMEOUT_MS;
 
     /* The head and body go out in as few segments as we can make; Nagle would
      * only hold back the last one. */
@@ -300,7 +294,7 @@ c10k_status_t c10k_send_plan_blocking(const c10k_server_t *srv, int fd, const c1
 
 static void set_send_timeout(int fd)
 {
-    struct timeval tv = {.tv_sec = SEND_TIMEOUT_MS / 1000};
+    struct timeval tv = {.tv_sec = C10K_SEND_TIMEOUT_MS / 1000};
 
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }

@@ -86,6 +86,13 @@ typedef struct c10k_model_s {
 /* The models built into this binary (build/models.c, made by the Makefile). */
 extern const c10k_model_t *const c10k_models[];
 
+/* A client that takes nothing of a response for this long loses its
+ * connection, in every model: as nginx's send_timeout (60 s there; shorter
+ * here, since a blocked write pins a whole thread or process in the blocking
+ * models). Every listener also sets it as TCP_USER_TIMEOUT, so the kernel
+ * enforces it where a model's own timer cannot (see c10k_sock_tune()). */
+#define C10K_SEND_TIMEOUT_MS 30000
+
 /* --- socket boundary: wrk-style three-way status ------------------------ */
 
 typedef enum { C10K_OK = 0, C10K_AGAIN = 1, C10K_ERROR = -1 } c10k_status_t;

@@ -56,7 +56,7 @@
  *   header clock starts at accept and at the first byte of each later request;
  *   when it runs out with bytes buffered the client gets 408, then the
  *   connection closes. An idle keep-alive connection just closes. A client
- *   that stops reading a response loses it after SEND_TIMEOUT_MS of no
+ *   that stops reading a response loses it after C10K_SEND_TIMEOUT_MS of no
  *   progress, as in net.c (TCP_NOTSENT_LOWAT, see c10k_sock_tune(), makes
  *   a slow reader's progress show up as writability well within that time).
  *
@@ -105,12 +105,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_EVENTS      256   /* per epoll_wait */
-#define TICK_MS         16    /* timer resolution: 1024 slots cover 16 s */
-#define POOL_KEEP       64    /* free io buffers a loop keeps for reuse */
-#define ACCEPT_PAUSE_MS 100   /* after EMFILE/ENFILE */
-#define LINGER_MS       2000  /* drain after a closing error response */
-#define SEND_TIMEOUT_MS 30000 /* a client that reads nothing for this long is dropped */
+#define MAX_EVENTS      256  /* per epoll_wait */
+#define TICK_MS         16   /* timer resolution: 1024 slots cover 16 s */
+#define POOL_KEEP       64   /* free io buffers a loop keeps for reuse */
+#define ACCEPT_PAUSE_MS 100  /* after EMFILE/ENFILE */
+#define LINGER_MS       2000 /* drain after a closing error response */
 
 static struct {
     bool level;  /* --level-triggered */
@@ -411,7 +410,7 @@ static step_t step_write(loop_t *lp, conn_t *c)
         c->writable = false;
         /* The send clock restarts whenever the client takes some bytes. */
         if (io->send.done > before || !c->send_clock) {
-            arm(lp, c, SEND_TIMEOUT_MS);
+            arm(lp, c, C10K_SEND_TIMEOUT_MS);
             c->send_clock = true;
         }
         return STEP_WAIT;

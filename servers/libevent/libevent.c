@@ -49,8 +49,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SEND_TIMEOUT_MS 30000
-#define POOL_MAX        64 /* spare request buffers kept per loop */
+#define POOL_MAX 64 /* spare request buffers kept per loop */
 
 typedef struct loop_s loop_t;
 
@@ -379,7 +378,7 @@ static int loop_init(loop_t *l)
         return -ENOMEM;
     l->header_tv = common_timeout(l->base, srv->cfg.header_ms);
     l->keepalive_tv = common_timeout(l->base, srv->cfg.keepalive_ms);
-    l->send_tv = common_timeout(l->base, SEND_TIMEOUT_MS);
+    l->send_tv = common_timeout(l->base, C10K_SEND_TIMEOUT_MS);
     l->listener = evconnlistener_new(l->base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, fd);
     l->stop_ev = event_new(l->base, srv->stop_fd, EV_READ | EV_PERSIST, stop_cb, l);
     l->resume_ev = evtimer_new(l->base, resume_cb, l);

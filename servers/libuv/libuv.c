@@ -52,8 +52,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define SEND_TIMEOUT_MS 30000
-#define POOL_MAX        64
+#define POOL_MAX 64
 
 typedef struct loop_s loop_t;
 
@@ -252,7 +251,7 @@ static void send_queued(conn_t *c)
     }
     c->chunk = b.len;
     c->wreq.data = c;
-    timer_arm(c, SEND_TIMEOUT_MS);
+    timer_arm(c, C10K_SEND_TIMEOUT_MS);
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0)
         conn_close(c);
 }

@@ -129,16 +129,15 @@
 
 /* --- settings ------------------------------------------------------------------ */
 
-#define BGID          0     /* our one provided-buffer group per ring */
-#define BUF_SIZE      4096  /* one provided receive buffer */
-#define BUF_COUNT     1024  /* provided buffers per ring (a power of two) */
-#define SLOT_SIZE     32768 /* response slot: head + first body chunk */
-#define INQ_CAP       16    /* received buffers a connection may hold */
-#define INQ_HIGH      4     /* ... above this, its recv is cancelled (backpressure) */
-#define ZC_MIN        16384 /* --zc: smaller sends are cheaper copied */
-#define LINGER_MS     2000  /* after a closing response: wait this long for the client's FIN */
-#define SEND_STALL_MS 30000 /* a client that reads nothing for this long is dropped */
-#define MAX_CONNS     65536 /* connections per ring (bounded by RLIMIT_NOFILE) */
+#define BGID      0     /* our one provided-buffer group per ring */
+#define BUF_SIZE  4096  /* one provided receive buffer */
+#define BUF_COUNT 1024  /* provided buffers per ring (a power of two) */
+#define SLOT_SIZE 32768 /* response slot: head + first body chunk */
+#define INQ_CAP   16    /* received buffers a connection may hold */
+#define INQ_HIGH  4     /* ... above this, its recv is cancelled (backpressure) */
+#define ZC_MIN    16384 /* --zc: smaller sends are cheaper copied */
+#define LINGER_MS 2000  /* after a closing response: wait this long for the client's FIN */
+#define MAX_CONNS 65536 /* connections per ring (bounded by RLIMIT_NOFILE) */
 
 static struct {
     bool sqpoll;
@@ -718,7 +717,7 @@ static void response_start(worker_t *w, conn_t *c)
     c->sending = true;
     c->sent = 0;
     c->total = r->head_len + (r->body_mem ? r->body_mem_len : r->body_fd >= 0 ? r->body_len : 0);
-    set_deadline(w, c, SEND_STALL_MS);
+    set_deadline(w, c, C10K_SEND_TIMEOUT_MS);
     send_chunk(w, c);
 }
 
@@ -987,7 +986,7 @@ static void send_progress(worker_t *w, conn_t *c, int res)
         conn_close(w, c);
         return;
     }
-    set_deadline(w, c, SEND_STALL_MS);
+    set_deadline(w, c, C10K_SEND_TIMEOUT_MS);
     if (c->chunk_off < c->chunk_len)
         send_rest(w, c);
     else if (c->sent < c->total)
