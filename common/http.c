@@ -1042,6 +1042,7 @@ ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *b
         plan_error(resp, &c.h, status, c.head_only, c.keep_alive, (view_t){0}, 0);
     else
         plan_request(&c, path);
+    c.resp->req_len = (size_t)hlen;
     return c.resp->keep_alive ? hlen : (ssize_t)len;
 }
 

@@ -62,6 +62,10 @@ typedef struct c10k_resp_s {
     const char *body_mem; /* static body (error pages), or NULL */
     size_t body_mem_len;  /* its length (0 for HEAD) */
     bool keep_alive;      /* false: close the connection once this is sent */
+    size_t req_len;       /* bytes of buf the request itself took (0: unknown, e.g. a
+                             malformed one). A closing response's return value takes
+                             the rest of buf too; req_len says whether there was a rest:
+                             a client that sent more may still be sending (conn.h lingers). */
     const char *method;   /* request method, for the access log ("-" if unparsed) */
     size_t method_len;
     const char *target; /* request target as received, for the access log */

@@ -42,6 +42,8 @@ typedef enum {
     OPT_LOG,
     OPT_GRACE,
     OPT_BACKLOG,
+    OPT_LINGER_TIME,
+    OPT_LINGER_TIMEOUT,
 } common_opt_t;
 
 static const struct {
@@ -59,6 +61,10 @@ static const struct {
     {OPT_LOG, {"access-log", "FILE", "append one line per response to FILE (default off)"}},
     {OPT_GRACE, {"grace", "S", "on SIGTERM, let in-flight responses finish for S s (10)"}},
     {OPT_BACKLOG, {"backlog", "N", "listen(2) backlog (default 4096)"}},
+    {OPT_LINGER_TIME,
+     {"lingering-time", "S", "after a closing response, drain the client for at most S s (30)"}},
+    {OPT_LINGER_TIMEOUT,
+     {"lingering-timeout", "S", "... and close if it sends nothing for S s (5)"}},
 };
 
 #define NCOMMON (sizeof(common_opts) / sizeof(common_opts[0]))
@@ -252,6 +258,12 @@ static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, con
         rc = parse_uint(flag, v, 1, 65535, &n);
         cfg->backlog = (int)n;
         break;
+    case OPT_LINGER_TIME:
+        rc = parse_seconds(flag, v, &cfg->lingering_time_ms);
+        break;
+    case OPT_LINGER_TIMEOUT:
+        rc = parse_seconds(flag, v, &cfg->lingering_timeout_ms);
+        break;
     }
     return rc;
 }
@@ -312,6 +324,8 @@ static void config_defaults(c10k_config_t *cfg)
     cfg->header_ms = 10000;
     cfg->grace_ms = 10000;
     cfg->backlog = 4096;
+    cfg->lingering_time_ms = C10K_LINGERING_TIME_MS;
+    cfg->lingering_timeout_ms = C10K_LINGERING_TIMEOUT_MS;
 }
 
 /* --- start-up ---------------------------------------------------------------- */

@@ -3,7 +3,7 @@
  * pinning, the access log, and sending a response plan on blocking and
  * non-blocking sockets. The handler (http.c) never sees any of this.
  */
-#include "server.h"
+#include "conn.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -246,12 +246,10 @@ c10k_status_t c10k_send_plan_nb(int fd, const c10k_resp_t *resp, const char *hea
 /* --- blocking connections --------------------------------------------------------- */
 
 /* Wait until fd is readable (1), the deadline passes (0), a stop was requested
- * and fd has nothing to read (-ECANCELED), or poll fails (negative errno).
+ * (-ECANCELED; only while watch_stop), or poll fails (negative errno).
  * Readable data wins over a stop, so a request that already arrived is
- * answered (with Connection: close) rather than dropped. Only an idle
- * keep-alive connection (idle) is closed by a stop: a client just accepted,
- * or halfway through sending a request, is still owed its response. */
-static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline, bool idle)
+ * answered (with Connection: close) rather than dropped. */
+static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline, bool watch_stop)
 {
     struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv->stop_fd, .events = POLLIN}};
 
@@ -260,7 +258,7 @@ static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline, boo
         int n;
         if (left <= 0)
             return 0;
-        n = poll(p, idle ? 2 : 1, (int)left);
+        n = poll(p, watch_stop ? 2 : 1, (int)left);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -299,77 +297,52 @@ static void set_send_timeout(int fd)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-/* Answer every complete request in buf. Returns the bytes left over (an
- * incomplete head), or -1 when the connection must close. */
-static ssize_t answer_buffered(c10k_server_t *srv, int fd, const struct sockaddr *peer,
-                               c10k_req_t *req, char *buf, size_t len, char *head, unsigned *served)
+/* C10K_READ and C10K_LINGER: sleep in poll until there is something to read,
+ * the deadline, or a stop; then one recv. Lingering reads land in the
+ * connection's own buffer, which nothing reads any more. */
+static c10k_next_t blocking_read(c10k_server_t *srv, int fd, c10k_conn_t *c)
 {
-    while (len > 0) {
-        c10k_resp_t resp;
-        size_t sent = 0;
-        c10k_status_t st;
-        ssize_t used;
+    size_t room = C10K_REQ_BUF;
+    char *at = c->io->buf;
+    ssize_t n;
+    int r;
 
-        req->force_close = atomic_load(&srv->stopping);
-        used = c10k_http_handle(&srv->site, req, buf, len, head, C10K_HEAD_BUF, &resp);
-        if (used == C10K_INCOMPLETE)
-            return (ssize_t)len;
-        if (used < 0)
-            return -1;
-        st = c10k_send_plan_blocking(srv, fd, &resp, head, &sent);
-        c10k_log_access(srv, peer, &resp, sent);
-        c10k_resp_finish(&resp);
-        (*served)++;
-        if (st != C10K_OK || !resp.keep_alive)
-            return -1;
-        memmove(buf, buf + used, len - (size_t)used);
-        len -= (size_t)used;
-    }
-    return 0;
+    if (c10k_conn_shutdown_due(c))
+        shutdown(fd, SHUT_WR);
+    r = wait_readable(srv, fd, c->deadline, !c->stopping);
+    if (r == 0)
+        return c10k_conn_timeout(c, c10k_now_ms());
+    if (r == -ECANCELED)
+        return c10k_conn_stop(c, c10k_now_ms());
+    if (r < 0)
+        return c10k_conn_read(c, r, c10k_now_ms());
+    if (c->next == C10K_READ)
+        at = c10k_conn_room(c, &room);
+    n = recv(fd, at, room, 0);
+    if (n < 0 && errno == EINTR)
+        return (c10k_next_t)c->next;
+    return c10k_conn_read(c, n < 0 ? -errno : n, c10k_now_ms());
 }
 
-unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *peer, char *buf,
-                             char *head)
+/* C10K_SEND: one blocking call per step (send, sendfile) until it is all out. */
+static c10k_next_t blocking_send(c10k_server_t *srv, int fd, c10k_conn_t *c)
 {
-    c10k_req_t req;
-    unsigned served = 0;
-    size_t len = 0;
-    /* The first request is on the header clock from accept, as in nginx. */
-    int64_t deadline = c10k_now_ms() + srv->cfg.header_ms;
+    c10k_status_t st =
+        c10k_send_plan_blocking(srv, fd, &c->io->resp, c->io->head, &c->io->sent.done);
 
-    c10k_req_init(&req);
+    return c10k_conn_sent(c, st, c10k_now_ms());
+}
+
+unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *peer, c10k_io_t *io)
+{
+    c10k_conn_t c;
+    c10k_next_t next = c10k_conn_start(&c, srv, peer, c10k_now_ms());
+
+    c.io = io;
     set_send_timeout(fd);
-    for (;;) {
-        int r = wait_readable(srv, fd, deadline, served > 0 && len == 0);
-        ssize_t n, left;
-
-        if (r == 0) {
-            c10k_resp_t resp;
-            size_t sent;
-            if (c10k_http_timeout(&req, len, head, C10K_HEAD_BUF, &resp)) {
-                c10k_send_plan_blocking(srv, fd, &resp, head, &sent);
-                c10k_log_access(srv, peer, &resp, sent);
-                c10k_resp_finish(&resp);
-            }
-            goto out;
-        }
-        if (r < 0)
-            goto out;
-        n = recv(fd, buf + len, C10K_REQ_BUF - len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            goto out;
-        if (len == 0 && served > 0) /* first byte of the next request */
-            deadline = c10k_now_ms() + srv->cfg.header_ms;
-        left = answer_buffered(srv, fd, peer, &req, buf, len + (size_t)n, head, &served);
-        if (left < 0)
-            goto out;
-        if (left == 0 || (size_t)left < len + (size_t)n)
-            deadline = c10k_now_ms() + (left ? srv->cfg.header_ms : srv->cfg.keepalive_ms);
-        len = (size_t)left;
-    }
-out:
+    while (next != C10K_CLOSE)
+        next = next == C10K_SEND ? blocking_send(srv, fd, &c) : blocking_read(srv, fd, &c);
+    c10k_conn_end(&c);
     close(fd);
-    return served;
+    return c.req.requests;
 }

@@ -7,6 +7,24 @@
  * c10k's main() parses the common flags, opens the root and the first
  * listener, prints the start line, and calls model->run(). run() returns when
  * the server has stopped: 0 for a clean stop, a negative errno otherwise.
+ *
+ * Who owns what
+ *   main()       srv->listen_fd, srv->stop_fd, srv->log_fd and site.root_fd:
+ *                open before run(), valid until the process exits. A model
+ *                never closes them; at stop it shuts the listener down
+ *                (c10k_worker_listener_close()) so that new clients are
+ *                refused rather than queued, and never reads stop_fd.
+ *   a worker     the listeners it made with c10k_listen_more(), its poller
+ *                (epoll fd, event base, uv loop, ring) and its buffer pool:
+ *                it closes and frees them in its own teardown, which must be
+ *                safe on a half-built worker (descriptors preset to -1).
+ *   a connection its socket (closed by whoever ends the connection: the
+ *                model, when conn.h says C10K_CLOSE or --grace runs out) and
+ *                its c10k_io_t, which the model lends and takes back
+ *                (c10k_conn_idle_io(), c10k_conn_end()).
+ *   a response   its body_fd, opened by the handler and closed by
+ *                c10k_resp_finish(); conn.h calls it when the response is
+ *                done or abandoned, so a model never closes it itself.
  */
 #ifndef C10K_SERVER_H
 #define C10K_SERVER_H
@@ -23,18 +41,20 @@
 
 /* Settings from the common flags (c10k serve --help). Times are in ms. */
 typedef struct c10k_config_s {
-    const char *bind;        /* --bind, default 127.0.0.1 */
-    int port;                /* --port, default 8080; 0 picks a free port */
-    const char *root;        /* --root, default . */
-    int workers;             /* --workers, 0 = the number of CPUs usable */
-    int cpus[C10K_CPUS_MAX]; /* --cpus, the CPUs to pin to */
-    int ncpus;               /* 0 = not pinned */
-    int keepalive_ms;        /* --keepalive-timeout, default 5 s */
-    int header_ms;           /* --header-timeout, default 10 s */
-    unsigned max_requests;   /* --max-requests per connection, 0 = unlimited */
-    const char *access_log;  /* --access-log FILE, NULL = off */
-    int grace_ms;            /* --grace, in-flight grace on stop, default 10 s */
-    int backlog;             /* --backlog, default 4096 */
+    const char *bind;         /* --bind, default 127.0.0.1 */
+    int port;                 /* --port, default 8080; 0 picks a free port */
+    const char *root;         /* --root, default . */
+    int workers;              /* --workers, 0 = the number of CPUs usable */
+    int cpus[C10K_CPUS_MAX];  /* --cpus, the CPUs to pin to */
+    int ncpus;                /* 0 = not pinned */
+    int keepalive_ms;         /* --keepalive-timeout, default 5 s */
+    int header_ms;            /* --header-timeout, default 10 s */
+    unsigned max_requests;    /* --max-requests per connection, 0 = unlimited */
+    const char *access_log;   /* --access-log FILE, NULL = off */
+    int grace_ms;             /* --grace, in-flight grace on stop, default 10 s */
+    int backlog;              /* --backlog, default 4096 */
+    int lingering_time_ms;    /* --lingering-time, default 30 s (conn.h) */
+    int lingering_timeout_ms; /* --lingering-timeout, default 5 s (conn.h) */
 } c10k_config_t;
 
 /* The running server as every model sees it. */
@@ -92,6 +112,11 @@ extern const c10k_model_t *const c10k_models[];
  * models). Every listener also sets it as TCP_USER_TIMEOUT, so the kernel
  * enforces it where a model's own timer cannot (see c10k_sock_tune()). */
 #define C10K_SEND_TIMEOUT_MS 30000
+
+/* Lingering close defaults (conn.h), as nginx's lingering_time and
+ * lingering_timeout. */
+#define C10K_LINGERING_TIME_MS    30000
+#define C10K_LINGERING_TIMEOUT_MS 5000
 
 /* --- socket boundary: wrk-style three-way status ------------------------ */
 
@@ -151,18 +176,18 @@ void c10k_warn(const c10k_server_t *srv, const char *fmt, ...)
 
 /* --- blocking connections (threaded, prefork) -------------------------------- */
 
+struct c10k_io_s;
+
 /*
- * Serve one accepted connection to its end with blocking I/O: read, handle,
- * write the head, sendfile the body, repeat while keep-alive. The header and
- * keep-alive timeouts hold (poll with a timeout, also watching stop_fd), so a
- * silent client cannot pin the thread. On stop, an idle keep-alive connection
- * closes at once; a request in flight (or a client just accepted) still gets
- * its response, with Connection: close. buf must be C10K_REQ_BUF bytes
- * and head C10K_HEAD_BUF bytes; the caller owns both, so it can reuse them.
- * Closes fd. Returns the number of responses sent.
+ * Serve one accepted connection to its end with blocking I/O: the lifecycle
+ * of conn.h, where every wait is a sleep in poll (reading, lingering, with
+ * the deadline as its timeout, watching stop_fd) or in a blocking send
+ * (bounded by SO_SNDTIMEO). io is the caller's, ready (c10k_io_init()) and
+ * reusable for the next connection. Closes fd. Returns the number of
+ * responses planned.
  */
-unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *peer, char *buf,
-                             char *head);
+unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *peer,
+                             struct c10k_io_s *io);
 
 /*
  * Send a whole plan on a blocking socket: head, then body. Returns C10K_OK or

@@ -67,7 +67,7 @@
  *   c10k serve prefork --workers 16 --root DIR    fixed pool
  *   kill -HUP <master>                            replace every worker
  */
-#include "server.h"
+#include "conn.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -189,13 +189,14 @@ fail:
 
 static void worker_main(slot_t *slot, int index)
 {
-    char *buf = malloc(C10K_REQ_BUF + C10K_HEAD_BUF);
+    c10k_io_t *io = malloc(sizeof(*io));
     struct sockaddr_storage peer;
     unsigned long conns = 0;
     int ep = -1, fd, status = 1;
 
-    if (!buf || worker_signals() < 0 || (ep = worker_epoll()) < 0)
+    if (!io || worker_signals() < 0 || (ep = worker_epoll()) < 0)
         goto out;
+    c10k_io_init(io);
     c10k_pin_worker(server, index); /* --cpus: round robin over the slots */
     for (;;) {
         atomic_store(&slot->state, SLOT_IDLE);
@@ -205,7 +206,7 @@ static void worker_main(slot_t *slot, int index)
         if (fd < 0)
             continue;
         atomic_store(&slot->state, SLOT_BUSY);
-        c10k_serve_blocking(server, fd, (struct sockaddr *)&peer, buf, buf + C10K_REQ_BUF);
+        c10k_serve_blocking(server, fd, (struct sockaddr *)&peer, io);
         atomic_fetch_add(&slot->served, 1);
         if (opts.max_per_child && ++conns >= opts.max_per_child)
             break;

@@ -27,7 +27,7 @@
  *   c10k serve threaded --root DIR --port 8080
  *   c10k serve threaded --pool 64 --queue 1024 --root DIR
  */
-#include "server.h"
+#include "conn.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -98,10 +98,14 @@ static int threads_drain(int grace_ms)
     return left;
 }
 
-/* Buffers for one serving thread: the request and head buffers. */
-static char *buffers_new(void)
+/* Buffers for one serving thread: the request and head buffers (conn.h). */
+static c10k_io_t *buffers_new(void)
 {
-    return malloc(C10K_REQ_BUF + C10K_HEAD_BUF);
+    c10k_io_t *io = malloc(sizeof(*io));
+
+    if (io)
+        c10k_io_init(io);
+    return io;
 }
 
 /* --- thread per connection -------------------------------------------------- */
@@ -109,13 +113,13 @@ static char *buffers_new(void)
 static void *connection_thread(void *arg)
 {
     conn_t *c = arg;
-    char *buf = buffers_new();
+    c10k_io_t *io = buffers_new();
 
-    if (buf)
-        c10k_serve_blocking(server, c->fd, (struct sockaddr *)&c->peer, buf, buf + C10K_REQ_BUF);
+    if (io)
+        c10k_serve_blocking(server, c->fd, (struct sockaddr *)&c->peer, io);
     else
         close(c->fd);
-    free(buf);
+    free(io);
     free(c);
     threads_add(-1);
     return NULL;
@@ -183,13 +187,13 @@ static void queue_wake_all(void)
 
 static void *pool_thread(void *arg)
 {
-    char *buf = arg;
+    c10k_io_t *io = arg;
     conn_t c;
 
     /* The buffers live as long as the thread: reuse is the point of a pool. */
     while (queue_pop(&c))
-        c10k_serve_blocking(server, c.fd, (struct sockaddr *)&c.peer, buf, buf + C10K_REQ_BUF);
-    free(buf);
+        c10k_serve_blocking(server, c.fd, (struct sockaddr *)&c.peer, io);
+    free(io);
     threads_add(-1);
     return NULL;
 }
@@ -207,7 +211,7 @@ static int pool_start(void)
     pthread_attr_setstacksize(&attr, opts.stack_size);
     for (int i = 0; i < opts.pool; i++) {
         pthread_t t;
-        char *buf = buffers_new();
+        c10k_io_t *buf = buffers_new();
         if (!buf) {
             rc = -ENOMEM;
             goto out;

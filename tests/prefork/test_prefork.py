@@ -8,37 +8,29 @@ Usage: test_prefork.py --bin build/c10k
 """
 import argparse
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
-import run as conf  # noqa: E402  (the conformance suite's server and client helpers)
+import c10ktest as conf  # noqa: E402  (the suites' server and client helpers)
+import suite  # noqa: E402  (the conformance fixture)
 
 
 class Server(conf.Server):
     """c10k serve prefork with exactly the flags a test gives.
 
-    conf.Server appends --workers 2 to keep conformance runs small; for
+    serve_argv() appends --workers 2 to keep conformance runs small; for
     prefork that would turn every dynamic-pool test into a fixed pool."""
 
     def __init__(self, binary, root, flags):
-        self.argv = [binary, "serve", "prefork", "--port", "0", "--root", root,
-                     "--header-timeout", "1", "--keepalive-timeout", "2", "--grace", "5"] + flags
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-        self.line = self._read_line(10)
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", self.line or "")
-        if not m:
-            self.kill()
-            raise RuntimeError("no start line from %s: %r %s" % (
-                " ".join(self.argv), self.line, self.proc.stderr.read().decode(errors="replace")))
-        self.port = int(m.group(1))
+        super().__init__([binary, "serve", "prefork", "--port", "0", "--root", root,
+                          "--header-timeout", "1", "--keepalive-timeout", "2", "--grace", "5"]
+                         + flags)
 
     def stop(self, timeout=15):
         """SIGTERM; returns the exit status. self.left gets the workers still
@@ -251,7 +243,7 @@ def main():
         return 0
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="c10k-prefork-") as tmp:
-        root, _ = conf.make_fixture(tmp)
+        root, _ = suite.make_fixture(tmp)
         for t in TESTS:
             if args.k and args.k not in t.__name__:
                 continue
