@@ -186,11 +186,6 @@ c10k_next_t c10k_conn_sent(c10k_conn_t *c, c10k_status_t st, int64_t now)
     return io->len > 0 ? parse(c, now) : C10K_READ;
 }
 
-c10k_next_t c10k_conn_send_nb(c10k_conn_t *c, int fd, int64_t now)
-{
-    return c10k_conn_sent(c, c10k_send_plan_nb(fd, &c->io->resp, c->io->head, &c->io->sent), now);
-}
-
 int c10k_conn_header_timeout(c10k_conn_t *c, size_t buffered, char *head, size_t head_cap,
                              c10k_resp_t *resp)
 {

@@ -63,7 +63,7 @@ typedef enum {
     C10K_READ,   /* wait until readable (or c->deadline); read into c10k_conn_room();
                     report with c10k_conn_read() */
     C10K_SEND,   /* wait until writable (or c->deadline); send c->io->resp from
-                    c->io->sent.done on (c10k_conn_send_nb() does it); report with
+                    c->io->sent.done on (c10k_send_plan_nb() does it); report with
                     c10k_conn_sent() */
     C10K_LINGER, /* shutdown(SHUT_WR) once (c10k_conn_shutdown_due() says when), then
                     wait until readable (or c->deadline), read into any scratch buffer
@@ -115,13 +115,6 @@ char *c10k_conn_room(const c10k_conn_t *c, size_t *room);
  * gives C10K_SEND with the plan in c->io; an incomplete one C10K_READ.
  */
 c10k_next_t c10k_conn_read(c10k_conn_t *c, ssize_t n, int64_t now);
-
-/*
- * Send what the socket takes now of the plan in c->io (non-blocking), and
- * report it: returns what c10k_conn_sent() returns for the outcome. For
- * models that send with plain syscalls when writable.
- */
-c10k_next_t c10k_conn_send_nb(c10k_conn_t *c, int fd, int64_t now);
 
 /*
  * Report sending: C10K_AGAIN (some or none of it went; c->io->sent.done says
