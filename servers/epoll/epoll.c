@@ -7,16 +7,18 @@
  *   owns an epoll instance, a listener and the connections it accepted, and
  *   runs one loop: epoll_wait for whichever sockets are ready, do the work
  *   that is possible without blocking, go back to waiting. A connection is a
- *   struct of about a hundred bytes that records where it stopped:
+ *   small struct that records where it stopped. What it does next (read,
+ *   send, linger, close) and until when is decided by the lifecycle policy
+ *   every model shares (common/conn.h); this file only waits and does I/O:
  *
- *       READ  --request complete-->  WRITE  --sent, keep-alive-->  READ
- *         |                            |
- *         |                            +--sent, close--> LINGER --EOF--> closed
- *         +--header timeout, bytes buffered--> WRITE (408) --> LINGER
+ *       conn.h says   this loop does, until EAGAIN
+ *       READ          read() into the connection's buffer
+ *       SEND          send()/sendfile() the plan
+ *       LINGER        shutdown(SHUT_WR) once, then read() and discard
+ *       CLOSE         close()
  *
- *   Each step runs until a read or write returns EAGAIN; then the connection
- *   is parked and the loop serves someone else. Workers share nothing but the
- *   read-only site, so there are no locks on the request path.
+ *   then parks the connection and serves someone else. Workers share nothing
+ *   but the read-only site, so there are no locks on the request path.
  *
  * Edge- or level-triggered (--level-triggered)
  *   Edge-triggered (the default): each socket is registered once, for
@@ -52,13 +54,11 @@
  *
  * Timeouts
  *   One timer per connection in a per-loop timer wheel (common/timer.c): O(1)
- *   to arm, re-arm and cancel, and a tick touches only the timers due. The
- *   header clock starts at accept and at the first byte of each later request;
- *   when it runs out with bytes buffered the client gets 408, then the
- *   connection closes. An idle keep-alive connection just closes. A client
- *   that stops reading a response loses it after C10K_SEND_TIMEOUT_MS of no
- *   progress, as in net.c (TCP_NOTSENT_LOWAT, see c10k_sock_tune(), makes
- *   a slow reader's progress show up as writability well within that time).
+ *   to arm, re-arm and cancel, and a tick touches only the timers due. It is
+ *   armed for the deadline conn.h sets (header, keep-alive, send or linger);
+ *   when it fires, conn.h decides (a 408, or close). TCP_NOTSENT_LOWAT (see
+ *   c10k_sock_tune()) makes a slow reader's progress show up as writability
+ *   well within the send timeout.
  *
  * Out of descriptors (EMFILE, ENFILE)
  *   accept4 fails but the connection stays in the backlog, so the listener
@@ -69,20 +69,22 @@
  *   close) would do.
  *
  * Memory
- *   An idle keep-alive connection is a conn_t (sizeof = 112 bytes on x86-64)
+ *   An idle keep-alive connection is a conn_t (about 150 bytes on x86-64)
  *   plus the kernel's socket. The 32 KiB read buffer and 10 KiB head buffer
- *   (io_t) are taken from a per-loop free list when bytes arrive and given
- *   back when the connection is idle again, so 10,000 idle clients cost about
- *   1.3 MiB of user memory (tests/system/many_conns.py measures ~140 bytes of
- *   resident memory per idle connection), and buffers stay warm in the cache.
+ *   (c10k_io_t) are taken from a per-loop free list when bytes arrive and
+ *   given back when conn.h says the connection is idle again
+ *   (c10k_conn_idle_io), so 10,000 idle clients cost about 1.5 MiB of user
+ *   memory (tests/system/many_conns.py measures the resident memory per idle
+ *   connection), and buffers stay warm in the cache.
  *
  * Stopping
- *   The calling thread starts the workers and waits for SIGINT/SIGTERM
- *   (c10k_wait_for_stop), which makes stop_fd readable; it is in every epoll
- *   set. A worker then takes in what is already in its backlog, closes its
- *   listener, answers requests that already arrived, closes idle
- *   connections, marks the rest force_close so their current response is
- *   their last, and exits when none are left or --grace passes.
+ *   The workers run under common/workers.c, whose calling thread waits for
+ *   SIGINT/SIGTERM and makes stop_fd readable; it is in every epoll set. A
+ *   worker then takes in what is already in its backlog, stops listening,
+ *   reads once more what idle connections may already have been sent, tells
+ *   conn.h about the stop for each connection (idle ones close, the rest
+ *   finish their response with Connection: close), and exits when none are
+ *   left or --grace passes.
  *
  * What it needs
  *   Linux epoll (EPOLLEXCLUSIVE: Linux 4.5), SO_REUSEPORT (3.9), sendfile.
@@ -91,13 +93,12 @@
  *   c10k serve epoll --root DIR --port 8080 --workers 2
  *   c10k serve epoll --root DIR --level-triggered --shared-listener
  */
-#include "server.h"
+#include "conn.h"
 #include "timer.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,34 +106,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_EVENTS      256  /* per epoll_wait */
-#define TICK_MS         16   /* timer resolution: 1024 slots cover 16 s */
-#define POOL_KEEP       64   /* free io buffers a loop keeps for reuse */
-#define ACCEPT_PAUSE_MS 100  /* after EMFILE/ENFILE */
-#define LINGER_MS       2000 /* drain after a closing error response */
+#define MAX_EVENTS      256 /* per epoll_wait */
+#define TICK_MS         16  /* timer resolution: 1024 slots cover 16 s */
+#define POOL_KEEP       64  /* free io buffers a loop keeps for reuse */
+#define ACCEPT_PAUSE_MS 100 /* after EMFILE/ENFILE */
+#define LINGER_READS    16  /* lingering reads per wake-up (of sizeof(scratch)) */
 
 static struct {
     bool level;  /* --level-triggered */
     bool shared; /* --shared-listener */
 } opts;
-
-typedef enum { ST_READ, ST_WRITE, ST_LINGER } conn_state_t;
-
-/* What a step of the state machine asks for next. */
-typedef enum { STEP_NEXT, STEP_WAIT, STEP_CLOSE } step_t;
-
-/* The buffers of a request in flight. Taken from the loop's pool when the
- * first byte of a request arrives, returned when the connection is idle. */
-typedef struct io_s {
-    struct io_s *next_free;
-    c10k_resp_t resp;      /* the response being sent (ST_WRITE) */
-    c10k_sendstate_t send; /* its progress */
-    size_t len;            /* bytes in buf */
-    size_t used;           /* bytes of buf the response in flight answers */
-    bool unparsed;         /* buf has bytes the handler has not seen */
-    char head[C10K_HEAD_BUF];
-    char buf[C10K_REQ_BUF];
-} io_t;
 
 typedef union {
     struct sockaddr sa;
@@ -140,20 +123,16 @@ typedef union {
     struct sockaddr_in6 in6;
 } peer_t;
 
-/* One connection. sizeof(conn_t) == 112 on x86-64: the whole user-space cost
- * of an idle keep-alive client (plus malloc's 16-byte header). */
+/* One connection: the whole user-space cost of an idle keep-alive client
+ * (plus malloc's 16-byte header). */
 typedef struct conn_s {
-    c10k_timer_t timer;           /* header, keep-alive, send or linger deadline */
+    c10k_timer_t timer;           /* the deadline conn.h set */
     struct conn_s *next, **pprev; /* the loop's connections, for the stop */
-    io_t *io;                     /* NULL while idle */
-    c10k_req_t req;
+    c10k_conn_t cc;               /* the lifecycle (conn.h) */
     int fd;
-    uint8_t state;     /* conn_state_t */
     bool readable;     /* the kernel said readable and we have not seen EAGAIN */
     bool writable;     /* likewise for writing */
     bool rdhup;        /* the peer shut down its side: read to EOF */
-    bool head_clock;   /* the header timer runs for a partial head */
-    bool send_clock;   /* the send timer runs for a parked response */
     uint32_t interest; /* level-triggered: the events registered */
     peer_t peer;
 } conn_t;
@@ -166,20 +145,18 @@ typedef struct loop_s {
     int epfd;
     int listen_fd;  /* -1 once closed */
     bool listening; /* listen_fd is in the epoll set */
-    pthread_t thread;
     c10k_wheel_t wheel;
     int64_t now; /* ms, read once per wake-up */
     conn_t *conns;
     int nconns;
-    io_t *pool;
+    c10k_io_t *pool[POOL_KEEP]; /* free buffers, warm in the cache */
     int pool_len;
     bool stop_seen; /* stop_fd was reported in this batch */
     bool stopping;
     int64_t grace_until;
     int64_t accept_resume; /* 0, or when to watch the listener again */
     bool accept_warned;
-    int err;            /* why the loop failed, a negative errno */
-    char scratch[4096]; /* a sink for lingering reads */
+    char scratch[65536]; /* a sink for lingering reads */
     struct epoll_event events[MAX_EVENTS];
 } loop_t;
 
@@ -188,34 +165,26 @@ static char tag_listen, tag_stop;
 
 /* --- buffers ------------------------------------------------------------------ */
 
-static io_t *io_get(loop_t *lp)
+static c10k_io_t *io_get(loop_t *lp)
 {
-    io_t *io = lp->pool;
+    c10k_io_t *io;
 
-    if (io) {
-        lp->pool = io->next_free;
-        lp->pool_len--;
-    } else {
-        io = malloc(sizeof(*io));
-        if (!io)
-            return NULL;
-    }
-    io->len = 0;
-    io->used = 0;
-    io->unparsed = false;
-    io->resp.body_fd = -1;
+    if (lp->pool_len > 0)
+        return lp->pool[--lp->pool_len];
+    io = malloc(sizeof(*io));
+    if (io)
+        c10k_io_init(io);
     return io;
 }
 
-static void io_put(loop_t *lp, io_t *io)
+static void io_put(loop_t *lp, c10k_io_t *io)
 {
-    if (lp->pool_len >= POOL_KEEP) {
-        free(io);
+    if (!io)
         return;
-    }
-    io->next_free = lp->pool;
-    lp->pool = io;
-    lp->pool_len++;
+    if (lp->pool_len < POOL_KEEP)
+        lp->pool[lp->pool_len++] = io;
+    else
+        free(io);
 }
 
 /* --- connections --------------------------------------------------------------- */
@@ -223,11 +192,6 @@ static void io_put(loop_t *lp, io_t *io)
 static conn_t *conn_of(c10k_timer_t *t)
 {
     return (conn_t *)((char *)t - offsetof(conn_t, timer));
-}
-
-static void arm(loop_t *lp, conn_t *c, int ms)
-{
-    c10k_timer_arm(&lp->wheel, &c->timer, lp->now + ms);
 }
 
 /* Level-triggered only: register for what the connection waits for. */
@@ -241,23 +205,10 @@ static void want(loop_t *lp, conn_t *c, uint32_t events)
         c->interest = events;
 }
 
-/* The response in flight is over, sent or not. */
-static void response_done(loop_t *lp, conn_t *c)
-{
-    io_t *io = c->io;
-
-    c10k_log_access(lp->srv, &c->peer.sa, &io->resp, io->send.done);
-    c10k_resp_finish(&io->resp);
-}
-
 static void conn_close(loop_t *lp, conn_t *c)
 {
     c10k_timer_cancel(&lp->wheel, &c->timer);
-    if (c->io) {
-        if (c->state == ST_WRITE)
-            response_done(lp, c);
-        io_put(lp, c->io);
-    }
+    io_put(lp, c10k_conn_end(&c->cc));
     close(c->fd); /* also takes it out of the epoll set */
     *c->pprev = c->next;
     if (c->next)
@@ -269,16 +220,13 @@ static void conn_close(loop_t *lp, conn_t *c)
 static int conn_open(loop_t *lp, int fd, const peer_t *peer)
 {
     struct epoll_event ev;
-    conn_t *c = malloc(sizeof(*c));
+    conn_t *c = calloc(1, sizeof(*c));
 
     if (!c)
         return -ENOMEM;
-    memset(c, 0, sizeof(*c));
     c->fd = fd;
     c->peer = *peer;
-    c->state = ST_READ;
     c->writable = true;
-    c10k_req_init(&c->req);
     c10k_timer_init(&c->timer);
     /* Edge-triggered: registered once for everything it will ever wait for. */
     c->interest = opts.level ? EPOLLIN : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -289,9 +237,8 @@ static int conn_open(loop_t *lp, int fd, const peer_t *peer)
         free(c);
         return rc;
     }
-    /* The first request is on the header clock from accept, as in nginx. */
-    arm(lp, c, lp->srv->cfg.header_ms);
-    c->head_clock = true;
+    c10k_conn_start(&c->cc, lp->srv, &c->peer.sa, lp->now);
+    c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
     c->next = lp->conns;
     if (c->next)
         c->next->pprev = &c->next;
@@ -301,207 +248,109 @@ static int conn_open(loop_t *lp, int fd, const peer_t *peer)
     return 0;
 }
 
-/* --- the state machine ------------------------------------------------------------ */
+/* --- I/O: each step does what conn.h asked, and says whether it got anywhere ---- */
 
-/* Nothing more to read for now. An empty buffer goes back to the pool. */
-static step_t wait_read(loop_t *lp, conn_t *c)
+/* C10K_READ: one read into the connection's buffer. */
+static bool step_read(loop_t *lp, conn_t *c, c10k_next_t *next)
 {
-    io_t *io = c->io;
-
-    if (io && io->len == 0) {
-        io_put(lp, io);
-        c->io = NULL;
-    }
-    if (!c->io) /* idle between requests */
-        return lp->stopping ? STEP_CLOSE : STEP_WAIT;
-    if (!c->head_clock) {
-        /* A partial head: the header clock runs from (about) its first byte. */
-        arm(lp, c, lp->srv->cfg.header_ms);
-        c->head_clock = true;
-    }
-    return STEP_WAIT;
-}
-
-/* Give the handler what is buffered. */
-static step_t step_parse(loop_t *lp, conn_t *c)
-{
-    io_t *io = c->io;
-    ssize_t used;
-
-    io->unparsed = false;
-    c->req.force_close = lp->stopping;
-    used = c10k_http_handle(&lp->srv->site, &c->req, io->buf, io->len, io->head, C10K_HEAD_BUF,
-                            &io->resp);
-    if (used < 0)
-        return STEP_CLOSE;
-    if (used == C10K_INCOMPLETE)
-        return io->len < C10K_REQ_BUF ? STEP_NEXT : STEP_CLOSE;
-    io->used = (size_t)used;
-    io->send.done = 0;
-    c->head_clock = false;
-    c->state = ST_WRITE;
-    return STEP_NEXT;
-}
-
-static step_t step_read(loop_t *lp, conn_t *c)
-{
-    io_t *io = c->io;
     size_t room;
+    char *at;
     ssize_t n;
 
-    if (io && io->unparsed)
-        return step_parse(lp, c);
     if (!c->readable)
-        return wait_read(lp, c);
-    if (!io) {
-        io = c->io = io_get(lp);
-        if (!io)
-            return STEP_CLOSE;
+        return false;
+    if (!c->cc.io && !(c->cc.io = io_get(lp))) {
+        *next = C10K_CLOSE;
+        return true;
     }
-    room = C10K_REQ_BUF - io->len;
-    n = read(c->fd, io->buf + io->len, room);
-    if (n > 0) {
-        /* A short read emptied the socket: waiting for EAGAIN would cost one
-         * more system call per request. Not after RDHUP: the EOF behind the
-         * data would never raise another edge. */
-        if ((size_t)n < room && !c->rdhup)
-            c->readable = false;
-        io->len += (size_t)n;
-        io->unparsed = true;
-        return STEP_NEXT;
-    }
+    at = c10k_conn_room(&c->cc, &room);
+    n = read(c->fd, at, room);
     if (n < 0 && errno == EINTR)
-        return STEP_NEXT;
+        return true;
     if (n < 0 && errno == EAGAIN) {
         c->readable = false;
-        return wait_read(lp, c);
+        return false;
     }
-    return STEP_CLOSE; /* EOF (an unfinished head is dropped) or an error */
+    /* A short read emptied the socket: waiting for EAGAIN would cost one
+     * more system call per request. Not after RDHUP: the EOF behind the
+     * data would never raise another edge. */
+    if (n > 0 && (size_t)n < room && !c->rdhup)
+        c->readable = false;
+    *next = c10k_conn_read(&c->cc, n < 0 ? -errno : n, lp->now);
+    return true;
 }
 
-/* After a response that closes: stop sending, and read what the client is
- * still sending until it sees our FIN, so that closing with unread bytes
- * does not turn into a reset that destroys the response in flight. Only worth
- * it when the client may still be talking: an error, or bytes left over. */
-static step_t begin_close(loop_t *lp, conn_t *c)
+/* C10K_SEND: as much of the plan as the socket takes. */
+static bool step_send(loop_t *lp, conn_t *c, c10k_next_t *next)
 {
-    io_t *io = c->io;
-    bool talking = io->resp.status >= 400 || io->len > io->used || c->readable;
-
-    io_put(lp, io);
-    c->io = NULL;
-    if (!talking || lp->stopping)
-        return STEP_CLOSE;
-    shutdown(c->fd, SHUT_WR);
-    c->state = ST_LINGER;
-    arm(lp, c, LINGER_MS);
-    return STEP_NEXT;
-}
-
-static step_t step_write(loop_t *lp, conn_t *c)
-{
-    io_t *io = c->io;
-    size_t before = io->send.done;
+    c10k_io_t *io = c->cc.io;
+    c10k_status_t st;
 
     if (!c->writable)
-        return STEP_WAIT;
-    switch (c10k_send_plan_nb(c->fd, &io->resp, io->head, &io->send)) {
-    case C10K_AGAIN:
+        return false;
+    st = c10k_send_plan_nb(c->fd, &io->resp, io->head, &io->sent);
+    if (st == C10K_AGAIN)
         c->writable = false;
-        /* The send clock restarts whenever the client takes some bytes. */
-        if (io->send.done > before || !c->send_clock) {
-            arm(lp, c, C10K_SEND_TIMEOUT_MS);
-            c->send_clock = true;
-        }
-        return STEP_WAIT;
-    case C10K_ERROR:
-        return STEP_CLOSE;
-    case C10K_OK:
-        break;
-    }
-    response_done(lp, c);
-    c->send_clock = false;
-    c->state = ST_READ;
-    if (!io->resp.keep_alive)
-        return begin_close(lp, c);
-    if (lp->stopping)
-        return STEP_CLOSE;
-    /* Pipelined bytes move to the front; the handler sees them next. */
-    io->len -= io->used;
-    if (io->len > 0) {
-        memmove(io->buf, io->buf + io->used, io->len);
-        io->unparsed = true;
-    } else {
-        arm(lp, c, lp->srv->cfg.keepalive_ms);
-    }
-    io->used = 0;
-    return STEP_NEXT;
+    *next = c10k_conn_sent(&c->cc, st, lp->now);
+    return st != C10K_AGAIN;
 }
 
-/* One read per wake-up, so a client that keeps sending cannot hold the loop;
- * whatever it leaves unread, the linger timer ends. */
-static step_t step_linger(loop_t *lp, conn_t *c)
+/* C10K_LINGER: read and discard, a bounded amount per wake-up so a client
+ * that keeps sending cannot hold the loop; conn.h's deadlines end the rest. */
+static bool step_linger(loop_t *lp, conn_t *c, c10k_next_t *next)
 {
-    ssize_t n;
-
-    if (!c->readable)
-        return STEP_WAIT;
-    n = read(c->fd, lp->scratch, sizeof(lp->scratch));
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
-        c->readable = false;
-        return STEP_WAIT;
+    if (c10k_conn_shutdown_due(&c->cc))
+        shutdown(c->fd, SHUT_WR);
+    for (int i = 0; i < LINGER_READS && c->readable; i++) {
+        ssize_t n = read(c->fd, lp->scratch, sizeof(lp->scratch));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        *next = c10k_conn_read(&c->cc, n < 0 ? -errno : n, lp->now);
+        if (*next != C10K_LINGER)
+            return true;
     }
-    return STEP_CLOSE;
+    c->readable = false;
+    return false;
 }
 
-/* Run c as far as it goes without blocking. May free c. */
-static void conn_advance(loop_t *lp, conn_t *c)
+/* Do what conn.h asks until a read or write would block, then park the
+ * connection: its buffers back to the pool if it is idle, its timer at the
+ * deadline conn.h set. Returns false if the connection was closed (freed). */
+static bool conn_advance(loop_t *lp, conn_t *c, c10k_next_t next)
 {
-    step_t r;
+    bool more = true;
 
-    do {
-        switch (c->state) {
-        case ST_READ:
-            r = step_read(lp, c);
+    while (more) {
+        switch (next) {
+        case C10K_READ:
+            more = step_read(lp, c, &next);
             break;
-        case ST_WRITE:
-            r = step_write(lp, c);
+        case C10K_SEND:
+            more = step_send(lp, c, &next);
             break;
-        case ST_LINGER:
-            r = step_linger(lp, c);
+        case C10K_LINGER:
+            more = step_linger(lp, c, &next);
             break;
-        default:
-            r = STEP_CLOSE;
-            break;
+        case C10K_CLOSE:
+            conn_close(lp, c);
+            return false;
         }
-    } while (r == STEP_NEXT);
-    if (r == STEP_CLOSE)
-        conn_close(lp, c);
-    else
-        want(lp, c, c->state == ST_WRITE ? EPOLLOUT : EPOLLIN);
+    }
+    io_put(lp, c10k_conn_idle_io(&c->cc));
+    want(lp, c, next == C10K_SEND ? EPOLLOUT : EPOLLIN);
+    c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
+    return true;
 }
 
-/* The connection's timer ran out. */
+/* The connection's deadline passed: conn.h decides (a 408, or close). */
 static void on_timeout(c10k_timer_t *t, void *arg)
 {
     loop_t *lp = arg;
     conn_t *c = conn_of(t);
-    io_t *io = c->io;
 
-    if (c->state != ST_READ || !io || io->len == 0) {
-        conn_close(lp, c); /* idle, lingering, or a client that stopped reading */
-        return;
-    }
-    if (!c10k_http_timeout(&c->req, io->len, io->head, C10K_HEAD_BUF, &io->resp)) {
-        conn_close(lp, c);
-        return;
-    }
-    io->used = io->len; /* the partial head is answered, and dropped */
-    io->unparsed = false;
-    io->send.done = 0;
-    c->head_clock = false;
-    c->state = ST_WRITE;
-    conn_advance(lp, c);
+    conn_advance(lp, c, c10k_conn_timeout(&c->cc, lp->now));
 }
 
 /* --- events --------------------------------------------------------------------- */
@@ -520,7 +369,7 @@ static void handle_conn(loop_t *lp, conn_t *c, uint32_t events)
         c->rdhup = true;
     if (events & EPOLLOUT)
         c->writable = true;
-    conn_advance(lp, c);
+    conn_advance(lp, c, (c10k_next_t)c->cc.next);
 }
 
 static int listener_watch(loop_t *lp)
@@ -599,7 +448,20 @@ static void handle_accept(loop_t *lp)
     }
 }
 
-/* Stop accepting, close what is idle, let the rest finish their response. */
+/* Tell conn.h about the stop. An idle connection may already have been sent
+ * a request this batch has not seen: read once more first, so that it is
+ * answered rather than reset. */
+static void conn_stop(loop_t *lp, conn_t *c)
+{
+    if (c->cc.next == C10K_READ) {
+        c->readable = true;
+        if (!conn_advance(lp, c, C10K_READ))
+            return;
+    }
+    conn_advance(lp, c, c10k_conn_stop(&c->cc, lp->now));
+}
+
+/* Stop accepting; conn.h closes what is idle and lets the rest finish. */
 static void begin_stop(loop_t *lp)
 {
     conn_t *c, *next;
@@ -613,31 +475,12 @@ static void begin_stop(loop_t *lp)
     if (lp->listening)
         handle_accept(lp);
     listener_unwatch(lp);
-    if (lp->listen_fd == lp->srv->listen_fd)
-        /* Not ours to close (main owns it), but shutdown() takes it out of
-         * the SO_REUSEPORT group now, so new clients are refused, not queued. */
-        shutdown(lp->listen_fd, SHUT_RDWR);
-    else
-        close(lp->listen_fd);
+    c10k_worker_listener_close(lp->srv, lp->listen_fd);
     lp->listen_fd = -1;
     for (c = lp->conns; c; c = next) {
         next = c->next;
-        c->req.force_close = true;
-        if (c->state == ST_LINGER) {
-            conn_close(lp, c);
-        } else if (c->state == ST_READ) {
-            /* A request that already arrived is answered (with close);
-             * a connection with nothing to read closes in wait_read(). */
-            c->readable = true;
-            conn_advance(lp, c);
-        }
+        conn_stop(lp, c);
     }
-}
-
-static void close_all(loop_t *lp)
-{
-    while (lp->conns)
-        conn_close(lp, lp->conns);
 }
 
 /* --- the loop ----------------------------------------------------------------------- */
@@ -664,117 +507,102 @@ static ev_kind_t event_kind(const struct epoll_event *ev)
     return EV_CONN;
 }
 
-static void *loop_main(void *arg)
+static void handle_event(loop_t *lp, struct epoll_event *ev)
+{
+    switch (event_kind(ev)) {
+    case EV_LISTEN:
+        handle_accept(lp);
+        break;
+    case EV_STOP:
+        /* After the batch: stopping closes connections whose events may
+         * still be further down this array. */
+        lp->stop_seen = true;
+        break;
+    case EV_CONN:
+        handle_conn(lp, ev->data.ptr, ev->events);
+        break;
+    }
+}
+
+static int loop_serve(void *arg)
 {
     loop_t *lp = arg;
 
-    c10k_pin_worker(lp->srv, lp->id);
     for (;;) {
         int n = epoll_wait(lp->epfd, lp->events, MAX_EVENTS, loop_timeout(lp));
 
         if (n < 0 && errno != EINTR) {
-            lp->err = -errno;
             c10k_warn(lp->srv, "worker %d: epoll_wait: %s", lp->id, strerror(errno));
-            kill(getpid(), SIGTERM); /* the main thread's sigwait turns it into a stop */
-            break;
+            return -errno;
         }
         lp->now = c10k_now_ms();
-        for (int i = 0; i < n; i++) {
-            struct epoll_event *ev = &lp->events[i];
-            switch (event_kind(ev)) {
-            case EV_LISTEN:
-                handle_accept(lp);
-                break;
-            case EV_STOP:
-                /* After the batch: stopping closes connections whose events
-                 * may still be further down this array. */
-                lp->stop_seen = true;
-                break;
-            case EV_CONN:
-                handle_conn(lp, ev->data.ptr, ev->events);
-                break;
-            }
-        }
+        for (int i = 0; i < n; i++)
+            handle_event(lp, &lp->events[i]);
         c10k_wheel_expire(&lp->wheel, lp->now, on_timeout, lp);
         if (lp->accept_resume && lp->now >= lp->accept_resume)
             accept_resume(lp);
         if (lp->stop_seen && !lp->stopping)
             begin_stop(lp);
         if (lp->stopping && (lp->nconns == 0 || lp->now >= lp->grace_until))
-            break;
+            return 0;
     }
-    close_all(lp);
-    return NULL;
 }
 
 /* --- setup ------------------------------------------------------------------------- */
 
-static void loop_free(loop_t *lp)
+static void loop_fini(void *arg)
 {
-    io_t *io;
+    loop_t *lp = arg;
 
-    if (lp->listen_fd >= 0 && lp->listen_fd != lp->srv->listen_fd)
-        close(lp->listen_fd);
+    while (lp->conns) /* those --grace cut short, or all after a failure */
+        conn_close(lp, lp->conns);
+    c10k_worker_listener_close(lp->srv, lp->listen_fd);
     if (lp->epfd >= 0)
         close(lp->epfd);
-    while ((io = lp->pool) != NULL) {
-        lp->pool = io->next_free;
-        free(io);
-    }
+    while (lp->pool_len > 0)
+        free(lp->pool[--lp->pool_len]);
 }
 
-static int loop_init(loop_t *lp, c10k_server_t *srv, int id)
+static int loop_init(void *arg, c10k_server_t *srv, int id)
 {
+    loop_t *lp = arg;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_stop};
+    int rc;
 
     lp->srv = srv;
     lp->id = id;
-    lp->listen_fd = -1;
+    lp->epfd = lp->listen_fd = -1;
     lp->now = c10k_now_ms();
     c10k_wheel_init(&lp->wheel, TICK_MS, lp->now);
     lp->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (lp->epfd < 0)
-        return -errno;
-    if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, srv->stop_fd, &ev) < 0)
-        return -errno;
-    lp->listen_fd = opts.shared || id == 0 ? srv->listen_fd : c10k_listen_more(srv);
-    if (lp->listen_fd < 0)
-        return lp->listen_fd;
-    return listener_watch(lp);
+    if (lp->epfd < 0 || epoll_ctl(lp->epfd, EPOLL_CTL_ADD, srv->stop_fd, &ev) < 0)
+        goto fail_errno;
+    lp->listen_fd = c10k_worker_listener(srv, id, opts.shared);
+    if (lp->listen_fd < 0) {
+        rc = lp->listen_fd;
+        goto fail;
+    }
+    rc = listener_watch(lp);
+    if (rc < 0)
+        goto fail;
+    return 0;
+fail_errno:
+    rc = -errno;
+fail:
+    c10k_warn(srv, "worker %d: %s", id, strerror(-rc));
+    return rc;
 }
+
+static const c10k_worker_ops_t loop_ops = {
+    .size = sizeof(loop_t),
+    .init = loop_init,
+    .serve = loop_serve,
+    .fini = loop_fini,
+};
 
 static int epoll_run(c10k_server_t *srv)
 {
-    int n = c10k_worker_count(srv), started = 0, rc = 0;
-    loop_t *loops = calloc((size_t)n, sizeof(*loops));
-
-    if (!loops)
-        return -ENOMEM;
-    for (int i = 0; i < n; i++)
-        loops[i].epfd = loops[i].listen_fd = -1;
-    for (int i = 0; i < n && rc == 0; i++) {
-        rc = loop_init(&loops[i], srv, i);
-        if (rc < 0)
-            c10k_warn(srv, "worker %d: %s", i, strerror(-rc));
-    }
-    for (; rc == 0 && started < n; started++) {
-        rc = -pthread_create(&loops[started].thread, NULL, loop_main, &loops[started]);
-        if (rc < 0)
-            c10k_warn(srv, "worker %d: pthread_create: %s", started, strerror(-rc));
-    }
-    if (rc == 0)
-        c10k_wait_for_stop(srv);
-    else
-        c10k_request_stop(srv);
-    for (int i = 0; i < started; i++) {
-        pthread_join(loops[i].thread, NULL);
-        if (rc == 0)
-            rc = loops[i].err;
-    }
-    for (int i = 0; i < n; i++)
-        loop_free(&loops[i]);
-    free(loops);
-    return rc;
+    return c10k_run_workers(srv, &loop_ops);
 }
 
 /* --- the model ---------------------------------------------------------------------- */
