@@ -6,6 +6,7 @@
  */
 #include "conn.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int64_t min64(int64_t a, int64_t b)
@@ -249,4 +250,32 @@ c10k_io_t *c10k_conn_end(c10k_conn_t *c)
     if (io)
         io->len = io->used = 0;
     return io;
+}
+
+c10k_io_t *c10k_iopool_get(c10k_iopool_t *p)
+{
+    c10k_io_t *io;
+
+    if (p->n > 0)
+        return p->free[--p->n];
+    io = malloc(sizeof(*io));
+    if (io)
+        c10k_io_init(io);
+    return io;
+}
+
+void c10k_iopool_put(c10k_iopool_t *p, c10k_io_t *io)
+{
+    if (!io)
+        return;
+    if (p->n < C10K_IOPOOL_KEEP)
+        p->free[p->n++] = io;
+    else
+        free(io);
+}
+
+void c10k_iopool_free(c10k_iopool_t *p)
+{
+    while (p->n > 0)
+        free(p->free[--p->n]);
 }

@@ -158,6 +158,48 @@ c10k_io_t *c10k_conn_end(c10k_conn_t *c);
 /* Make io ready to lend (call once per buffer, e.g. when it is allocated). */
 void c10k_io_init(c10k_io_t *io);
 
+/* --- a pool of buffers to lend --------------------------------------------------- */
+
+#define C10K_IOPOOL_KEEP 64 /* free buffers a loop keeps, warm in the cache */
+
+/* Free c10k_io_t buffers of one event loop (not thread-safe: one per loop). */
+typedef struct c10k_iopool_s {
+    c10k_io_t *free[C10K_IOPOOL_KEEP];
+    int n;
+} c10k_iopool_t;
+
+/* A buffer to lend, ready (c10k_io_init()): a free one, or a new one. NULL
+ * when out of memory. */
+c10k_io_t *c10k_iopool_get(c10k_iopool_t *p);
+
+/* Take a buffer back (NULL is ignored); beyond C10K_IOPOOL_KEEP it is freed. */
+void c10k_iopool_put(c10k_iopool_t *p, c10k_io_t *io);
+
+/* Free every buffer the pool holds. */
+void c10k_iopool_free(c10k_iopool_t *p);
+
+/* --- driving a non-blocking socket (readiness models; implemented in net.c) ------ */
+
+/* What an event model has learnt about a socket since it last saw EAGAIN. */
+typedef struct c10k_ready_s {
+    bool readable; /* reported readable, and no read has returned EAGAIN since */
+    bool writable; /* likewise for writing */
+    bool rdhup;    /* the peer has shut down its side: a short read may hide its EOF */
+} c10k_ready_t;
+
+/*
+ * Do what conn.h asks on non-blocking socket fd for as long as it can go on
+ * without blocking: read (lending c->io from pool when it has none), send,
+ * linger (shutdown once, then read and discard a bounded amount). Clears
+ * r->readable / r->writable when a call would block (or a short read shows
+ * the socket is empty), and gives c->io back to pool once the connection is
+ * idle. Returns what the connection now waits for: C10K_READ or C10K_LINGER
+ * (readable), C10K_SEND (writable), or C10K_CLOSE (the model closes fd and
+ * calls c10k_conn_end()). Then the model arms its timer for c->deadline.
+ */
+c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
+                           int64_t now);
+
 /* --- for models with their own buffers (uring) ------------------------------------ */
 
 /*

@@ -243,6 +243,111 @@ c10k_status_t c10k_send_plan_nb(int fd, const c10k_resp_t *resp, const char *hea
     return C10K_OK;
 }
 
+/* --- driving a non-blocking socket (conn.h) ------------------------------------------ */
+
+/* Lingering reads per call, so a client that keeps sending cannot hold the
+ * loop; conn.h's lingering deadlines end the rest. */
+#define LINGER_READS 16
+
+/* C10K_READ: one read into the connection's buffer. Returns false when it
+ * would block. */
+static bool pump_read(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool, int64_t now)
+{
+    size_t room;
+    char *at;
+    ssize_t n;
+
+    if (!r->readable)
+        return false;
+    if (!c->io && !(c->io = c10k_iopool_get(pool))) {
+        c10k_conn_read(c, -ENOMEM, now);
+        return true;
+    }
+    at = c10k_conn_room(c, &room);
+    n = read(fd, at, room);
+    if (n < 0 && errno == EINTR)
+        return true;
+    if (n < 0 && errno == EAGAIN) {
+        r->readable = false;
+        return false;
+    }
+    /* A short read emptied the socket: waiting for EAGAIN would cost one
+     * more system call per request. Not after RDHUP: the EOF behind the data
+     * would never raise another edge in an edge-triggered loop. */
+    if (n > 0 && (size_t)n < room && !r->rdhup)
+        r->readable = false;
+    c10k_conn_read(c, n < 0 ? -errno : n, now);
+    return true;
+}
+
+/* C10K_SEND: as much of the plan as the socket takes. */
+static bool pump_send(c10k_conn_t *c, int fd, c10k_ready_t *r, int64_t now)
+{
+    c10k_status_t st;
+
+    if (!r->writable)
+        return false;
+    st = c10k_send_plan_nb(fd, &c->io->resp, c->io->head, &c->io->sent);
+    if (st == C10K_AGAIN)
+        r->writable = false;
+    c10k_conn_sent(c, st, now);
+    return st != C10K_AGAIN;
+}
+
+/* C10K_LINGER: shut the write side once, then read and discard into a
+ * buffer borrowed from the pool. */
+static bool pump_linger(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool, int64_t now)
+{
+    c10k_io_t *sink;
+    bool more = false;
+
+    if (c10k_conn_shutdown_due(c))
+        shutdown(fd, SHUT_WR);
+    if (!r->readable)
+        return false;
+    sink = c10k_iopool_get(pool);
+    for (int i = 0; sink && i < LINGER_READS && c->next == C10K_LINGER; i++) {
+        ssize_t n = read(fd, sink->buf, sizeof(sink->buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        c10k_conn_read(c, n < 0 ? -errno : n, now);
+    }
+    c10k_iopool_put(pool, sink);
+    if (!sink)
+        c10k_conn_read(c, -ENOMEM, now);
+    if (c->next != C10K_LINGER)
+        more = true;
+    else
+        r->readable = false; /* drained, or the budget is spent: wait for more */
+    return more;
+}
+
+c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
+                           int64_t now)
+{
+    bool more = true;
+
+    while (more) {
+        switch (c->next) {
+        case C10K_READ:
+            more = pump_read(c, fd, r, pool, now);
+            break;
+        case C10K_SEND:
+            more = pump_send(c, fd, r, now);
+            break;
+        case C10K_LINGER:
+            more = pump_linger(c, fd, r, pool, now);
+            break;
+        default:
+            return C10K_CLOSE;
+        }
+    }
+    c10k_iopool_put(pool, c10k_conn_idle_io(c));
+    return (c10k_next_t)c->next;
+}
+
 /* --- blocking connections --------------------------------------------------------- */
 
 /* Wait until fd is readable (1), the deadline passes (0), a stop was requested

@@ -11,7 +11,7 @@
  *   send, linger, close) and until when is decided by the lifecycle policy
  *   every model shares (common/conn.h); this file only waits and does I/O:
  *
- *       conn.h says   this loop does, until EAGAIN
+ *       conn.h says   c10k_conn_pump() (common/net.c) does, until EAGAIN
  *       READ          read() into the connection's buffer
  *       SEND          send()/sendfile() the plan
  *       LINGER        shutdown(SHUT_WR) once, then read() and discard
@@ -24,7 +24,7 @@
  *   Edge-triggered (the default): each socket is registered once, for
  *   EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, and never touched again with
  *   epoll_ctl. The kernel reports only changes, so the loop must remember
- *   what it learnt (the readable/writable flags below) and must keep going
+ *   what it learnt (c10k_ready_t, kept by c10k_conn_pump()), and keep going
  *   until EAGAIN (or a short read, which on a stream socket says the same),
  *   or it waits forever for an edge that already came. Cost: that bookkeeping.
  *   Level-triggered: the kernel reports a socket for as long as it is ready,
@@ -108,9 +108,7 @@
 
 #define MAX_EVENTS      256 /* per epoll_wait */
 #define TICK_MS         16  /* timer resolution: 1024 slots cover 16 s */
-#define POOL_KEEP       64  /* free io buffers a loop keeps for reuse */
 #define ACCEPT_PAUSE_MS 100 /* after EMFILE/ENFILE */
-#define LINGER_READS    16  /* lingering reads per wake-up (of sizeof(scratch)) */
 
 static struct {
     bool level;  /* --level-triggered */
@@ -130,10 +128,8 @@ typedef struct conn_s {
     struct conn_s *next, **pprev; /* the loop's connections, for the stop */
     c10k_conn_t cc;               /* the lifecycle (conn.h) */
     int fd;
-    bool readable;     /* the kernel said readable and we have not seen EAGAIN */
-    bool writable;     /* likewise for writing */
-    bool rdhup;        /* the peer shut down its side: read to EOF */
-    uint32_t interest; /* level-triggered: the events registered */
+    c10k_ready_t ready; /* what epoll told us, until EAGAIN */
+    uint32_t interest;  /* level-triggered: the events registered */
     peer_t peer;
 } conn_t;
 
@@ -149,43 +145,17 @@ typedef struct loop_s {
     int64_t now; /* ms, read once per wake-up */
     conn_t *conns;
     int nconns;
-    c10k_io_t *pool[POOL_KEEP]; /* free buffers, warm in the cache */
-    int pool_len;
-    bool stop_seen; /* stop_fd was reported in this batch */
+    c10k_iopool_t pool; /* free buffers, warm in the cache */
+    bool stop_seen;     /* stop_fd was reported in this batch */
     bool stopping;
     int64_t grace_until;
     int64_t accept_resume; /* 0, or when to watch the listener again */
     bool accept_warned;
-    char scratch[65536]; /* a sink for lingering reads */
     struct epoll_event events[MAX_EVENTS];
 } loop_t;
 
 /* epoll_event.data.ptr for the two descriptors that are not connections. */
 static char tag_listen, tag_stop;
-
-/* --- buffers ------------------------------------------------------------------ */
-
-static c10k_io_t *io_get(loop_t *lp)
-{
-    c10k_io_t *io;
-
-    if (lp->pool_len > 0)
-        return lp->pool[--lp->pool_len];
-    io = malloc(sizeof(*io));
-    if (io)
-        c10k_io_init(io);
-    return io;
-}
-
-static void io_put(loop_t *lp, c10k_io_t *io)
-{
-    if (!io)
-        return;
-    if (lp->pool_len < POOL_KEEP)
-        lp->pool[lp->pool_len++] = io;
-    else
-        free(io);
-}
 
 /* --- connections --------------------------------------------------------------- */
 
@@ -208,7 +178,7 @@ static void want(loop_t *lp, conn_t *c, uint32_t events)
 static void conn_close(loop_t *lp, conn_t *c)
 {
     c10k_timer_cancel(&lp->wheel, &c->timer);
-    io_put(lp, c10k_conn_end(&c->cc));
+    c10k_iopool_put(&lp->pool, c10k_conn_end(&c->cc));
     close(c->fd); /* also takes it out of the epoll set */
     *c->pprev = c->next;
     if (c->next)
@@ -226,7 +196,7 @@ static int conn_open(loop_t *lp, int fd, const peer_t *peer)
         return -ENOMEM;
     c->fd = fd;
     c->peer = *peer;
-    c->writable = true;
+    c->ready.writable = true;
     c10k_timer_init(&c->timer);
     /* Edge-triggered: registered once for everything it will ever wait for. */
     c->interest = opts.level ? EPOLLIN : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -248,97 +218,17 @@ static int conn_open(loop_t *lp, int fd, const peer_t *peer)
     return 0;
 }
 
-/* --- I/O: each step does what conn.h asked, and says whether it got anywhere ---- */
-
-/* C10K_READ: one read into the connection's buffer. */
-static bool step_read(loop_t *lp, conn_t *c, c10k_next_t *next)
+/* Do what conn.h asks until a read or write would block (common/net.c does
+ * the reads and sends), then park the connection: its timer at the deadline
+ * conn.h set. Returns false if the connection was closed (freed). */
+static bool conn_advance(loop_t *lp, conn_t *c)
 {
-    size_t room;
-    char *at;
-    ssize_t n;
+    c10k_next_t next = c10k_conn_pump(&c->cc, c->fd, &c->ready, &lp->pool, lp->now);
 
-    if (!c->readable)
-        return false;
-    if (!c->cc.io && !(c->cc.io = io_get(lp))) {
-        *next = C10K_CLOSE;
-        return true;
-    }
-    at = c10k_conn_room(&c->cc, &room);
-    n = read(c->fd, at, room);
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n < 0 && errno == EAGAIN) {
-        c->readable = false;
+    if (next == C10K_CLOSE) {
+        conn_close(lp, c);
         return false;
     }
-    /* A short read emptied the socket: waiting for EAGAIN would cost one
-     * more system call per request. Not after RDHUP: the EOF behind the
-     * data would never raise another edge. */
-    if (n > 0 && (size_t)n < room && !c->rdhup)
-        c->readable = false;
-    *next = c10k_conn_read(&c->cc, n < 0 ? -errno : n, lp->now);
-    return true;
-}
-
-/* C10K_SEND: as much of the plan as the socket takes. */
-static bool step_send(loop_t *lp, conn_t *c, c10k_next_t *next)
-{
-    c10k_io_t *io = c->cc.io;
-    c10k_status_t st;
-
-    if (!c->writable)
-        return false;
-    st = c10k_send_plan_nb(c->fd, &io->resp, io->head, &io->sent);
-    if (st == C10K_AGAIN)
-        c->writable = false;
-    *next = c10k_conn_sent(&c->cc, st, lp->now);
-    return st != C10K_AGAIN;
-}
-
-/* C10K_LINGER: read and discard, a bounded amount per wake-up so a client
- * that keeps sending cannot hold the loop; conn.h's deadlines end the rest. */
-static bool step_linger(loop_t *lp, conn_t *c, c10k_next_t *next)
-{
-    if (c10k_conn_shutdown_due(&c->cc))
-        shutdown(c->fd, SHUT_WR);
-    for (int i = 0; i < LINGER_READS && c->readable; i++) {
-        ssize_t n = read(c->fd, lp->scratch, sizeof(lp->scratch));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            break;
-        *next = c10k_conn_read(&c->cc, n < 0 ? -errno : n, lp->now);
-        if (*next != C10K_LINGER)
-            return true;
-    }
-    c->readable = false;
-    return false;
-}
-
-/* Do what conn.h asks until a read or write would block, then park the
- * connection: its buffers back to the pool if it is idle, its timer at the
- * deadline conn.h set. Returns false if the connection was closed (freed). */
-static bool conn_advance(loop_t *lp, conn_t *c, c10k_next_t next)
-{
-    bool more = true;
-
-    while (more) {
-        switch (next) {
-        case C10K_READ:
-            more = step_read(lp, c, &next);
-            break;
-        case C10K_SEND:
-            more = step_send(lp, c, &next);
-            break;
-        case C10K_LINGER:
-            more = step_linger(lp, c, &next);
-            break;
-        case C10K_CLOSE:
-            conn_close(lp, c);
-            return false;
-        }
-    }
-    io_put(lp, c10k_conn_idle_io(&c->cc));
     want(lp, c, next == C10K_SEND ? EPOLLOUT : EPOLLIN);
     c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
     return true;
@@ -350,7 +240,8 @@ static void on_timeout(c10k_timer_t *t, void *arg)
     loop_t *lp = arg;
     conn_t *c = conn_of(t);
 
-    conn_advance(lp, c, c10k_conn_timeout(&c->cc, lp->now));
+    c10k_conn_timeout(&c->cc, lp->now);
+    conn_advance(lp, c);
 }
 
 /* --- events --------------------------------------------------------------------- */
@@ -360,16 +251,16 @@ static void handle_conn(loop_t *lp, conn_t *c, uint32_t events)
     /* An error or hang-up makes the socket both readable and writable: the
      * next call says what happened. */
     if (events & (EPOLLERR | EPOLLHUP)) {
-        c->readable = c->writable = true;
-        c->rdhup = true;
+        c->ready.readable = c->ready.writable = true;
+        c->ready.rdhup = true;
     }
     if (events & (EPOLLIN | EPOLLRDHUP))
-        c->readable = true;
+        c->ready.readable = true;
     if (events & EPOLLRDHUP)
-        c->rdhup = true;
+        c->ready.rdhup = true;
     if (events & EPOLLOUT)
-        c->writable = true;
-    conn_advance(lp, c, (c10k_next_t)c->cc.next);
+        c->ready.writable = true;
+    conn_advance(lp, c);
 }
 
 static int listener_watch(loop_t *lp)
@@ -454,11 +345,12 @@ static void handle_accept(loop_t *lp)
 static void conn_stop(loop_t *lp, conn_t *c)
 {
     if (c->cc.next == C10K_READ) {
-        c->readable = true;
-        if (!conn_advance(lp, c, C10K_READ))
+        c->ready.readable = true;
+        if (!conn_advance(lp, c))
             return;
     }
-    conn_advance(lp, c, c10k_conn_stop(&c->cc, lp->now));
+    c10k_conn_stop(&c->cc, lp->now);
+    conn_advance(lp, c);
 }
 
 /* Stop accepting; conn.h closes what is idle and lets the rest finish. */
@@ -559,8 +451,7 @@ static void loop_fini(void *arg)
     c10k_worker_listener_close(lp->srv, lp->listen_fd);
     if (lp->epfd >= 0)
         close(lp->epfd);
-    while (lp->pool_len > 0)
-        free(lp->pool[--lp->pool_len]);
+    c10k_iopool_free(&lp->pool);
 }
 
 static int loop_init(void *arg, c10k_server_t *srv, int id)
