@@ -5,10 +5,12 @@
  *   The epoll model again, with the loop, the timers and the accept loop
  *   taken from libevent, the library memcached and tmux are built on. Each
  *   worker thread runs one event_base with its own SO_REUSEPORT listener
- *   (an evconnlistener). Each connection is one `struct event` whose callback
- *   reads into the connection's own buffer, runs the shared handler, and
- *   sends the plan; the same event is re-armed for EV_WRITE while the socket
- *   is full.
+ *   (an evconnlistener). Each connection is one `struct event`; its callback
+ *   reports what libevent saw to the lifecycle every model shares
+ *   (common/conn.h), which c10k_conn_pump() (common/net.c) carries out with
+ *   read(2) and sendfile(2) until the socket would block. The same event is
+ *   then re-armed for what conn.h waits for: EV_READ, or EV_WRITE while the
+ *   socket is full, with conn.h's deadline as its timeout.
  *
  * Why events and not bufferevents
  *   A bufferevent reads into an evbuffer and the handler needs one
@@ -18,10 +20,12 @@
  *   copies nothing, which is the fair comparison with servers/epoll.
  *
  * Timeouts
- *   The header and keep-alive timeouts are the events' own timeouts. Both
- *   durations are registered as libevent "common timeouts", which keeps each
- *   one in a FIFO queue (O(1) per operation) instead of the min-heap, since
- *   every connection uses the same few durations.
+ *   conn.h's deadlines (header, keep-alive, send, lingering) are the events'
+ *   own timeouts. Those durations are registered as libevent "common
+ *   timeouts", which keeps each one in a FIFO queue (O(1) per operation)
+ *   instead of the min-heap, since every connection uses the same few
+ *   durations; a deadline that is not a whole one (the rest of a header
+ *   timeout) goes to the heap.
  *
  * What it costs
  *   Like epoll: one thread per CPU, no switch per request, a small struct per
@@ -38,78 +42,59 @@
  * How to run it
  *   c10k serve libevent --workers 2 --root DIR
  */
-#include "server.h"
+#include "conn.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define POOL_MAX 64 /* spare request buffers kept per loop */
 
 typedef struct loop_s loop_t;
 
 typedef struct conn_s {
     loop_t *loop;
     int fd;
-    struct event *ev; /* EV_READ, or EV_WRITE while a send is parked */
-    short armed;      /* what ev is assigned for: 0 (not yet), EV_READ or EV_WRITE */
-    char *buf;        /* C10K_REQ_BUF + C10K_HEAD_BUF, only while busy */
-    size_t len;       /* request bytes in buf */
-    size_t used;      /* bytes of buf the response being sent answers */
-    int64_t deadline; /* header deadline of the request being read */
-    c10k_req_t req;
-    c10k_resp_t resp;
-    c10k_sendstate_t sent;
-    bool sending;
+    struct event *ev;   /* EV_READ, or EV_WRITE while a send is parked */
+    short armed;        /* what ev is assigned for: 0 (not yet), EV_READ or EV_WRITE */
+    c10k_conn_t cc;     /* the lifecycle (conn.h) */
+    c10k_ready_t ready; /* what libevent reported, until EAGAIN */
     struct sockaddr_in6 peer;
     struct conn_s *prev, *next; /* the loop's connections, for the stop */
 } conn_t;
 
+/* The durations conn.h uses, as libevent common timeouts. */
+enum { TV_HEADER, TV_KEEPALIVE, TV_SEND, TV_LINGER, TV_COUNT };
+
 struct loop_s {
     c10k_server_t *srv;
     int id;
+    int listen_fd;
     struct event_base *base;
     struct evconnlistener *listener;
     struct event *stop_ev, *resume_ev;
-    const struct timeval *header_tv, *keepalive_tv, *send_tv; /* common timeouts */
+    int tv_ms[TV_COUNT];
+    const struct timeval *tv[TV_COUNT];
+    bool stopping;
     conn_t *conns;
     int nconns;
-    char *pool[POOL_MAX];
-    int npool;
-    pthread_t thread;
+    c10k_iopool_t pool;
 };
 
 static void conn_event_cb(evutil_socket_t fd, short what, void *arg);
 
-/* ---- buffers and connection lifetime ----------------------------------------------- */
-
-static char *buf_get(loop_t *l)
-{
-    return l->npool ? l->pool[--l->npool] : malloc(C10K_REQ_BUF + C10K_HEAD_BUF);
-}
-
-static void buf_put(loop_t *l, char *buf)
-{
-    if (l->npool < POOL_MAX)
-        l->pool[l->npool++] = buf;
-    else
-        free(buf);
-}
+/* ---- connection lifetime --------------------------------------------------------------- */
 
 static void conn_close(conn_t *c)
 {
     loop_t *l = c->loop;
 
-    c10k_resp_finish(&c->resp);
+    c10k_iopool_put(&l->pool, c10k_conn_end(&c->cc));
     event_free(c->ev);
     close(c->fd);
-    if (c->buf)
-        buf_put(l, c->buf);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -117,155 +102,53 @@ static void conn_close(conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     free(c);
-    if (--l->nconns == 0 && atomic_load(&l->srv->stopping))
+    if (--l->nconns == 0 && l->stopping)
         event_base_loopbreak(l->base);
 }
 
-/* Wait for `what` with a timeout: the remaining header time, the keep-alive
- * time when idle, or the send timeout. The event is re-assigned only when
+/* The timeout for conn.h's deadline: a common timeout when it is a whole one. */
+static const struct timeval *deadline_tv(conn_t *c, struct timeval *tv)
+{
+    loop_t *l = c->loop;
+    int64_t ms = c->cc.deadline - c10k_now_ms();
+
+    for (int i = 0; i < TV_COUNT; i++)
+        if (ms == l->tv_ms[i])
+            return l->tv[i];
+    if (ms < 1)
+        ms = 1;
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* Wait for `what` until conn.h's deadline. The event is re-assigned only when
  * `what` changes: event_add() on a pending event just moves its timeout, while
  * event_del() + event_add() would cost two epoll_ctl calls per request. */
-static void conn_arm(conn_t *c, short what)
+static void conn_wait(conn_t *c, short what)
 {
-    const struct timeval *tv;
-    struct timeval left;
+    struct timeval tv;
 
-    if (what == EV_WRITE) {
-        tv = c->loop->send_tv;
-    } else if (c->len == 0 && c->req.requests > 0) {
-        tv = c->loop->keepalive_tv;
-    } else {
-        int64_t ms = c->deadline - c10k_now_ms();
-        if (ms < 1)
-            ms = 1;
-        left.tv_sec = ms / 1000;
-        left.tv_usec = (ms % 1000) * 1000;
-        tv = ms == c->loop->srv->cfg.header_ms ? c->loop->header_tv : &left;
-    }
     if (c->armed != what) {
         event_del(c->ev);
         event_assign(c->ev, c->loop->base, c->fd, what | EV_PERSIST, conn_event_cb, c);
         c->armed = what;
     }
-    event_add(c->ev, tv);
+    event_add(c->ev, deadline_tv(c, &tv));
 }
 
-/* ---- the request/response cycle ----------------------------------------------------- */
-
-/* The response is out: log it, and keep going with pipelined bytes. Returns
- * false if the connection was closed. */
-static bool finish_response(conn_t *c)
+/* Do what conn.h asks until the socket would block, then wait for it.
+ * Returns false if the connection was closed (freed). */
+static bool conn_advance(conn_t *c)
 {
-    bool keep = c->resp.keep_alive;
+    c10k_next_t next = c10k_conn_pump(&c->cc, c->fd, &c->ready, &c->loop->pool, c10k_now_ms());
 
-    c10k_log_access(c->loop->srv, (struct sockaddr *)&c->peer, &c->resp, c->sent.done);
-    c10k_resp_finish(&c->resp);
-    c->sending = false;
-    if (!keep) {
+    if (next == C10K_CLOSE) {
         conn_close(c);
         return false;
     }
-    memmove(c->buf, c->buf + c->used, c->len - c->used);
-    c->len -= c->used;
-    c->deadline = c10k_now_ms() + c->loop->srv->cfg.header_ms;
+    conn_wait(c, next == C10K_SEND ? EV_WRITE : EV_READ);
     return true;
-}
-
-/* Send the current plan. Returns false if the connection is gone or parked. */
-static bool send_plan(conn_t *c)
-{
-    char *head = c->buf + C10K_REQ_BUF;
-
-    switch (c10k_send_plan_nb(c->fd, &c->resp, head, &c->sent)) {
-    case C10K_OK:
-        return finish_response(c);
-    case C10K_AGAIN:
-        c->sending = true;
-        conn_arm(c, EV_WRITE);
-        return false;
-    default:
-        conn_close(c);
-        return false;
-    }
-}
-
-/* Run the handler over everything buffered. */
-static void process(conn_t *c)
-{
-    for (;;) {
-        ssize_t used;
-
-        c->req.force_close = atomic_load(&c->loop->srv->stopping);
-        used = c10k_http_handle(&c->loop->srv->site, &c->req, c->buf, c->len, c->buf + C10K_REQ_BUF,
-                                C10K_HEAD_BUF, &c->resp);
-        if (used < 0) {
-            conn_close(c);
-            return;
-        }
-        if (used == C10K_INCOMPLETE)
-            break;
-        memset(&c->sent, 0, sizeof(c->sent));
-        c->used = (size_t)used;
-        if (!send_plan(c))
-            return;
-    }
-    if (c->len == 0) {
-        /* Idle: give the buffers back; an idle connection is just conn_t. */
-        buf_put(c->loop, c->buf);
-        c->buf = NULL;
-    }
-    if (c->len == 0 && atomic_load(&c->loop->srv->stopping)) {
-        conn_close(c);
-        return;
-    }
-    conn_arm(c, EV_READ);
-}
-
-static void handle_timeout(conn_t *c)
-{
-    char *head;
-
-    if (c->sending || !c->buf) {
-        conn_close(c); /* send timeout, or idle keep-alive */
-        return;
-    }
-    head = c->buf + C10K_REQ_BUF;
-    if (c10k_http_timeout(&c->req, c->len, head, C10K_HEAD_BUF, &c->resp)) {
-        memset(&c->sent, 0, sizeof(c->sent));
-        /* One try: the socket is almost surely writable, and a client that
-         * stalls even this gets closed. */
-        c10k_send_plan_nb(c->fd, &c->resp, head, &c->sent);
-        c10k_log_access(c->loop->srv, (struct sockaddr *)&c->peer, &c->resp, c->sent.done);
-    }
-    conn_close(c);
-}
-
-static void handle_readable(conn_t *c)
-{
-    bool was_idle = c->len == 0;
-    ssize_t n;
-
-    if (!c->buf && !(c->buf = buf_get(c->loop))) {
-        conn_close(c);
-        return;
-    }
-    n = read(c->fd, c->buf + c->len, C10K_REQ_BUF - c->len);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        conn_close(c);
-        return;
-    }
-    if (was_idle && c->req.requests > 0)
-        c->deadline = c10k_now_ms() + c->loop->srv->cfg.header_ms;
-    c->len += (size_t)n;
-    process(c);
-}
-
-static void handle_writable(conn_t *c)
-{
-    if (send_plan(c))
-        process(c);
 }
 
 static void conn_event_cb(evutil_socket_t fd, short what, void *arg)
@@ -274,11 +157,12 @@ static void conn_event_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     if (what & EV_TIMEOUT)
-        handle_timeout(c);
-    else if (what & EV_WRITE)
-        handle_writable(c);
-    else if (what & EV_READ)
-        handle_readable(c);
+        c10k_conn_timeout(&c->cc, c10k_now_ms());
+    if (what & EV_READ)
+        c->ready.readable = true;
+    if (what & EV_WRITE)
+        c->ready.writable = true;
+    conn_advance(c);
 }
 
 /* ---- accepting and stopping --------------------------------------------------------- */
@@ -297,16 +181,15 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     }
     c->loop = l;
     c->fd = fd;
-    c->resp.body_fd = -1;
+    c->ready.writable = true;
     memcpy(&c->peer, sa, (size_t)socklen < sizeof(c->peer) ? (size_t)socklen : sizeof(c->peer));
-    c10k_req_init(&c->req);
-    c->deadline = c10k_now_ms() + l->srv->cfg.header_ms;
+    c10k_conn_start(&c->cc, l->srv, (struct sockaddr *)&c->peer, c10k_now_ms());
     c->next = l->conns;
     if (l->conns)
         l->conns->prev = c;
     l->conns = c;
     l->nconns++;
-    conn_arm(c, EV_READ);
+    conn_wait(c, EV_READ);
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -331,6 +214,29 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
     evtimer_add(l->resume_ev, &tv);
 }
 
+static void listener_close(loop_t *l)
+{
+    if (l->listener)
+        evconnlistener_free(l->listener);
+    l->listener = NULL;
+    c10k_worker_listener_close(l->srv, l->listen_fd);
+    l->listen_fd = -1;
+}
+
+/* Tell conn.h about the stop. An idle connection may already have been sent
+ * a request libevent has not reported yet: read once more first, so that it
+ * is answered rather than reset. */
+static void conn_stop(conn_t *c)
+{
+    if (c->cc.next == C10K_READ) {
+        c->ready.readable = true;
+        if (!conn_advance(c))
+            return;
+    }
+    c10k_conn_stop(&c->cc, c10k_now_ms());
+    conn_advance(c);
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     loop_t *l = arg;
@@ -339,13 +245,11 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     event_del(l->stop_ev);
-    if (l->listener)
-        evconnlistener_free(l->listener);
-    l->listener = NULL;
+    listener_close(l);
+    l->stopping = true;
     for (conn_t *c = l->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->buf && c->req.requests > 0)
-            conn_close(c); /* idle keep-alive: nobody is owed anything */
+        conn_stop(c);
     }
     if (l->nconns == 0)
         event_base_loopbreak(l->base);
@@ -353,21 +257,31 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(l->base, &grace);
 }
 
-static const struct timeval *common_timeout(struct event_base *base, int ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+/* ---- setup ------------------------------------------------------------------------- */
 
-    return event_base_init_common_timeout(base, &tv);
+static void timeouts_init(loop_t *l)
+{
+    const c10k_config_t *cfg = &l->srv->cfg;
+    int ms[TV_COUNT] = {cfg->header_ms, cfg->keepalive_ms, C10K_SEND_TIMEOUT_MS,
+                        cfg->lingering_timeout_ms};
+
+    for (int i = 0; i < TV_COUNT; i++) {
+        struct timeval tv = {ms[i] / 1000, (ms[i] % 1000) * 1000};
+        l->tv_ms[i] = ms[i];
+        l->tv[i] = event_base_init_common_timeout(l->base, &tv);
+    }
 }
 
-static int loop_init(loop_t *l)
+static int loop_init(void *arg, c10k_server_t *srv, int id)
 {
-    c10k_server_t *srv = l->srv;
-    int fd = l->id == 0 ? srv->listen_fd : c10k_listen_more(srv);
+    loop_t *l = arg;
     struct event_config *cfg;
 
-    if (fd < 0)
-        return fd;
+    l->srv = srv;
+    l->id = id;
+    l->listen_fd = c10k_worker_listener(srv, id, false); /* < 0: fini closes nothing */
+    if (l->listen_fd < 0)
+        return l->listen_fd;
     cfg = event_config_new();
     if (!cfg)
         return -ENOMEM;
@@ -376,10 +290,8 @@ static int loop_init(loop_t *l)
     event_config_free(cfg);
     if (!l->base)
         return -ENOMEM;
-    l->header_tv = common_timeout(l->base, srv->cfg.header_ms);
-    l->keepalive_tv = common_timeout(l->base, srv->cfg.keepalive_ms);
-    l->send_tv = common_timeout(l->base, C10K_SEND_TIMEOUT_MS);
-    l->listener = evconnlistener_new(l->base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    timeouts_init(l);
+    l->listener = evconnlistener_new(l->base, accept_cb, l, 0, -1, l->listen_fd);
     l->stop_ev = event_new(l->base, srv->stop_fd, EV_READ | EV_PERSIST, stop_cb, l);
     l->resume_ev = evtimer_new(l->base, resume_cb, l);
     if (!l->listener || !l->stop_ev || !l->resume_ev)
@@ -389,59 +301,41 @@ static int loop_init(loop_t *l)
     return 0;
 }
 
+static int loop_serve(void *arg)
+{
+    loop_t *l = arg;
+
+    return event_base_dispatch(l->base) < 0 ? -EIO : 0;
+}
+
 /* After the loop has stopped: connections the grace period cut short are
  * closed here, so every byte the loop allocated is given back. */
-static void loop_free(loop_t *l)
+static void loop_fini(void *arg)
 {
+    loop_t *l = arg;
+
     while (l->conns)
         conn_close(l->conns);
-    if (l->listener)
-        evconnlistener_free(l->listener);
+    listener_close(l);
     if (l->stop_ev)
         event_free(l->stop_ev);
     if (l->resume_ev)
         event_free(l->resume_ev);
-    while (l->npool)
-        free(l->pool[--l->npool]);
+    c10k_iopool_free(&l->pool);
     if (l->base)
         event_base_free(l->base);
 }
 
-static void *loop_thread(void *arg)
-{
-    loop_t *l = arg;
-
-    c10k_pin_worker(l->srv, l->id);
-    event_base_dispatch(l->base);
-    return NULL;
-}
+static const c10k_worker_ops_t loop_ops = {
+    .size = sizeof(loop_t),
+    .init = loop_init,
+    .serve = loop_serve,
+    .fini = loop_fini,
+};
 
 static int libevent_run(c10k_server_t *srv)
 {
-    int n = c10k_worker_count(srv), started = 0, rc = 0;
-    loop_t *loops = calloc((size_t)n, sizeof(loop_t));
-
-    if (!loops)
-        return -ENOMEM;
-    for (int i = 0; i < n; i++) {
-        loops[i].srv = srv;
-        loops[i].id = i;
-        rc = loop_init(&loops[i]);
-        if (rc < 0)
-            break;
-    }
-    for (int i = 0; rc == 0 && i < n; i++, started++)
-        rc = -pthread_create(&loops[i].thread, NULL, loop_thread, &loops[i]);
-    if (rc == 0)
-        c10k_wait_for_stop(srv);
-    else
-        c10k_request_stop(srv);
-    for (int i = 0; i < started; i++)
-        pthread_join(loops[i].thread, NULL);
-    for (int i = 0; i < n; i++)
-        loop_free(&loops[i]);
-    free(loops);
-    return rc;
+    return c10k_run_workers(srv, &loop_ops);
 }
 
 static int libevent_set_opt(const char *name, const char *value)
