@@ -221,6 +221,11 @@ c10k_next_t c10k_conn_stop(c10k_conn_t *c, int64_t now)
     return idle ? set_close(c) : (c10k_next_t)c->next;
 }
 
+void c10k_conn_stop_soon(c10k_conn_t *c)
+{
+    c->req.force_close = true;
+}
+
 bool c10k_conn_shutdown_due(c10k_conn_t *c)
 {
     bool due = c->shut_wr_due;

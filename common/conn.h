@@ -142,6 +142,12 @@ c10k_next_t c10k_conn_timeout(c10k_conn_t *c, int64_t now);
  */
 c10k_next_t c10k_conn_stop(c10k_conn_t *c, int64_t now);
 
+/* The server is stopping, and this connection's socket may hold a request
+ * the model has not read yet (it was just reported readable, or a peek says
+ * so): its next response is its last, marked Connection: close. Call
+ * c10k_conn_stop() once the model has read what was there. */
+void c10k_conn_stop_soon(c10k_conn_t *c);
+
 /* True once, when lingering begins: the model shuts the write side down
  * (shutdown(fd, SHUT_WR)) before it waits to read. */
 bool c10k_conn_shutdown_due(c10k_conn_t *c);

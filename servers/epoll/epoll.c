@@ -345,6 +345,7 @@ static void handle_accept(loop_t *lp)
 static void conn_stop(loop_t *lp, conn_t *c)
 {
     if (c->cc.next == C10K_READ) {
+        c10k_conn_stop_soon(&c->cc);
         c->ready.readable = true;
         if (!conn_advance(lp, c))
             return;

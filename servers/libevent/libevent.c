@@ -229,6 +229,7 @@ static void listener_close(loop_t *l)
 static void conn_stop(conn_t *c)
 {
     if (c->cc.next == C10K_READ) {
+        c10k_conn_stop_soon(&c->cc);
         c->ready.readable = true;
         if (!conn_advance(c))
             return;

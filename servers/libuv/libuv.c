@@ -5,8 +5,10 @@
  *   The event-loop model on libuv, the library under Node.js. Each worker
  *   thread runs one uv_loop_t with its own SO_REUSEPORT listener (a uv_tcp_t).
  *   Each connection is a uv_tcp_t that reads into the connection's own buffer
- *   (alloc_cb hands libuv the free end of it) and a uv_timer_t for the header
- *   and keep-alive timeouts.
+ *   (alloc_cb hands libuv the free end of it) and a uv_timer_t for conn.h's
+ *   deadline. What happens next (read, send, linger, close) is decided by the
+ *   lifecycle every model shares (common/conn.h): libuv reports, conn.h
+ *   answers, this file does it the libuv way.
  *
  * Sending files: the fast path and the fallback
  *   libuv's portable file sender, uv_fs_sendfile(), runs on the thread pool:
@@ -22,10 +24,14 @@
  *   while a uv_write is pending.
  *
  * Timeouts and limits
- *   A uv_timer_t per connection (libuv keeps timers in a min-heap: O(log n)).
+ *   A uv_timer_t per connection (libuv keeps timers in a min-heap: O(log n)),
+ *   started for conn.h's deadline (header, keep-alive, send or lingering).
  *   EMFILE on accept: libuv reports it and retries at once, so each loop keeps
  *   a spare descriptor; it gives it up to accept and close the waiting
  *   connections, then takes it back (shed_connections), so the loop never spins.
+ *   libuv closes the descriptor a uv_tcp_t was opened on, so the listener
+ *   handle gets a dup() of the worker's listener, which stays open (and in
+ *   the SO_REUSEPORT group) while the handle is paused.
  *
  * What it costs
  *   Like epoll: one thread per CPU, no switch per request, a small struct per
@@ -40,19 +46,17 @@
  * How to run it
  *   c10k serve libuv --workers 2 --root DIR
  */
-#include "server.h"
+#include "conn.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
-
-#define POOL_MAX 64
 
 typedef struct loop_s loop_t;
 
@@ -61,17 +65,13 @@ typedef struct conn_s {
     uv_timer_t timer;
     uv_write_t wreq;
     loop_t *loop;
-    int fd;           /* the socket, for sendfile on the fast path */
-    char *buf;        /* C10K_REQ_BUF + C10K_HEAD_BUF, only while busy */
-    size_t len, used; /* bytes buffered; bytes the current response answers */
-    int64_t deadline; /* header deadline of the request being read */
-    c10k_req_t req;
-    c10k_resp_t resp;
-    c10k_sendstate_t sent;
-    size_t chunk; /* bytes of the pending uv_write */
-    int handles;  /* open handles: free the conn when both are closed */
-    bool closing, sending;
+    int fd;         /* the socket, for sendfile on the fast path */
+    c10k_conn_t cc; /* the lifecycle (conn.h) */
+    size_t chunk;   /* bytes of the pending uv_write */
+    int handles;    /* open handles: free the conn when both are closed */
+    bool closing;
     bool reading; /* between uv_read_start and uv_read_stop */
+    bool writing; /* a uv_write is pending: the fast path waits for it */
     struct sockaddr_storage peer;
     struct conn_s *prev, *next;
 } conn_t;
@@ -79,40 +79,26 @@ typedef struct conn_s {
 struct loop_s {
     c10k_server_t *srv;
     int id;
+    bool uv_ready; /* uv_loop_init succeeded: there is a loop to tear down */
     uv_loop_t uv;
-    uv_tcp_t listener;
+    uv_tcp_t listener; /* on a dup() of listen_fd (libuv closes it) */
     uv_poll_t stop;
     uv_timer_t grace;
+    uv_timer_t resume;
     conn_t *conns;
     int nconns;
     bool stopping;
-    bool warned;  /* about running out of descriptors, once */
-    bool paused;  /* the listener is closed for a moment: see pause_accepting */
-    int spare_fd; /* given up when accept() fails with EMFILE */
-    int keep_fd;  /* a second reference that keeps the listening socket open */
-    uv_timer_t resume;
-    char *pool[POOL_MAX];
-    int npool;
-    pthread_t thread;
+    bool warned;   /* about running out of descriptors, once */
+    bool paused;   /* the listener handle is closed for a moment: see pause_accepting */
+    int listen_fd; /* the worker's listener (server.h: who owns what) */
+    int spare_fd;  /* given up when accept() fails with EMFILE */
+    c10k_iopool_t pool;
+    char sink[65536]; /* lingering reads land here */
 };
 
-static void process(conn_t *c);
-static void send_more(conn_t *c);
+static void conn_act(conn_t *c);
 
-/* ---- buffers and lifetime ---------------------------------------------------------- */
-
-static char *buf_get(loop_t *l)
-{
-    return l->npool ? l->pool[--l->npool] : malloc(C10K_REQ_BUF + C10K_HEAD_BUF);
-}
-
-static void buf_put(loop_t *l, char *buf)
-{
-    if (l->npool < POOL_MAX)
-        l->pool[l->npool++] = buf;
-    else
-        free(buf);
-}
+/* ---- lifetime -------------------------------------------------------------------------- */
 
 static void loop_maybe_done(loop_t *l)
 {
@@ -127,8 +113,6 @@ static void closed_cb(uv_handle_t *h)
 
     if (--c->handles > 0)
         return;
-    if (c->buf)
-        buf_put(l, c->buf);
     free(c);
     l->nconns--;
     loop_maybe_done(l);
@@ -139,35 +123,51 @@ static void conn_close(conn_t *c)
     if (c->closing)
         return;
     c->closing = true;
-    c10k_resp_finish(&c->resp);
+    c10k_iopool_put(&c->loop->pool, c10k_conn_end(&c->cc));
     if (c->prev)
         c->prev->next = c->next;
     else
         c->loop->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    uv_close((uv_handle_t *)&c->tcp, closed_cb);
+    uv_close((uv_handle_t *)&c->tcp, closed_cb); /* a pending uv_write is cancelled */
     uv_close((uv_handle_t *)&c->timer, closed_cb);
 }
 
-static void timeout_cb(uv_timer_t *t);
-
-static void timer_arm(conn_t *c, int64_t ms)
+static void timeout_cb(uv_timer_t *t)
 {
+    conn_t *c = t->data;
+
+    c10k_conn_timeout(&c->cc, c10k_now_ms());
+    conn_act(c);
+}
+
+static void timer_arm(conn_t *c)
+{
+    int64_t ms = c->cc.deadline - c10k_now_ms();
+
     uv_timer_start(&c->timer, timeout_cb, ms > 0 ? (uint64_t)ms : 1, 0);
 }
 
 /* ---- reading -------------------------------------------------------------------------- */
 
+/* conn.h's buffer while reading a request, the sink while lingering. libuv
+ * reads only while conn.h waits to read: never while a response is sent. */
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
 {
     conn_t *c = h->data;
+    size_t room = 0;
+    char *at = NULL;
 
     (void)hint;
-    if (!c->buf)
-        c->buf = buf_get(c->loop);
-    *out = uv_buf_init(c->buf ? c->buf + c->len : NULL,
-                       c->buf ? (unsigned)(C10K_REQ_BUF - c->len) : 0);
+    if (c->cc.next == C10K_LINGER) {
+        at = c->loop->sink;
+        room = sizeof(c->loop->sink);
+    } else if (c->cc.next == C10K_READ &&
+               (c->cc.io || (c->cc.io = c10k_iopool_get(&c->loop->pool)))) {
+        at = c10k_conn_room(&c->cc, &room);
+    }
+    *out = uv_buf_init(at, (unsigned)room); /* 0 bytes: read_cb gets UV_ENOBUFS */
 }
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -175,158 +175,117 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     conn_t *c = s->data;
 
     (void)b;
-    if (n < 0) {
-        conn_close(c); /* UV_EOF, a reset, or no buffer (ENOBUFS) */
-        return;
-    }
     if (n == 0)
         return; /* EAGAIN */
-    if (c->len == 0 && c->req.requests > 0) {
-        c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->cfg.header_ms;
-        timer_arm(c, c->deadline - (int64_t)uv_now(&c->loop->uv));
+    /* libuv's errors are negative errno values; UV_EOF is the client's EOF. */
+    c10k_conn_read(&c->cc, n == UV_EOF ? 0 : n, c10k_now_ms());
+    conn_act(c);
+}
+
+/* C10K_READ or C10K_LINGER: read (libuv watches the socket), until the deadline. */
+static void wait_read(conn_t *c)
+{
+    c10k_iopool_put(&c->loop->pool, c10k_conn_idle_io(&c->cc));
+    if (c10k_conn_shutdown_due(&c->cc))
+        shutdown(c->fd, SHUT_WR); /* nothing is queued: the last response is out */
+    if (!c->reading) {
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+        c->reading = true;
     }
-    c->len += (size_t)n;
-    process(c);
+    timer_arm(c);
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
-static void finish_response(conn_t *c)
-{
-    c10k_log_access(c->loop->srv, (struct sockaddr *)&c->peer, &c->resp, c->sent.done);
-    c10k_resp_finish(&c->resp);
-    c->sending = false;
-    if (!c->resp.keep_alive) {
-        conn_close(c);
-        return;
-    }
-    memmove(c->buf, c->buf + c->used, c->len - c->used);
-    c->len -= c->used;
-    c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->cfg.header_ms;
-    process(c);
-}
-
 static void write_cb(uv_write_t *w, int status)
 {
     conn_t *c = w->data;
+    c10k_io_t *io = c->cc.io;
 
+    c->writing = false;
     if (c->closing)
         return;
-    if (status < 0) {
-        conn_close(c);
-        return;
-    }
-    c->sent.done += c->chunk;
-    send_more(c);
+    if (status == 0)
+        io->sent.done += c->chunk;
+    c10k_conn_sent(&c->cc, status < 0 ? C10K_ERROR : C10K_AGAIN, c10k_now_ms());
+    conn_act(c);
 }
 
 /* The socket is full: queue the next piece on libuv's write queue. */
 static void send_queued(conn_t *c)
 {
-    char *head = c->buf + C10K_REQ_BUF;
+    c10k_io_t *io = c->cc.io;
+    c10k_resp_t *r = &io->resp;
+    size_t done = io->sent.done;
     uv_buf_t b;
 
-    if (c->sent.done < c->resp.head_len) {
-        b = uv_buf_init(head + c->sent.done, (unsigned)(c->resp.head_len - c->sent.done));
-    } else if (c->resp.body_fd >= 0) {
+    if (done < r->head_len) {
+        b = uv_buf_init(io->head + done, (unsigned)(r->head_len - done));
+    } else if (r->body_fd >= 0) {
         /* The head is out, so its buffer holds the next piece of the file. */
-        size_t off = c->sent.done - c->resp.head_len;
-        size_t want = c->resp.body_len - off;
-        ssize_t n = pread(c->resp.body_fd, head, want < C10K_HEAD_BUF ? want : C10K_HEAD_BUF,
-                          c->resp.body_off + (off_t)off);
-        if (n <= 0) {
-            conn_close(c); /* the file shrank: never send a short body silently */
+        size_t off = done - r->head_len, want = r->body_len - off;
+        ssize_t n = pread(r->body_fd, io->head, want < C10K_HEAD_BUF ? want : C10K_HEAD_BUF,
+                          r->body_off + (off_t)off);
+        if (n <= 0) { /* the file shrank: never send a short body silently */
+            c10k_conn_sent(&c->cc, C10K_ERROR, c10k_now_ms());
+            conn_close(c);
             return;
         }
-        b = uv_buf_init(head, (unsigned)n);
+        b = uv_buf_init(io->head, (unsigned)n);
     } else {
-        size_t off = c->sent.done - c->resp.head_len;
-        b = uv_buf_init((char *)c->resp.body_mem + off, (unsigned)(c->resp.body_mem_len - off));
+        size_t off = done - r->head_len;
+        b = uv_buf_init((char *)r->body_mem + off, (unsigned)(r->body_mem_len - off));
     }
     /* No reading while a response waits on the queue: pipelined requests stay
-     * in the kernel, and the request buffer cannot fill up behind it. */
+     * in the kernel (conn.h reads nothing until the response is sent). */
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
     }
     c->chunk = b.len;
     c->wreq.data = c;
-    timer_arm(c, C10K_SEND_TIMEOUT_MS);
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0)
+    timer_arm(c);
+    c->writing = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) == 0;
+    if (!c->writing)
         conn_close(c);
 }
 
-static void send_more(conn_t *c)
+/* C10K_SEND: the fast path, then libuv's queue for what the socket did not
+ * take. Returns true when the whole plan went (conn.h then says what next). */
+static bool send_now(conn_t *c)
 {
-    switch (c10k_send_plan_nb(c->fd, &c->resp, c->buf + C10K_REQ_BUF, &c->sent)) {
-    case C10K_OK:
-        finish_response(c);
-        break;
-    case C10K_AGAIN:
-        send_queued(c);
-        break;
-    default:
-        conn_close(c);
-    }
+    c10k_io_t *io = c->cc.io;
+    c10k_status_t st = c10k_send_plan_nb(c->fd, &io->resp, io->head, &io->sent);
+
+    c10k_conn_sent(&c->cc, st, c10k_now_ms());
+    if (st != C10K_AGAIN)
+        return true;
+    send_queued(c);
+    return false;
 }
 
-/* ---- the cycle ------------------------------------------------------------------------ */
-
-static void process(conn_t *c)
+/* Do what conn.h asks, the libuv way, until it means waiting. */
+static void conn_act(conn_t *c)
 {
-    loop_t *l = c->loop;
-    int64_t now = (int64_t)uv_now(&l->uv);
-
-    if (c->closing || c->sending)
-        return;
-    if (c->len > 0) {
-        ssize_t used;
-        c->req.force_close = atomic_load(&l->srv->stopping);
-        used = c10k_http_handle(&l->srv->site, &c->req, c->buf, c->len, c->buf + C10K_REQ_BUF,
-                                C10K_HEAD_BUF, &c->resp);
-        if (used < 0) {
+    for (;;) {
+        switch (c->cc.next) {
+        case C10K_SEND:
+            if (c->writing) {
+                timer_arm(c); /* a timer that fired early: wait on */
+                return;       /* write_cb goes on */
+            }
+            if (!send_now(c))
+                return;
+            break;
+        case C10K_READ:
+        case C10K_LINGER:
+            wait_read(c);
+            return;
+        default:
             conn_close(c);
             return;
         }
-        if (used > 0) {
-            c->used = (size_t)used;
-            c->sending = true;
-            memset(&c->sent, 0, sizeof(c->sent));
-            send_more(c);
-            return;
-        }
     }
-    if (c->len == 0 && c->buf) {
-        buf_put(l, c->buf); /* idle: an idle connection is just conn_t */
-        c->buf = NULL;
-    }
-    if (c->len == 0 && c->req.requests > 0) {
-        if (atomic_load(&l->srv->stopping)) {
-            conn_close(c);
-            return;
-        }
-        timer_arm(c, l->srv->cfg.keepalive_ms);
-    } else {
-        timer_arm(c, c->deadline - now);
-    }
-    if (!c->reading) {
-        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
-        c->reading = true;
-    }
-}
-
-static void timeout_cb(uv_timer_t *t)
-{
-    conn_t *c = t->data;
-
-    if (!c->sending && c->len > 0 &&
-        c10k_http_timeout(&c->req, c->len, c->buf + C10K_REQ_BUF, C10K_HEAD_BUF, &c->resp)) {
-        /* One try: a client that will not take even the 408 is just closed. */
-        memset(&c->sent, 0, sizeof(c->sent));
-        c10k_send_plan_nb(c->fd, &c->resp, c->buf + C10K_REQ_BUF, &c->sent);
-        c10k_log_access(c->loop->srv, (struct sockaddr *)&c->peer, &c->resp, c->sent.done);
-    }
-    conn_close(c); /* header timeout, idle keep-alive, or send timeout */
 }
 
 /* ---- accepting and stopping ----------------------------------------------------------- */
@@ -357,7 +316,7 @@ static void connection_cb(uv_stream_t *server, int status);
 static void resume_cb(uv_timer_t *t)
 {
     loop_t *l = t->data;
-    int fd = dup(l->keep_fd);
+    int fd = dup(l->listen_fd);
 
     if (fd < 0 || l->stopping) {
         if (fd >= 0)
@@ -384,7 +343,7 @@ static void paused_cb(uv_handle_t *h)
 
 /* No spare descriptor either (another loop took the one that was freed):
  * libuv would retry accept() forever inside one callback, so close this
- * loop's listener handle for 100 ms. keep_fd holds the socket itself open,
+ * loop's listener handle for 100 ms. listen_fd holds the socket itself open,
  * and clients wait in its backlog meanwhile. */
 static void pause_accepting(loop_t *l)
 {
@@ -415,7 +374,6 @@ static void connection_cb(uv_stream_t *server, int status)
     if (!c)
         return;
     c->loop = l;
-    c->resp.body_fd = -1;
     c->tcp.data = c->timer.data = c;
     uv_tcp_init(&l->uv, &c->tcp);
     uv_timer_init(&l->uv, &c->timer);
@@ -427,14 +385,27 @@ static void connection_cb(uv_stream_t *server, int status)
     l->conns = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 ||
         uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0) {
-        conn_close(c);
+        conn_close(c); /* cc is zeroed: nothing of conn.h's to release */
         return;
     }
     c->fd = fd;
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
-    c10k_req_init(&c->req);
-    c->deadline = (int64_t)uv_now(&l->uv) + l->srv->cfg.header_ms;
-    process(c);
+    c10k_conn_start(&c->cc, l->srv, (struct sockaddr *)&c->peer, c10k_now_ms());
+    conn_act(c);
+}
+
+/* Tell conn.h about the stop. A request the client has sent but libuv has
+ * not read yet is read and answered (with close), not reset. */
+static void conn_stop(conn_t *c)
+{
+    char byte;
+
+    if (c->cc.next == C10K_READ && recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        c10k_conn_stop_soon(&c->cc);
+        return;
+    }
+    c10k_conn_stop(&c->cc, c10k_now_ms());
+    conn_act(c);
 }
 
 static void grace_cb(uv_timer_t *t)
@@ -452,35 +423,43 @@ static void stop_cb(uv_poll_t *p, int status, int events)
     if (!l->paused)
         uv_close((uv_handle_t *)&l->listener, NULL);
     uv_timer_stop(&l->resume);
-    close(l->keep_fd); /* the last reference: new clients are now refused */
-    l->keep_fd = -1;
+    c10k_worker_listener_close(l->srv, l->listen_fd); /* new clients are now refused */
+    l->listen_fd = -1;
     l->stopping = true;
     for (conn_t *c = l->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->sending && c->len == 0 && c->req.requests > 0)
-            conn_close(c); /* idle keep-alive: nobody is owed anything */
+        conn_stop(c);
     }
     uv_timer_start(&l->grace, grace_cb, (uint64_t)l->srv->cfg.grace_ms, 0);
     uv_unref((uv_handle_t *)&l->grace);
     loop_maybe_done(l);
 }
 
-static int loop_init(loop_t *l)
+static int loop_init(void *arg, c10k_server_t *srv, int id)
 {
-    c10k_server_t *srv = l->srv;
-    int fd = l->id == 0 ? srv->listen_fd : c10k_listen_more(srv);
-    int rc;
+    loop_t *l = arg;
+    int rc, fd;
 
-    if (fd < 0)
-        return fd;
+    l->srv = srv;
+    l->id = id;
+    l->spare_fd = -1;
+    l->listen_fd = c10k_worker_listener(srv, id, false);
+    if (l->listen_fd < 0)
+        return l->listen_fd;
     l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    l->keep_fd = dup(fd);
     rc = uv_loop_init(&l->uv);
     if (rc < 0)
         return rc;
+    l->uv_ready = true;
     uv_tcp_init(&l->uv, &l->listener);
     l->listener.data = l;
-    rc = uv_tcp_open(&l->listener, fd);
+    uv_timer_init(&l->uv, &l->grace);
+    uv_timer_init(&l->uv, &l->resume);
+    l->resume.data = l;
+    fd = dup(l->listen_fd);
+    rc = fd < 0 ? -errno : uv_tcp_open(&l->listener, fd);
+    if (rc < 0 && fd >= 0)
+        close(fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->listener, srv->cfg.backlog, connection_cb);
     if (rc == 0)
@@ -489,9 +468,6 @@ static int loop_init(loop_t *l)
         return rc;
     l->stop.data = l;
     uv_poll_start(&l->stop, UV_READABLE, stop_cb);
-    uv_timer_init(&l->uv, &l->grace);
-    uv_timer_init(&l->uv, &l->resume);
-    l->resume.data = l;
     return 0;
 }
 
@@ -501,63 +477,66 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 
     if (uv_is_closing(h))
         return;
-    if (h == (uv_handle_t *)&l->listener || h == (uv_handle_t *)&l->stop ||
-        h == (uv_handle_t *)&l->grace || h == (uv_handle_t *)&l->resume)
+    if (h->data == l || h == (uv_handle_t *)&l->stop || h == (uv_handle_t *)&l->grace)
         uv_close(h, NULL);
     else
         conn_close(h->data); /* a connection's socket or timer */
 }
 
-/* After the loop has stopped: close every handle (connections the grace
- * period cut short too) and let the close callbacks free them. */
-static void loop_free(loop_t *l)
-{
-    uv_walk(&l->uv, close_walk_cb, l);
-    l->stopping = false; /* no uv_stop from closed_cb: run until all closed */
-    uv_run(&l->uv, UV_RUN_DEFAULT);
-    uv_loop_close(&l->uv);
-    if (l->spare_fd >= 0)
-        close(l->spare_fd);
-    if (l->keep_fd >= 0)
-        close(l->keep_fd);
-    while (l->npool)
-        free(l->pool[--l->npool]);
-}
-
-static void *loop_thread(void *arg)
+static int loop_serve(void *arg)
 {
     loop_t *l = arg;
 
-    c10k_pin_worker(l->srv, l->id);
     uv_run(&l->uv, UV_RUN_DEFAULT);
-    return NULL;
+    return 0;
 }
+
+/* After the loop has stopped (or a failed init): close every handle
+ * (connections the grace period cut short too) and let the close callbacks
+ * free them. Only a loop that was initialised is walked. */
+static void loop_fini(void *arg)
+{
+    loop_t *l = arg;
+
+    if (l->uv_ready) {
+        uv_walk(&l->uv, close_walk_cb, l);
+        l->stopping = false; /* no uv_stop from closed_cb: run until all closed */
+        uv_run(&l->uv, UV_RUN_DEFAULT);
+        uv_loop_close(&l->uv);
+    }
+    if (l->spare_fd >= 0)
+        close(l->spare_fd);
+    c10k_worker_listener_close(l->srv, l->listen_fd);
+    c10k_iopool_free(&l->pool);
+}
+
+static const c10k_worker_ops_t loop_ops = {
+    .size = sizeof(loop_t),
+    .init = loop_init,
+    .serve = loop_serve,
+    .fini = loop_fini,
+};
 
 static int libuv_run(c10k_server_t *srv)
 {
-    int n = c10k_worker_count(srv), started = 0, rc = 0;
-    loop_t *loops = calloc((size_t)n, sizeof(loop_t));
+    return c10k_run_workers(srv, &loop_ops);
+}
 
-    if (!loops)
-        return -ENOMEM;
-    for (int i = 0; i < n && rc == 0; i++) {
-        loops[i].srv = srv;
-        loops[i].id = i;
-        rc = loop_init(&loops[i]);
+/* libuv makes a process-wide pipe at its first uv_loop_init() and abort()s
+ * when it cannot. Make it here, before anything is bound and while
+ * descriptors are plentiful, so that a worker whose init runs out of them
+ * fails with an error instead of killing the process. */
+static int libuv_probe(void)
+{
+    uv_loop_t uv;
+    int rc = uv_loop_init(&uv);
+
+    if (rc < 0) {
+        fprintf(stderr, "c10k serve: libuv: unavailable: uv_loop_init: %s\n", uv_strerror(rc));
+        return -EOPNOTSUPP;
     }
-    for (int i = 0; rc == 0 && i < n; i++, started++)
-        rc = -pthread_create(&loops[i].thread, NULL, loop_thread, &loops[i]);
-    if (rc == 0)
-        c10k_wait_for_stop(srv);
-    else
-        c10k_request_stop(srv);
-    for (int i = 0; i < started; i++)
-        pthread_join(loops[i].thread, NULL);
-    for (int i = 0; i < n; i++)
-        if (loops[i].srv)
-            loop_free(&loops[i]);
-    free(loops);
-    return rc;
+    uv_loop_close(&uv);
+    return 0;
 }
 
 static int libuv_set_opt(const char *name, const char *value)
@@ -580,5 +559,6 @@ const c10k_model_t c10k_model_libuv = {
     .variants = NULL,
     .set_opt = libuv_set_opt,
     .describe = libuv_describe,
+    .probe = libuv_probe,
     .run = libuv_run,
 };
