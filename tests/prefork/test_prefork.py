@@ -8,7 +8,6 @@ Usage: test_prefork.py --bin build/c10k
 """
 import argparse
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -17,28 +16,23 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
-import run as conf  # noqa: E402  (the conformance suite's server and client helpers)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
+import c10ktest as conf  # noqa: E402  (the one server helper and raw HTTP client)
+from suite import make_fixture  # noqa: E402  (the conformance suite's document root)
 
 
 class Server(conf.Server):
     """c10k serve prefork with exactly the flags a test gives.
 
-    conf.Server appends --workers 2 to keep conformance runs small; for
+    serve_argv() appends --workers 2 to keep conformance runs small; for
     prefork that would turn every dynamic-pool test into a fixed pool."""
 
     def __init__(self, binary, root, flags):
-        self.argv = [binary, "serve", "prefork", "--port", "0", "--root", root,
-                     "--header-timeout", "1", "--keepalive-timeout", "2", "--grace", "5"] + flags
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-        self.line = self._read_line(10)
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", self.line or "")
-        if not m:
-            self.kill()
-            raise RuntimeError("no start line from %s: %r %s" % (
-                " ".join(self.argv), self.line, self.proc.stderr.read().decode(errors="replace")))
-        self.port = int(m.group(1))
+        super().__init__([binary, "serve", "prefork", "--port", "0", "--root", root,
+                          "--header-timeout", "1", "--keepalive-timeout", "2", "--grace", "5"]
+                         + flags)
 
     def stop(self, timeout=15):
         """SIGTERM; returns the exit status. self.left gets the workers still
@@ -223,8 +217,76 @@ def test_fixed_pool_and_recycling(b, root):
         assert srv.stop() == 0, "exit status"
 
 
+def test_workers_die_with_master(b, root):
+    """SIGKILL, or a signal whose default action kills the master (SIGUSR1):
+    every worker goes with it, and a new server on the same port then serves
+    every request itself (an orphaned worker would hold the port, or share
+    it and answer from the old root)."""
+    for sig in (signal.SIGKILL, signal.SIGUSR1):
+        master_dies(b, root, sig)
+
+
+def master_dies(b, root, sig):
+    name = signal.Signals(sig).name
+    srv = Server(b, root, ["--start-workers", "4"])
+    other = tempfile.mkdtemp(prefix="c10k-prefork-new-")
+    try:
+        assert wait_for(lambda: len(workers(srv)) >= 4, 5), "pool never reached 4"
+        kids = workers(srv)
+        assert ok_request(srv.port), "serves before the %s" % name
+        os.kill(srv.pid, sig)
+        srv.proc.wait(5)
+        gone = wait_for(lambda: not any(alive(p) for p in kids), 3)
+        assert gone, "%s of the master: workers %s still alive" % (
+            name, [p for p in kids if alive(p)])
+        with open(os.path.join(other, "hello.txt"), "wb") as f:
+            f.write(b"new server\n")
+        new = conf.Server([b, "serve", "prefork", "--workers", "2", "--port", str(srv.port),
+                           "--root", other])
+        try:
+            bodies = [conf.get(new.port, "/hello.txt").body for _ in range(40)]
+            assert bodies == [b"new server\n"] * 40, "after %s: %d of 40 from the old root" % (
+                name, 40 - bodies.count(b"new server\n"))
+        finally:
+            new.stop_clean()
+    finally:
+        srv.kill()
+        subprocess.run(["rm", "-rf", other], check=False)
+
+
+def run_to_exit(argv, timeout=5):
+    """(exit status, stderr) of a command expected to exit by itself; one that
+    is still running after timeout is killed with its whole process group
+    (workers included) and reported as status None."""
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+        return None, err.decode(errors="replace").strip()
+    return p.returncode, err.decode(errors="replace").strip()
+
+
+def test_spare_bounds_checked(b, root):
+    """--max-spare below --min-spare is refused in either order (exit 2, a
+    one-line message naming both); one given alone moves the other."""
+    for flags in (["--min-spare", "10", "--max-spare", "5"],
+                  ["--max-spare", "5", "--min-spare", "10"]):
+        status, err = run_to_exit([b, "serve", "prefork", "--port", "0", "--root", root] + flags)
+        assert status == 2, "%s: exit %s, want 2" % (flags, status)
+        assert "\n" not in err and "--min-spare" in err and "--max-spare" in err, err
+    srv = Server(b, root, ["--min-spare", "20"])
+    try:
+        assert "spare=20-20" in srv.line, srv.line
+    finally:
+        assert srv.stop() == 0, "exit status"
+
+
 TESTS = [test_kill_worker_refills, test_sighup_under_load, test_pool_grows_and_shrinks,
-         test_sigterm_leaves_nothing, test_fixed_pool_and_recycling]
+         test_sigterm_leaves_nothing, test_fixed_pool_and_recycling, test_workers_die_with_master,
+         test_spare_bounds_checked]
 
 
 TIMEOUT_S = 120  # per scenario
@@ -251,7 +313,7 @@ def main():
         return 0
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="c10k-prefork-") as tmp:
-        root, _ = conf.make_fixture(tmp)
+        root, _ = make_fixture(tmp)
         for t in TESTS:
             if args.k and args.k not in t.__name__:
                 continue
