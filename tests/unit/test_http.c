@@ -514,16 +514,6 @@ Test(http, file_plan_points_inside_root)
     cr_expect_eq(resp.body_fd, -1);
 }
 
-Test(mime, types)
-{
-    cr_expect_str_eq(c10k_mime_type("a.HTML", 6), "text/html; charset=utf-8");
-    cr_expect_str_eq(c10k_mime_type("x/y.woff2", 9), "font/woff2");
-    cr_expect_str_eq(c10k_mime_type("a.wasm", 6), "application/wasm");
-    cr_expect_str_eq(c10k_mime_type("a.tar.gz", 8), "application/octet-stream");
-    cr_expect_str_eq(c10k_mime_type("dir.d/file", 10), "application/octet-stream");
-    cr_expect_str_eq(c10k_mime_type("noext", 5), "application/octet-stream");
-}
-
 /* Every encoding of a way out of the root (or into a dotfile) is refused
  * with 400 or 404, and never plans a body. */
 static const char *const traversal[] = {
