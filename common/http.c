@@ -761,9 +761,12 @@ static bool host_char(unsigned char c)
  * brackets or a reg-name. An empty value is allowed (RFC 9112 3.2). */
 static bool host_valid(view_t v)
 {
-    const char *p = v.p, *end = v.p + v.n;
+    const char *p = v.p, *end;
 
-    if (v.n && *p == '[') {
+    if (v.n == 0)
+        return true; /* also no Host at all (p is NULL then) */
+    end = v.p + v.n;
+    if (*p == '[') {
         for (p++; p < end && *p != ']'; p++)
             if (!host_char((unsigned char)*p) && *p != ':')
                 return false;
