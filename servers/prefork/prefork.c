@@ -46,7 +46,10 @@
  *   workers finish their in-flight response, then everything exits 0 (workers
  *   still busy after --grace are killed). SIGHUP: graceful restart; fresh
  *   workers are forked first, then the old ones finish their current
- *   connection and exit, so no connection is refused.
+ *   connection and exit, so no connection is refused. A master that dies
+ *   without stopping them (SIGKILL, a crash, SIGUSR1) takes its workers with
+ *   it: each asks for SIGKILL on its parent's death (PR_SET_PDEATHSIG), so
+ *   none is left holding the port.
  *
  * What it costs (the bench shows each as a number)
  *   A process per concurrent connection: its page tables, its stack and its
