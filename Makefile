@@ -40,7 +40,7 @@ MODEL_LIBS  := $(foreach m,$(MODELS),$(LIBS_$(m)))
 DEB_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
             libhttp-parser-dev libevent-dev libuv1-dev liburing-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
-            linux-perf slowhttptest procps iproute2 strace
+            linux-perf slowhttptest procps iproute2 strace media-types goaccess
 
 .PHONY: all deps test unit conformance system benchtest robustness bench fuzz clean format check-format
 

@@ -9,22 +9,8 @@
  * Because the parser only ever sees a whole head, a request split at any byte
  * boundary parses the same as one that arrived at once.
  *
- * Choices where the spec leaves room:
- *   - a ".." segment, however encoded, is 400 (and closes): it is never
- *     resolved. Decoding happens once: %252e%252e is the name "%2e%2e" (404).
- *     Invalid or overlong UTF-8 (%c0%ae), NUL and backslashes are 400 too.
- *   - a symlink that leaves the root is 404, like a missing file; without
- *     openat2 every symlink is 404, since one cannot be checked safely.
- *   - several ranges, another unit or a malformed Range: the whole file (200),
- *     as nginx does. If-Range is honoured (strong ETag or exact date). HEAD
- *     with Range gets the 206 head, as nginx does.
- *   - any body is 413, and the connection closes, so body bytes are never
- *     taken for a request. Content-Length > 0 is decided on the head alone;
- *     a chunked body on its first chunk-size line, which must be well formed
- *     (1 to 16 hex digits, an optional extension, CRLF) or the answer is 400,
- *     since a malformed chunk size is a request-smuggling shape.
- *   - a 301 Location is rebuilt from the decoded, normalised path and
- *     percent-encoded, so it always starts with exactly one '/'.
+ * Choices where the spec leaves room are listed in README.md ("Choices where
+ * the spec leaves room"); each is commented where this file makes it.
  */
 #include "http.h"
 
@@ -50,15 +36,18 @@ typedef struct view_s {
 } view_t;
 
 typedef struct parsed_s {
+    view_t line; /* the request line, without CRLF */
     view_t url;
     view_t host, inm, ims, range, if_range, te;
-    view_t field;        /* header name being received */
-    view_t *value;       /* where its value goes, or NULL for headers we ignore */
-    unsigned cl_count;   /* Content-Length headers seen */
-    unsigned host_count; /* Host headers seen, counted by head_syntax_ok() (an empty
-                          * value never reaches the parser callbacks) */
-    unsigned te_count;   /* Transfer-Encoding headers seen, likewise */
-    bool field_done;     /* the value of `field` has started */
+    view_t referer, user_agent; /* trimmed, set by head_syntax_ok(), for the log */
+    view_t field;               /* header name being received */
+    view_t *value;              /* where its value goes, or NULL for headers we ignore */
+    unsigned cl_count;          /* Content-Length headers seen */
+    unsigned host_count;        /* Host headers seen, counted by head_syntax_ok() (an empty
+                                 * value never reaches the parser callbacks) */
+    unsigned te_count;          /* Transfer-Encoding headers seen, likewise */
+    bool field_done;            /* the value of `field` has started */
+    bool has_body;              /* Content-Length > 0 or Transfer-Encoding */
 } parsed_t;
 
 static bool view_is(view_t v, const char *s)
@@ -191,53 +180,6 @@ static time_t http_date_parse(view_t v)
     if (!end || *end)
         return -1;
     return timegm(&tm);
-}
-
-static const struct {
-    const char *ext;
-    const char *type;
-} mime_types[] = {
-    {"html", "text/html; charset=utf-8"},
-    {"htm", "text/html; charset=utf-8"},
-    {"css", "text/css; charset=utf-8"},
-    {"js", "text/javascript; charset=utf-8"},
-    {"mjs", "text/javascript; charset=utf-8"},
-    {"json", "application/json"},
-    {"txt", "text/plain; charset=utf-8"},
-    {"xml", "application/xml"},
-    {"png", "image/png"},
-    {"jpg", "image/jpeg"},
-    {"jpeg", "image/jpeg"},
-    {"gif", "image/gif"},
-    {"svg", "image/svg+xml"},
-    {"ico", "image/x-icon"},
-    {"webp", "image/webp"},
-    {"wasm", "application/wasm"},
-    {"pdf", "application/pdf"},
-    {"woff", "font/woff"},
-    {"woff2", "font/woff2"},
-    {"mp4", "video/mp4"},
-};
-
-const char *c10k_mime_type(const char *name, size_t len)
-{
-    const char *dot = NULL;
-
-    for (size_t i = len; i > 0; i--) {
-        if (name[i - 1] == '/')
-            break;
-        if (name[i - 1] == '.') {
-            dot = name + i;
-            break;
-        }
-    }
-    if (dot) {
-        size_t elen = (size_t)(name + len - dot);
-        for (size_t i = 0; i < sizeof(mime_types) / sizeof(mime_types[0]); i++)
-            if (strlen(mime_types[i].ext) == elen && strncasecmp(dot, mime_types[i].ext, elen) == 0)
-                return mime_types[i].type;
-    }
-    return "application/octet-stream";
 }
 
 /* ---- site ------------------------------------------------------------------ */
@@ -405,7 +347,8 @@ static int path_resolve(view_t path, char *out, size_t cap, bool *dir_slash)
         return 400;
     if (!utf8_valid((unsigned char *)dec, n))
         return 400;
-    *dir_slash = dec[n - 1] == '/';
+    /* "dir/" and "dir/." name a directory: neither may be a file */
+    *dir_slash = dec[n - 1] == '/' || (n >= 2 && dec[n - 1] == '.' && dec[n - 2] == '/');
     for (size_t i = 0; i < n;) {
         size_t j = i;
         while (j < n && dec[j] != '/')
@@ -521,21 +464,38 @@ static bool location_safe(unsigned char c)
            (c && strchr("-._~/!$&'()*+,;=:@", c));
 }
 
-/* Location for a directory asked for without its slash. rel is the decoded,
- * normalised name below the root ("." for the root itself), so the result
- * starts with exactly one '/': "//evil.example" cannot come out of it. */
-static void put_location(headctx_t *h, view_t rel)
+/* Bytes a query may carry as they are (RFC 3986 3.4: pchar, "/" and "?",
+ * with '%' kept so its escapes stay as the client wrote them). */
+static bool query_safe(unsigned char c)
+{
+    return location_safe(c) || c == '?' || c == '%';
+}
+
+static void put_encoded(headctx_t *h, view_t v, bool (*safe)(unsigned char))
+{
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char c = (unsigned char)v.p[i];
+        if (safe(c))
+            put(h, "%c", c);
+        else
+            put(h, "%%%02X", c);
+    }
+}
+
+/* Location for a directory asked for without its slash: loc[0] is the
+ * decoded, normalised name below the root ("." for the root itself), so the
+ * result starts with exactly one '/' ("//evil.example" cannot come out of
+ * it); loc[1] is the query, kept as nginx keeps it. */
+static void put_location(headctx_t *h, const view_t *loc)
 {
     put(h, "Location: /");
-    if (!view_is(rel, ".")) {
-        for (size_t i = 0; i < rel.n; i++) {
-            unsigned char c = (unsigned char)rel.p[i];
-            if (location_safe(c))
-                put(h, "%c", c);
-            else
-                put(h, "%%%02X", c);
-        }
+    if (!view_is(loc[0], ".")) {
+        put_encoded(h, loc[0], location_safe);
         put(h, "/");
+    }
+    if (loc[1].p) {
+        put(h, "?");
+        put_encoded(h, loc[1], query_safe);
     }
     put(h, "\r\n");
 }
@@ -548,9 +508,9 @@ static void plan_reset(c10k_resp_t *resp)
     resp->method_len = 1;
 }
 
-/* An error page, or a 301 (location) or 416 (size). */
+/* An error page, or a 301 (loc: the name and the query) or 416 (size). */
 static void plan_error(c10k_resp_t *resp, headctx_t *h, int status, bool head_only, bool keep_alive,
-                       view_t location, off_t size)
+                       const view_t *loc, off_t size)
 {
     const errpage_t *pg = page_for(status);
     size_t blen = strlen(pg->body);
@@ -562,7 +522,7 @@ static void plan_error(c10k_resp_t *resp, headctx_t *h, int status, bool head_on
     if (status == 405)
         put(h, "Allow: GET, HEAD\r\n");
     if (status == 301)
-        put_location(h, location);
+        put_location(h, loc);
     if (status == 416)
         put(h, "Content-Range: bytes */%lld\r\n", (long long)size);
     put_end(h, resp->keep_alive);
@@ -636,8 +596,10 @@ static int range_parse(view_t v, off_t size, off_t *first, off_t *last)
     if (dash == p) { /* suffix: the last b bytes */
         if (!parse_u64(dash + 1, end, &b))
             return 200;
-        if (b == 0 || size == 0)
+        if (b == 0)
             return 416;
+        if (size == 0)
+            return 200; /* RFC 9110 14.1.1: satisfiable, but no byte to send */
         *first = b >= (unsigned long long)size ? 0 : size - (off_t)b;
         *last = size - 1;
         return 206;
@@ -718,6 +680,17 @@ static bool is_tchar(unsigned char c)
            (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
+/* Referer and User-Agent, the first of each, for the access log. Taken here
+ * rather than in the parser callbacks so that a request the parser gives up
+ * on early (an unknown method) is still logged with them. */
+static void log_header(parsed_t *ps, view_t name, view_t value)
+{
+    if (!ps->referer.p && view_is(name, "Referer"))
+        ps->referer = view_trim(value);
+    else if (!ps->user_agent.p && view_is(name, "User-Agent"))
+        ps->user_agent = view_trim(value);
+}
+
 /* Header-line shapes that smuggling relies on and http-parser tolerates:
  * obs-fold (a line starting with SP or HT, RFC 9112 5.2), whitespace between
  * the name and the colon (RFC 9112 5.1), a line without a colon, a name that
@@ -743,8 +716,77 @@ static bool head_syntax_ok(const char *buf, size_t hlen, parsed_t *ps)
             if ((c < 0x20 && c != '\t') || c == 0x7f)
                 return false; /* a bare CR, NUL, ... */
         }
+        log_header(ps, name, (view_t){colon + 1, (size_t)(eol - 1 - colon - 1)});
         p = eol + 1;
     }
+    return true;
+}
+
+/*
+ * The request line, strictly (RFC 9112 3): method SP request-target SP
+ * HTTP-version, single spaces. The method is a token; the target has no
+ * whitespace and no control bytes (http-parser lets TAB and form feed
+ * through, which would reach the access log raw), though bytes >= 0x80 pass
+ * as nginx lets them; the version is "HTTP/" DIGIT "." DIGIT. 0 if it is
+ * well formed, else 400.
+ */
+static int request_line_check(view_t line)
+{
+    const char *p = line.p, *end = line.p + line.n;
+    const char *sp;
+
+    while (p < end && is_tchar((unsigned char)*p))
+        p++;
+    if (p == line.p || p == end || *p != ' ')
+        return 400;
+    for (sp = ++p; p < end && *p != ' '; p++)
+        if ((unsigned char)*p < 0x21 || *p == 0x7f)
+            return 400;
+    if (p == sp || end - p != 9 || memcmp(p, " HTTP/", 6) != 0)
+        return 400;
+    if (p[6] < '0' || p[6] > '9' || p[7] != '.' || p[8] < '0' || p[8] > '9')
+        return 400;
+    return 0;
+}
+
+/* RFC 3986 unreserved and sub-delims: what a reg-name is made of, besides
+ * percent-encodings. */
+static bool host_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+           (c && strchr("-._~!$&'()*+,;=", c));
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2), uri-host an IP-literal in
+ * brackets or a reg-name. An empty value is allowed (RFC 9112 3.2). */
+static bool host_valid(view_t v)
+{
+    const char *p = v.p, *end;
+
+    if (v.n == 0)
+        return true; /* also no Host at all (p is NULL then) */
+    end = v.p + v.n;
+    if (*p == '[') {
+        for (p++; p < end && *p != ']'; p++)
+            if (!host_char((unsigned char)*p) && *p != ':')
+                return false;
+        if (p == end)
+            return false;
+        p++;
+    } else {
+        for (; p < end && *p != ':'; p++) {
+            if (*p == '%' && end - p >= 3 && isxdigit((unsigned char)p[1]) &&
+                isxdigit((unsigned char)p[2]))
+                p += 2;
+            else if (!host_char((unsigned char)*p))
+                return false;
+        }
+    }
+    if (p < end && *p++ != ':')
+        return false;
+    for (; p < end; p++)
+        if (*p < '0' || *p > '9')
+            return false;
     return true;
 }
 
@@ -757,12 +799,15 @@ typedef struct ctx_s {
     c10k_resp_t *resp;
     http_parser parser;
     parsed_t ps;
+    const char *in; /* the caller's bytes after any leading empty lines */
+    size_t in_len;
+    view_t query; /* of the target, kept by a 301 */
     bool head_only;
     bool keep_alive; /* what the request allows */
 } ctx_t;
 
-/* Map the parser's verdict on a complete head to a status, or 0 if good. */
-static int check_request(ctx_t *c, size_t parsed, size_t hlen)
+/* Verdicts on framing and syntax, which hold whatever the method: 0 if good. */
+static int check_framing(ctx_t *c, size_t parsed, size_t hlen)
 {
     http_parser *p = &c->parser;
     enum http_errno err = HTTP_PARSER_ERRNO(p);
@@ -776,33 +821,55 @@ static int check_request(ctx_t *c, size_t parsed, size_t hlen)
         return 501;
     if (ps->host_count > 1)
         return 400; /* RFC 9112 3.2 */
+    if (err == HPE_INVALID_METHOD)
+        return 501; /* a well-formed token (request_line_check) we do not know: RFC 9110 9.1 */
     if (err != HPE_OK || parsed != hlen)
-        return err == HPE_UNEXPECTED_CONTENT_LENGTH ? 400 : 400;
+        return 400;
     if (p->http_major == 0)
         return 400; /* HTTP/0.9 has no headers and no status line to answer with */
-    if (p->http_major != 1 || p->http_minor > 1)
-        return 505;
-    if (p->http_minor == 1 && !ps->host_count)
+    if (p->http_major != 1)
+        return 505; /* 1.2 and up are answered as 1.1 (RFC 9110 2.5) */
+    if (p->http_minor >= 1 && !ps->host_count)
         return 400; /* an empty Host is allowed (RFC 9112 3.2), a missing one not */
+    if (!host_valid(view_trim(ps->host)))
+        return 400; /* RFC 9112 3.2 */
     if (ps->cl_count > 1)
         return 400;
-    if (ps->te.p || (ps->cl_count && p->content_length > 0))
-        return 413; /* a static server reads no bodies */
+    return 0;
+}
+
+/* Map the parser's verdict on a complete head to a status, or 0 if good.
+ * The method is decided before the body: a POST with a body is 405. */
+static int check_request(ctx_t *c, size_t parsed, size_t hlen)
+{
+    http_parser *p = &c->parser;
+    parsed_t *ps = &c->ps;
+    int status = check_framing(c, parsed, hlen);
+
+    if (status)
+        return status;
+    ps->has_body = ps->te.p || (ps->cl_count && p->content_length > 0);
     if (ps->url.n > C10K_URI_MAX)
         return 414;
     if (p->method != HTTP_GET && p->method != HTTP_HEAD)
         return 405;
+    if (ps->has_body)
+        return 413; /* a static server reads no bodies */
     return 0;
 }
 
-/* The path of the target: origin-form as is, absolute-form's path part. */
-static int target_path(view_t url, view_t *path)
+/* The path and query of the target: origin-form as is, absolute-form's parts. */
+static int target_path(view_t url, view_t *path, view_t *query)
 {
     struct http_parser_url u;
 
     http_parser_url_init(&u);
     if (http_parser_parse_url(url.p, url.n, 0, &u) != 0)
         return 400;
+    if (u.field_set & (1 << UF_USERINFO))
+        return 400; /* RFC 9110 4.2.4: userinfo in an http URI is an error */
+    if (u.field_set & (1 << UF_QUERY))
+        *query = (view_t){url.p + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len};
     if (!(u.field_set & (1 << UF_PATH))) {
         if (!(u.field_set & (1 << UF_HOST)))
             return 400;
@@ -811,6 +878,30 @@ static int target_path(view_t url, view_t *path)
     }
     *path = (view_t){url.p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len};
     return 0;
+}
+
+/* open_file() and fstat(); -EIO if fstat fails. */
+static int open_stat(const c10k_site_t *site, const char *rel, struct stat *st)
+{
+    int fd = open_file(site, rel);
+
+    if (fd >= 0 && fstat(fd, st) < 0) {
+        close(fd);
+        fd = -EIO;
+    }
+    return fd;
+}
+
+/* The index of directory rel (asked for with its slash). Returns the fd, or
+ * the status: a directory without index.html is 403, as in nginx and Apache,
+ * since there is no listing. */
+static int open_index(ctx_t *c, char *rel, struct stat *st)
+{
+    int fd;
+
+    strcat(rel, "/index.html");
+    fd = open_stat(c->site, rel, st);
+    return fd == -ENOENT ? -EACCES : fd;
 }
 
 /* Resolve and open the file for path; rel gets its name below the root (with
@@ -822,22 +913,16 @@ static int open_target(ctx_t *c, view_t path, char *rel, size_t cap, int *fd, st
 
     if (status)
         return status;
-    *fd = open_file(c->site, rel);
-    if (*fd >= 0 && fstat(*fd, st) < 0) {
-        close(*fd);
-        *fd = -EIO;
-    }
-    if (*fd >= 0 && S_ISDIR(st->st_mode)) {
+    *fd = open_stat(c->site, rel, st);
+    if (*fd >= 0 && (S_ISDIR(st->st_mode) || dir_slash)) {
+        bool dir = S_ISDIR(st->st_mode);
         close(*fd);
         *fd = -1;
+        if (!dir)
+            return 404; /* "page.html/": there is no directory of that name */
         if (!dir_slash)
             return 301;
-        strcat(rel, "/index.html");
-        *fd = open_file(c->site, rel);
-        if (*fd >= 0 && fstat(*fd, st) < 0) {
-            close(*fd);
-            *fd = -EIO;
-        }
+        *fd = open_index(c, rel, st);
     }
     if (*fd == -EACCES || *fd == -EPERM)
         return 403;
@@ -901,7 +986,7 @@ static void plan_file(ctx_t *c, int fd, const struct stat *st, const char *name,
         status = range_parse(c->ps.range, st->st_size, &first, &last);
     if (status == 416) {
         close(fd);
-        plan_error(resp, &c->h, 416, c->head_only, c->keep_alive, (view_t){0}, st->st_size);
+        plan_error(resp, &c->h, 416, c->head_only, c->keep_alive, NULL, st->st_size);
         return;
     }
     resp->status = status;
@@ -924,36 +1009,68 @@ static void plan_file(ctx_t *c, int fd, const struct stat *st, const char *name,
     resp->body_len = (size_t)(last - first + 1);
 }
 
+/* Bytes of a Location for rel and query once percent-encoded. */
+static size_t location_len(const char *rel, view_t query)
+{
+    size_t enc = 2;
+
+    for (const char *p = rel; *p; p++)
+        enc += location_safe((unsigned char)*p) ? 1 : 3;
+    for (size_t i = 0; i < query.n; i++)
+        enc += query_safe((unsigned char)query.p[i]) ? 1 : 3;
+    return enc + (query.p ? 1 : 0);
+}
+
 static void plan_request(ctx_t *c, view_t path)
 {
     char rel[C10K_URI_MAX + 16];
     struct stat st;
     int fd = -1;
     int status = open_target(c, path, rel, sizeof(rel), &fd, &st);
+    view_t loc[2] = {{rel, strlen(rel)}, c->query};
 
-    if (status == 301) {
-        size_t enc = 0;
-        for (const char *p = rel; *p; p++)
-            enc += location_safe((unsigned char)*p) ? 1 : 3;
-        if (enc > C10K_URI_MAX)
-            status = 414; /* its Location would not fit the head buffer */
-    }
-    (void)path;
+    if (status == 301 && location_len(rel, c->query) > C10K_URI_MAX)
+        status = 414; /* its Location would not fit the head buffer */
     if (status == 0)
         plan_file(c, fd, &st, rel, strlen(rel));
     else
-        plan_error(c->resp, &c->h, status, c->head_only, c->keep_alive,
-                   (view_t){rel, status == 301 ? strlen(rel) : 0}, 0);
+        plan_error(c->resp, &c->h, status, c->head_only, c->keep_alive, loc, 0);
 }
 
 /* ---- the entry points --------------------------------------------------------------- */
+
+/* The first line of the request, without its line end, or {NULL, 0} while
+ * it has not ended. */
+static view_t first_line(const char *p, size_t n)
+{
+    const char *nl = p ? memchr(p, '\n', n) : NULL;
+    size_t k = nl ? (size_t)(nl - p) : 0;
+
+    if (!nl)
+        return (view_t){0};
+    return (view_t){p, k && p[k - 1] == '\r' ? k - 1 : k};
+}
+
+/* What the access log shows of the request: views into the caller's bytes. */
+static void log_views(ctx_t *c)
+{
+    view_t line = first_line(c->in, c->in_len);
+
+    c->resp->request = line.p;
+    c->resp->request_len = line.n;
+    c->resp->referer = c->ps.referer.p;
+    c->resp->referer_len = c->ps.referer.n;
+    c->resp->user_agent = c->ps.user_agent.p;
+    c->resp->user_agent_len = c->ps.user_agent.n;
+}
 
 /* Answer bad input that cannot be framed: the rest of the buffer goes with it. */
 static ssize_t reject(ctx_t *c, int status, size_t len)
 {
     c->req->scanned = 0;
     c->req->requests++;
-    plan_error(c->resp, &c->h, status, c->head_only, false, (view_t){0}, 0);
+    plan_error(c->resp, &c->h, status, c->head_only, false, NULL, 0);
+    log_views(c);
     return (ssize_t)len;
 }
 
@@ -964,6 +1081,8 @@ static int parse_head(ctx_t *c, const char *buf, size_t start, size_t hlen)
     if (head_counts(buf + start, hlen - start))
         return 431;
     if (!head_syntax_ok(buf + start, hlen - start, &c->ps))
+        return 400;
+    if (request_line_check(first_line(buf + start, hlen - start)))
         return 400;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = &c->ps;
@@ -999,6 +1118,20 @@ static int chunk_verdict(const char *p, size_t n)
     return 400; /* a sign, "0x", a space inside, ... */
 }
 
+/* A complete head at buf[start..hlen): its verdict, or C10K_INCOMPLETE while
+ * a chunked body's first size line (which decides 400 or not) is missing. */
+static int head_verdict(ctx_t *c, const char *buf, size_t len, size_t start, size_t hlen)
+{
+    int status = parse_head(c, buf, start, hlen);
+
+    if ((status == 405 || status == 413) && c->ps.has_body && c->ps.te.p) {
+        int chunk = chunk_verdict(buf + hlen, len - hlen);
+        if (chunk != 413)
+            return chunk; /* 400: a smuggling shape; 0: wait for the line */
+    }
+    return status;
+}
+
 ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *buf, size_t len,
                          char *head, size_t head_cap, c10k_resp_t *resp)
 {
@@ -1014,6 +1147,8 @@ ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *b
     /* RFC 9112 2.2: ignore empty lines before a request line. */
     while (start + 1 < len && buf[start] == '\r' && buf[start + 1] == '\n')
         start += 2;
+    c.in = buf + start;
+    c.in_len = len - start;
     hlen = find_head(req, buf, len, start);
     if (hlen == HEAD_BAD_LF)
         return reject(&c, 400, len);
@@ -1024,25 +1159,24 @@ ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *b
         return status ? reject(&c, status, len) : C10K_INCOMPLETE;
     }
     req->scanned = 0;
-    status = parse_head(&c, buf, start, (size_t)hlen);
-    if (status == 413 && c.ps.te.p) {
-        status = chunk_verdict(buf + hlen, len - (size_t)hlen);
-        if (status == 0)
-            return C10K_INCOMPLETE; /* the head is parsed again with the line */
-    }
+    status = head_verdict(&c, buf, len, start, (size_t)hlen);
+    if (status == C10K_INCOMPLETE && c.ps.has_body)
+        return C10K_INCOMPLETE; /* the head is parsed again with the line */
     c.head_only = c.parser.method == HTTP_HEAD;
-    if (status && status_closes(status))
+    /* A body we do not read leaves the framing unknown: close after it. */
+    if (status && (status_closes(status) || c.ps.has_body))
         return reject(&c, status, len);
     c.keep_alive = http_should_keep_alive(&c.parser) && !req->force_close &&
                    !(site->max_requests && req->requests + 1 >= site->max_requests);
     req->requests++;
     if (!status)
-        status = target_path(c.ps.url, &path);
+        status = target_path(c.ps.url, &path, &c.query);
     if (status)
-        plan_error(resp, &c.h, status, c.head_only, c.keep_alive, (view_t){0}, 0);
+        plan_error(resp, &c.h, status, c.head_only, c.keep_alive, NULL, 0);
     else
         plan_request(&c, path);
     c.resp->req_len = (size_t)hlen;
+    log_views(&c);
     return c.resp->keep_alive ? hlen : (ssize_t)len;
 }
 

@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "mime.h"
+
 /* Limits from the spec. A request head must fit in C10K_REQ_BUF bytes. */
 #define C10K_URI_MAX      8192  /* longer request target: 414 */
 #define C10K_HEADERS_MAX  16384 /* header bytes after the request line: 431 */
@@ -70,6 +72,16 @@ typedef struct c10k_resp_s {
     size_t method_len;
     const char *target; /* request target as received, for the access log */
     size_t target_len;
+    /* For the access log, views into the caller's read buffer (valid until
+     * the caller reuses those bytes), NULL when absent: the request line as
+     * received without its CRLF (method, target and protocol), and the first
+     * Referer and User-Agent values, trimmed. */
+    const char *request;
+    size_t request_len;
+    const char *referer;
+    size_t referer_len;
+    const char *user_agent;
+    size_t user_agent_len;
 } c10k_resp_t;
 
 /* Open root as the document root. Returns 0, or a negative errno (-ENOENT,
@@ -113,9 +125,5 @@ int c10k_http_timeout(c10k_req_t *req, size_t len, char *head, size_t head_cap, 
 /* Release the plan's resources (closes body_fd). Call once the response has
  * been sent or abandoned. Safe to call twice. */
 void c10k_resp_finish(c10k_resp_t *resp);
-
-/* MIME type for a file name, by extension; "application/octet-stream" if
- * unknown. Exposed for tests. */
-const char *c10k_mime_type(const char *name, size_t len);
 
 #endif

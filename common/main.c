@@ -5,6 +5,7 @@
  *   c10k models [--variants | --per-connection]   list the models built in
  *   c10k bench [flags]         the benchmark harness (bench/c10k_bench.py)
  *   c10k report [flags]        the report generator (bench/report.py)
+ *   c10k --version             the version, the models built in
  *
  * serve parses the common flags, hands the rest to the model's set_opt(),
  * opens the root and the first listener (so a busy port or a missing root is
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <http_parser.h>
 #include <limits.h>
 #include <math.h>
 #include <netdb.h>
@@ -29,6 +31,10 @@
 #include <unistd.h>
 
 #define EXIT_USAGE 2
+
+#ifndef C10K_VERSION
+#define C10K_VERSION "0.1.0"
+#endif
 
 typedef enum {
     OPT_BIND,
@@ -44,6 +50,7 @@ typedef enum {
     OPT_BACKLOG,
     OPT_LINGER_TIME,
     OPT_LINGER_TIMEOUT,
+    OPT_MIME,
 } common_opt_t;
 
 static const struct {
@@ -65,7 +72,11 @@ static const struct {
      {"lingering-time", "S", "after a closing response, drain the client for at most S s (30)"}},
     {OPT_LINGER_TIMEOUT,
      {"lingering-timeout", "S", "... and close if it sends nothing for S s (5)"}},
+    {OPT_MIME, {"mime-types", "FILE", "extension to type map (default " C10K_MIME_TYPES_FILE ")"}},
 };
+
+/* --mime-types, or NULL: C10K_MIME_TYPES_FILE if it exists, else built-in. */
+static const char *mime_types_file;
 
 #define NCOMMON (sizeof(common_opts) / sizeof(common_opts[0]))
 
@@ -81,7 +92,8 @@ static void usage_top(FILE *f)
                "                        connection (c10k bench does not pass them --workers)\n"
                "  bench [flags]         benchmark every model against nginx (c10k bench --help)\n"
                "  report RUN_DIR        write report.md and report.html for a bench run\n"
-               "  help                  this text\n");
+               "  help                  this text\n"
+               "  --version             the version and the models built in\n");
 }
 
 static void print_opt(FILE *f, const c10k_opt_t *o)
@@ -215,6 +227,24 @@ bad:
     return bad_value("cpus", s, "want CPU numbers that exist here, e.g. 0 or 0-1,3");
 }
 
+/* A numeric address only: a name would need a resolver, and "localhost" may
+ * be 127.0.0.1, ::1 or both. */
+static int parse_bind(const char *v)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+    struct addrinfo *ai = NULL;
+
+    if (getaddrinfo(v, NULL, &hints, &ai) == 0) {
+        freeaddrinfo(ai);
+        return 0;
+    }
+    if (strcmp(v, "localhost") == 0)
+        return bad_value("bind", v, "not a numeric address; use 127.0.0.1 or ::1");
+    return bad_value("bind", v,
+                     "not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, "
+                     "0.0.0.0 or ::)");
+}
+
 static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, const char *v)
 {
     long n;
@@ -222,6 +252,7 @@ static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, con
 
     switch (id) {
     case OPT_BIND:
+        rc = parse_bind(v);
         cfg->bind = v;
         break;
     case OPT_PORT:
@@ -263,6 +294,9 @@ static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, con
         break;
     case OPT_LINGER_TIMEOUT:
         rc = parse_seconds(flag, v, &cfg->lingering_timeout_ms);
+        break;
+    case OPT_MIME:
+        mime_types_file = v;
         break;
     }
     return rc;
@@ -331,7 +365,14 @@ static void config_defaults(c10k_config_t *cfg)
 /* --- start-up ---------------------------------------------------------------- */
 
 /* Bind the first listener. Returns the fd or a negative errno; *why says what
- * failed. SO_REUSEPORT is set so models can add one listener per worker. */
+ * failed.
+ *
+ * The bind is made without SO_REUSEPORT, so it fails with EADDRINUSE when any
+ * other socket holds the port, with or without SO_REUSEPORT: a second server
+ * on a held port must not start and silently take half the connections.
+ * SO_REUSEPORT is set once the port is ours, before listen(), so that this
+ * server's own per-worker listeners (c10k_listen_more) can still join it;
+ * Linux checks the flag of the sockets already bound at each later bind. */
 static int listen_first(c10k_server_t *srv, const char **why)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -344,10 +385,10 @@ static int listen_first(c10k_server_t *srv, const char **why)
     int fd = -1, one = 1, rc;
 
     snprintf(port, sizeof(port), "%d", srv->cfg.port);
+    *why = "getaddrinfo";
     rc = getaddrinfo(srv->cfg.bind, port, &hints, &ai);
     if (rc != 0) {
-        *why = "not a numeric IPv4 or IPv6 address";
-        rc = -EINVAL;
+        rc = -EINVAL; /* parse_bind() has already vouched for the address */
         goto out;
     }
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -355,14 +396,14 @@ static int listen_first(c10k_server_t *srv, const char **why)
     if (fd < 0)
         goto fail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    *why = "SO_REUSEPORT";
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-        goto fail;
     *why = "TCP_NODELAY or TCP_NOTSENT_LOWAT";
     if (c10k_sock_tune(fd) < 0)
         goto fail;
     *why = "bind";
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        goto fail;
+    *why = "SO_REUSEPORT";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
     *why = "listen";
     if (listen(fd, srv->cfg.backlog) < 0)
@@ -437,11 +478,31 @@ static void print_start_line(const c10k_server_t *srv)
             off += snprintf(cpus + off, sizeof(cpus) - off, "%s%d", i ? "," : "", c->cpus[i]);
     }
     printf("c10k: serving %s at http://%s%s%s:%d/ with %s (workers=%d cpus=%s keepalive=%gs "
-           "header-timeout=%gs max-requests=%u access-log=%s%s%s)\n",
+           "header-timeout=%gs max-requests=%u access-log=%s mime-types=%s:%zu%s%s)\n",
            srv->site.root_path, v6 ? "[" : "", c->bind, v6 ? "]" : "", srv->port, srv->model->name,
            c10k_worker_count(srv), cpus, c->keepalive_ms / 1000.0, c->header_ms / 1000.0,
-           c->max_requests, c->access_log ? c->access_log : "off", model[0] ? " " : "", model);
+           c->max_requests, c->access_log ? c->access_log : "off", c10k_mime_source(),
+           c10k_mime_count(), model[0] ? " " : "", model);
     fflush(stdout);
+}
+
+/* The MIME table, read once before any worker exists. The default file may
+ * be missing (the built-in table answers); a file named with --mime-types
+ * must load. */
+static int mime_open(void)
+{
+    const char *path = mime_types_file ? mime_types_file : C10K_MIME_TYPES_FILE;
+    int rc = c10k_mime_load(path);
+
+    if (rc == 0 || (!mime_types_file && rc == -ENOENT))
+        return 0;
+    if (!mime_types_file) {
+        fprintf(stderr, "c10k serve: %s: %s; using the built-in MIME types\n", path, strerror(-rc));
+        return 0;
+    }
+    fprintf(stderr, "c10k serve: --mime-types '%s': %s\n", path,
+            rc == -EINVAL ? "no media type with an extension in it" : strerror(-rc));
+    return rc;
 }
 
 static int server_open(c10k_server_t *srv)
@@ -454,6 +515,9 @@ static int server_open(c10k_server_t *srv)
         fprintf(stderr, "c10k serve: --root '%s': %s\n", srv->cfg.root, strerror(-rc));
         return rc;
     }
+    rc = mime_open();
+    if (rc < 0)
+        return rc;
     if (srv->cfg.access_log) {
         srv->log_fd = open(srv->cfg.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (srv->log_fd < 0) {
@@ -469,10 +533,15 @@ static int server_open(c10k_server_t *srv)
         return rc;
     }
     srv->listen_fd = listen_first(srv, &why);
+    if (srv->listen_fd == -EADDRINUSE) {
+        fprintf(stderr, "c10k serve: port %d on %s is in use: another process holds it\n",
+                srv->cfg.port, srv->cfg.bind);
+        return -EADDRINUSE;
+    }
     if (srv->listen_fd < 0) {
         rc = srv->listen_fd;
         fprintf(stderr, "c10k serve: cannot listen on %s port %d: %s: %s\n", srv->cfg.bind,
-                srv->cfg.port, why, rc == -EINVAL ? "invalid address" : strerror(-rc));
+                srv->cfg.port, why, strerror(-rc));
         return rc;
     }
     srv->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -568,6 +637,17 @@ static int cmd_python(const char *script, bool pass_bin, int argc, char **argv)
     return 1;
 }
 
+static int cmd_version(void)
+{
+    unsigned long v = http_parser_version();
+
+    printf("c10k %s\nmodels:", C10K_VERSION);
+    for (const c10k_model_t *const *m = c10k_models; *m; m++)
+        printf(" %s", (*m)->name);
+    printf("\nhttp-parser %lu.%lu.%lu\n", (v >> 16) & 255, (v >> 8) & 255, v & 255);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "help";
@@ -580,6 +660,8 @@ int main(int argc, char **argv)
         return cmd_python("c10k_bench.py", true, argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0)
         return cmd_python("report.py", false, argc - 1, argv + 1);
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
+        return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage_top(argc > 1 ? stdout : stderr);
         return argc > 1 ? 0 : EXIT_USAGE;

@@ -145,38 +145,6 @@ int64_t c10k_now_ms(void)
 
 /* --- logging ------------------------------------------------------------------ */
 
-static void format_peer(const struct sockaddr *peer, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "-");
-    if (peer && peer->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, buf, cap);
-    else if (peer && peer->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, buf, cap);
-}
-
-void c10k_log_access(const c10k_server_t *srv, const struct sockaddr *peer, const c10k_resp_t *resp,
-                     size_t bytes_sent)
-{
-    char line[1024], addr[64], when[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    int n, tlen;
-
-    if (srv->log_fd < 0)
-        return;
-    format_peer(peer, addr, sizeof(addr));
-    gmtime_r(&now, &tm);
-    strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-    /* Long targets are cut so a line stays one write; the "..." says so. */
-    tlen = resp->target_len > 512 ? 512 : (int)resp->target_len;
-    n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s%s\" %d %zu\n", addr, when,
-                 (int)(resp->method_len > 16 ? 16 : resp->method_len),
-                 resp->method ? resp->method : "-", tlen, resp->target ? resp->target : "",
-                 (size_t)tlen < resp->target_len ? "..." : "", resp->status, bytes_sent);
-    if (n > 0 && write(srv->log_fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line)) < 0)
-        c10k_warn(srv, "access log: %s", strerror(errno));
-}
-
 void c10k_warn(const c10k_server_t *srv, const char *fmt, ...)
 {
     char msg[512];

@@ -46,7 +46,10 @@
  *   workers finish their in-flight response, then everything exits 0 (workers
  *   still busy after --grace are killed). SIGHUP: graceful restart; fresh
  *   workers are forked first, then the old ones finish their current
- *   connection and exit, so no connection is refused.
+ *   connection and exit, so no connection is refused. A master that dies
+ *   without stopping them (SIGKILL, a crash, SIGUSR1) takes its workers with
+ *   it: each asks for SIGKILL on its parent's death (PR_SET_PDEATHSIG), so
+ *   none is left holding the port.
  *
  * What it costs (the bench shows each as a number)
  *   A process per concurrent connection: its page tables, its stack and its
@@ -78,6 +81,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -90,7 +94,8 @@ static struct {
     int start, min_spare, max_spare, max_workers;
     int fixed;              /* the common --workers N: a fixed pool; 0 = dynamic */
     unsigned max_per_child; /* connections before a worker is recycled */
-} opts = {5, 5, 10, 256, 0, 0};
+    bool min_set, max_set;  /* --min-spare, --max-spare given */
+} opts = {5, 5, 10, 256, 0, 0, false, false};
 
 typedef enum { SLOT_EMPTY = 0, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY } slot_state_t;
 
@@ -108,6 +113,7 @@ static int nslots;          /* twice the pool limit, so a SIGHUP can overlap */
 static int limit;           /* --workers N, or --max-workers */
 static unsigned generation; /* bumped by SIGHUP */
 static c10k_server_t *server;
+static pid_t master_pid;
 
 /* ---- worker -------------------------------------------------------------------- */
 
@@ -187,13 +193,29 @@ fail:
     return -errno;
 }
 
+/* A worker dies with its master. A master that is gone (SIGKILL, a crash,
+ * a signal whose default action kills it, such as SIGUSR1) can no longer
+ * reap, replace or stop its workers, and a worker left behind would keep
+ * accepting on the port, sharing it with whatever server starts there next.
+ * The master may have died between fork() and prctl(), before the death
+ * signal was armed: then the worker's parent is already someone else. */
+static int worker_bind_to_master(void)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        return -errno;
+    return getppid() == master_pid ? 0 : -ESRCH;
+}
+
 static void worker_main(slot_t *slot, int index)
 {
-    c10k_io_t *io = malloc(sizeof(*io));
+    c10k_io_t *io = NULL;
     struct sockaddr_storage peer;
     unsigned long conns = 0;
     int ep = -1, fd, status = 1;
 
+    if (worker_bind_to_master() < 0)
+        goto out;
+    io = malloc(sizeof(*io));
     if (!io || worker_signals() < 0 || (ep = worker_epoll()) < 0)
         goto out;
     c10k_io_init(io);
@@ -416,6 +438,7 @@ static int prefork_run(c10k_server_t *srv)
     int sfd, spawn_rate = 1, rc = 0;
 
     server = srv;
+    master_pid = getpid();
     /* The common --workers flag is what makes the pool fixed. */
     opts.fixed = srv->cfg.workers;
     limit = opts.fixed ? opts.fixed : opts.max_workers;
@@ -453,17 +476,39 @@ out:
 
 /* ---- flags -------------------------------------------------------------------------- */
 
+/* --min-spare and --max-spare must leave room between them, whichever comes
+ * first on the command line: both given and max < min is an error. A default
+ * gives way to the one given (--min-spare 20 alone raises max-spare to 20). */
+static int check_spare(const char *name, const char *value)
+{
+    bool min = strcmp(name, "min-spare") == 0;
+
+    if (opts.min_set && opts.max_set && opts.max_spare < opts.min_spare) {
+        fprintf(stderr,
+                "c10k serve: --%s '%s': --max-spare (%d) must be at least --min-spare (%d)\n", name,
+                value, opts.max_spare, opts.min_spare);
+        return -EINVAL;
+    }
+    if (opts.max_spare < opts.min_spare) {
+        if (min)
+            opts.max_spare = opts.min_spare;
+        else
+            opts.min_spare = opts.max_spare;
+    }
+    return 0;
+}
+
 static int prefork_set_opt(const char *name, const char *value)
 {
     static const struct {
         const char *name;
         int *dst;
-        int min;
+        bool *given;
     } ints[] = {
-        {"start-workers", &opts.start, 1},
-        {"min-spare", &opts.min_spare, 1},
-        {"max-spare", &opts.max_spare, 1},
-        {"max-workers", &opts.max_workers, 1},
+        {"start-workers", &opts.start, NULL},
+        {"min-spare", &opts.min_spare, &opts.min_set},
+        {"max-spare", &opts.max_spare, &opts.max_set},
+        {"max-workers", &opts.max_workers, NULL},
     };
     char *end;
     long v = strtol(value, &end, 10);
@@ -479,12 +524,14 @@ static int prefork_set_opt(const char *name, const char *value)
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
         if (strcmp(name, ints[i].name) != 0)
             continue;
-        if (v < ints[i].min)
-            goto bad;
+        if (v < 1)
+            break;
         *ints[i].dst = (int)v;
-        return 0;
+        if (!ints[i].given)
+            return 0;
+        *ints[i].given = true;
+        return check_spare(name, value);
     }
-bad:
     fprintf(stderr, "c10k serve: --%s '%s': want at least 1\n", name, value);
     return -EINVAL;
 }
@@ -503,7 +550,7 @@ static void prefork_describe(const c10k_server_t *srv, char *buf, size_t cap)
 static const c10k_opt_t prefork_opts[] = {
     {"start-workers", "N", "workers forked at start (default 5)"},
     {"min-spare", "N", "fork more when fewer than N workers are idle (5)"},
-    {"max-spare", "N", "retire idle workers beyond N (10)"},
+    {"max-spare", "N", "retire idle workers beyond N (10; at least --min-spare)"},
     {"max-workers", "N", "never more than N workers (256)"},
     {"max-requests-per-child", "N", "recycle a worker after N connections (0 = never)"},
     {0},

@@ -10,15 +10,17 @@ import argparse
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
-import c10ktest as conf  # noqa: E402  (the suites' server and client helpers)
-import suite  # noqa: E402  (the conformance fixture)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
+import c10ktest as conf  # noqa: E402  (the one server helper and raw HTTP client)
+from suite import make_fixture  # noqa: E402  (the conformance suite's document root)
 
 
 class Server(conf.Server):
@@ -215,8 +217,76 @@ def test_fixed_pool_and_recycling(b, root):
         assert srv.stop() == 0, "exit status"
 
 
+def test_workers_die_with_master(b, root):
+    """SIGKILL, or a signal whose default action kills the master (SIGUSR1):
+    every worker goes with it, and a new server on the same port then serves
+    every request itself (an orphaned worker would hold the port, or share
+    it and answer from the old root)."""
+    for sig in (signal.SIGKILL, signal.SIGUSR1):
+        master_dies(b, root, sig)
+
+
+def master_dies(b, root, sig):
+    name = signal.Signals(sig).name
+    srv = Server(b, root, ["--start-workers", "4"])
+    other = tempfile.mkdtemp(prefix="c10k-prefork-new-")
+    try:
+        assert wait_for(lambda: len(workers(srv)) >= 4, 5), "pool never reached 4"
+        kids = workers(srv)
+        assert ok_request(srv.port), "serves before the %s" % name
+        os.kill(srv.pid, sig)
+        srv.proc.wait(5)
+        gone = wait_for(lambda: not any(alive(p) for p in kids), 3)
+        assert gone, "%s of the master: workers %s still alive" % (
+            name, [p for p in kids if alive(p)])
+        with open(os.path.join(other, "hello.txt"), "wb") as f:
+            f.write(b"new server\n")
+        new = conf.Server([b, "serve", "prefork", "--workers", "2", "--port", str(srv.port),
+                           "--root", other])
+        try:
+            bodies = [conf.get(new.port, "/hello.txt").body for _ in range(40)]
+            assert bodies == [b"new server\n"] * 40, "after %s: %d of 40 from the old root" % (
+                name, 40 - bodies.count(b"new server\n"))
+        finally:
+            new.stop_clean()
+    finally:
+        srv.kill()
+        subprocess.run(["rm", "-rf", other], check=False)
+
+
+def run_to_exit(argv, timeout=5):
+    """(exit status, stderr) of a command expected to exit by itself; one that
+    is still running after timeout is killed with its whole process group
+    (workers included) and reported as status None."""
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+        return None, err.decode(errors="replace").strip()
+    return p.returncode, err.decode(errors="replace").strip()
+
+
+def test_spare_bounds_checked(b, root):
+    """--max-spare below --min-spare is refused in either order (exit 2, a
+    one-line message naming both); one given alone moves the other."""
+    for flags in (["--min-spare", "10", "--max-spare", "5"],
+                  ["--max-spare", "5", "--min-spare", "10"]):
+        status, err = run_to_exit([b, "serve", "prefork", "--port", "0", "--root", root] + flags)
+        assert status == 2, "%s: exit %s, want 2" % (flags, status)
+        assert "\n" not in err and "--min-spare" in err and "--max-spare" in err, err
+    srv = Server(b, root, ["--min-spare", "20"])
+    try:
+        assert "spare=20-20" in srv.line, srv.line
+    finally:
+        assert srv.stop() == 0, "exit status"
+
+
 TESTS = [test_kill_worker_refills, test_sighup_under_load, test_pool_grows_and_shrinks,
-         test_sigterm_leaves_nothing, test_fixed_pool_and_recycling]
+         test_sigterm_leaves_nothing, test_fixed_pool_and_recycling, test_workers_die_with_master,
+         test_spare_bounds_checked]
 
 
 TIMEOUT_S = 120  # per scenario
@@ -243,7 +313,7 @@ def main():
         return 0
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="c10k-prefork-") as tmp:
-        root, _ = suite.make_fixture(tmp)
+        root, _ = make_fixture(tmp)
         for t in TESTS:
             if args.k and args.k not in t.__name__:
                 continue
