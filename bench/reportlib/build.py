@@ -68,13 +68,18 @@ def group_figures(ch, run, group):
         return []
     clusters = [(s.short if len(group.closed) > 1 else s.label, s.id) for s in group.closed]
     models = [m for m in run.models if any(run.cell(m, s.id) for s in group.closed)]
+    cells = [c for s in group.closed for c in run.cells_of(s.id)]
+    note = " ".join(filter(None, [
+        "Whiskers: min–max over %d rounds." % run.rounds if any(c.rounds > 1 for c in cells)
+        else "One round: no spread to draw.",
+        "Hatched: flagged or degraded, not ranked." if any(not c.clean for c in cells)
+        else ""]))
     rps = C.bars(ch, "rps-%s.svg" % C.slug(group.id), "Requests per second: " + group.label,
-                 "requests per second", clusters, models, rps_getter(run, "rps"),
-                 note="Whiskers: min–max over rounds. Hatched: flagged, not ranked.")
+                 "requests per second", clusters, models, rps_getter(run, "rps"), note=note)
     p99 = C.bars(ch, "p99-%s.svg" % C.slug(group.id), "p99 latency: " + group.label,
                  "p99 latency (ms, log scale)", clusters,
                  [m for m in models if m != CEILING], rps_getter(run, "lat_p99_us", 1000.0),
-                 logy=True)
+                 logy=True, note=note)
     return [rps, p99]
 
 
@@ -213,7 +218,8 @@ def steps_table(run, sc):
                     fmt.num(little.get("expected"), 1) if is_num(little.get("expected")) else "?",
                     fmt.num(little.get("observed"), 1) if is_num(little.get("observed")) else "?"))
             rows.append(Row([TCell(c.model, swatch=run.colours.get(c.model)),
-                             TCell(", ".join([c.status] + c.flags), left=True)] + vals + [TCell("; ".join(notes), left=True)],
+                             TCell(", ".join([c.status] + c.flags), left=True)] + vals +
+                            [TCell("; ".join(notes), left=True)],
                             "" if c.clean else "flagged"))
     head = ["model", "status"] + [h for _, h, _ in STEP_COLS] + ["notes"]
     return Table(head, rows, caption="One row per step of the ladder. Knee: the highest offered "
@@ -295,10 +301,11 @@ def run_line(run):
     st = run.settings
     n_models = len(run.models)
     env = run.doc.get("environment") or {}
-    return ("%d servers (%s) × %d scenarios, %d round%s, %s s windows, on %s (%s cores); "
+    return ("%s (%s) × %s, %s, %s s windows, on %s (%s cores); "
             "server on CPU %s, load on CPU %s." % (
-                n_models, ", ".join(run.models), len(run.scenarios), run.rounds,
-                "" if run.rounds == 1 else "s", st.get("duration_s", "?"),
+                fmt.count(n_models, "server"), ", ".join(run.models),
+                fmt.count(len(run.scenarios), "scenario"), fmt.count(run.rounds, "round"),
+                st.get("duration_s", "?"),
                 env.get("cpu_model", "?"), env.get("cores", "?"),
                 ",".join(map(str, st.get("server_cpus") or ["?"])),
                 ",".join(map(str, st.get("client_cpus") or ["?"]))))
@@ -318,7 +325,10 @@ def build(run, ch):
         head, rows, caption = summary.ranked_table(run, g)
         page.add(Heading(3, g.label, anchor="rank-" + g.id), Table(head, rows, caption, left=2),
                  Figures(group_figures(ch, run, g)))
-    page.add(Heading(3, "Findings"), Bullets(summary.findings(run), cls="findings"))
+    finds = summary.findings(run)
+    page.add(Heading(3, "Findings"),
+             Bullets(finds, cls="findings") if finds else
+             Para("No findings: the run has too few cells that can be compared."))
     latency_section(page, ch, run)
     page.add(Heading(2, "The operating-system concepts, measured"))
     for c in concepts.concepts(run, ch):

@@ -15,8 +15,10 @@ Rules every chart follows:
     connection counts): a line between 16 and 256 connections would suggest
     measurements that were never taken;
   * whiskers span min to max across rounds (drawn with two or more rounds);
-  * hatched bars are flagged cells (starved, noisy, client-bound), which are
-    never ranked.
+  * hatched bars are cells that are not clean (flagged starved, noisy or
+    client-bound, or degraded), which are never ranked; the figure's note
+    says so (a key entry would be the widest
+    and push the key into one tall column).
 """
 
 import html
@@ -185,30 +187,32 @@ def bars(ch, name, title, ylabel, clusters, models, get, logy=False, split=None,
                          "border lc rgb '%s' notitle" % (d, c, c))
         if multi:
             plots.append("keyentry with boxes lc rgb '%s' fs solid 0.9 title %s" % (c, q(m)))
+    cap = bw * 0.22
     for d in blocks if whiskers else []:
-        plots.append("$%s using 1:2:3:4 with yerrorbars lc rgb '%s' pt -1 lw 1.2 notitle"
-                     % (d, col.INK))
+        # vectors, not yerrorbars: gnuplot draws a white disc behind each
+        # errorbar point, which would hide the bar's top
+        for using in ("1:3:(0):($4-$3)", "($1-%g):3:(%g):(0)" % (cap, 2 * cap),
+                      "($1-%g):4:(%g):(0)" % (cap, 2 * cap)):
+            plots.append("$%s using %s with vectors nohead lc rgb '%s' lw 1.2 notitle"
+                         % (d, using, col.INK))
     if split:
         plots.append("keyentry with boxes lc rgb '%s' fs solid 0.9 title %s" % (col.INK,
                                                                                q(split[0])))
         plots.append("keyentry with boxes lc rgb '%s' fs pattern 4 title %s" % (col.INK,
                                                                                q(split[1])))
-    elif flagged_any:
-        plots.append("keyentry with boxes lc rgb '%s' fs pattern 2 title 'hatched: flagged, "
-                     "not ranked'" % col.INK)
     if multi:
         tics = ", ".join("%s %d" % (q(lbl), i) for i, (lbl, _) in enumerate(clusters))
         xr = (-0.6, len(clusters) - 0.4)
     else:
         tics = ", ".join("%s %d" % (q(m), j) for j, m in enumerate(drawn))
         xr = (-0.6, n - 0.4)
-    keyed = multi or split or flagged_any
+    keyed = multi or split   # hatching of flagged bars is explained in the note
     body.append("set style fill solid 0.9 border -1\nset boxwidth %.4f absolute\n"
                 "set xrange [%g:%g]\nset xtics (%s) %s\nset grid ytics\n"
                 "set ylabel %s\n%s\n%s\nplot %s"
                 % (bw * 0.92, xr[0], xr[1], tics,
                    "" if multi else "rotate by 30 right nomirror", q(ylabel),
-                   "set key below horizontal maxcols 4 samplen 1.5 reverse Left" if keyed
+                   "set key below horizontal maxcols 4 samplen 1 reverse Left width -2" if keyed
                    else "unset key",
                    y_axis(ys, logy, yrange),
                    ", \\\n  ".join(plots)))

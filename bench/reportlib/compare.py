@@ -96,7 +96,8 @@ def side_by_side(cha, chb, a, b, ga, gb):
                                "%s %s: %s (%s)" % (tag, "req/s" if key == "rps" else "p99",
                                                    g.label, run.id),
                                label, clusters, models, rps_getter(run, key, div), logy=logy,
-                               yrange=yr))
+                               yrange=yr, note="Whiskers: min–max over rounds. Hatched: "
+                               "flagged or degraded."))
     return figs
 
 

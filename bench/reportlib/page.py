@@ -122,6 +122,7 @@ table{border-collapse:collapse;font-size:14px}
 caption{text-align:left;font-size:14px;padding:2px 0;caption-side:bottom;color:#555}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f4f4f4;white-space:normal;vertical-align:bottom;min-width:3.5em;max-width:9em}
+th:first-child{min-width:0}
 th.l,td.l{text-align:left}
 td.win{font-weight:bold;background:#e6f4e6}
 td.w{white-space:normal;min-width:14em;max-width:28em}

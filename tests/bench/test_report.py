@@ -428,6 +428,58 @@ class SchemaV2Test(Fixture, unittest.TestCase):
         self.assertIn("completed per second", tl)
 
 
+class EdgeRunsTest(unittest.TestCase):
+    """Runs with parts missing still render, in one piece."""
+
+    def render(self, doc):
+        d, r = run_report(doc)
+        self.addCleanup(shutil.rmtree, d, True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("Traceback", r.stderr)
+        return read(d, "report.md")
+
+    def test_only_an_open_loop_scenario(self):
+        doc = load(FIXTURE_V2)
+        doc["scenarios"] = [s for s in doc["scenarios"] if s.get("kind") == "latency"]
+        doc["cells"] = [c for c in doc["cells"] if c["scenario"] == doc["scenarios"][0]["id"]]
+        md = self.render(doc)
+        rows = ranked_rows(md, "1KiB keep-alive")
+        self.assertEqual(rows[0][:2], ("1", "epoll"))     # ranked by knee
+
+    def test_a_failed_cell(self):
+        doc = load(FIXTURE_V2)
+        for c in doc["cells"]:
+            if c["model"] == "epoll":
+                c.update(status="failed", reasons=["did not start"], knee_rps=None, steps=[],
+                         summary={k: None for k in c["summary"]},
+                         repeats=[{"repeat": 1, "status": "failed"}])
+        md = self.render(doc)
+        self.assertIn("epoll, 1KiB keep-alive, 16 conns: did not start", md)
+        self.assertNotIn("| 1 | epoll |", md)
+
+    def test_no_references_no_perf(self):
+        doc = load(FIXTURE_V2)
+        doc["models"] = [m for m in doc["models"] if m not in ("nginx", "ceiling")]
+        doc["cells"] = [c for c in doc["cells"] if c["model"] not in ("nginx", "ceiling")]
+        for c in doc["cells"]:
+            for k in ("syscalls_per_req", "softirq_net_rx_per_req"):
+                if c["summary"]:
+                    c["summary"][k] = None
+                for r in c["repeats"]:
+                    r[k] = None
+        md = self.render(doc)
+        self.assertIn("unavailable", md)
+        self.assertNotIn("Against the ceiling", md)
+
+    def test_nothing_ran(self):
+        doc = load(FIXTURE)
+        doc["cells"] = []
+        doc["run"]["status"] = "interrupted"
+        md = self.render(doc)
+        self.assertIn("This run is interrupted", md)
+        self.assertIn("No findings", md)
+
+
 class PremiseTest(unittest.TestCase):
     """Each explanatory clause appears only when its premise holds."""
 

@@ -199,9 +199,9 @@ class Chromium:
     def screenshot(self, path, width, out, height, scale):
         s, target = self.open(path, width)
         try:
+            clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": scale}
             shot = self.call("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": width, "height": height,
-                                          "scale": scale}}, s)
+                "format": "png", "captureBeyondViewport": True, "clip": clip}, s)
             with open(out, "wb") as f:
                 f.write(base64.b64decode(shot["data"]))
         finally:

@@ -137,7 +137,7 @@ def histogram(p50, p99, n):
     """Bucketed counts (upper bound in µs) of n latencies from that lognormal;
     10 buckets per decade, counts sum to n."""
     sigma = math.log(p99 / p50) / ND.inv_cdf(0.99) if p99 > p50 else 0.1
-    out, prev_cdf, left = [], 0.0, n
+    out, left = [], n
     for i in range(0, 7 * 10 + 1):
         upper = 10 ** (i / 10.0)
         cdf = ND.cdf(math.log(upper / p50) / sigma)
@@ -145,7 +145,6 @@ def histogram(p50, p99, n):
         if c > 0:
             out.append([int(math.ceil(upper)), c])
             left -= c
-        prev_cdf = cdf
         if left <= 0:
             break
     if left > 0:
@@ -181,9 +180,13 @@ def ceiling_base(sid):
 
 
 def round_factors(key):
+    """req/s of each round relative to the median round, which keeps the
+    base value (so a v1-derived cell's median req/s is v1's)."""
     if key == NOISY:
         return [0.87, 1.0, 1.09]
-    return [1 + RNG.uniform(-0.025, 0.025) for _ in range(ROUNDS)]
+    f = [1 - RNG.uniform(0.005, 0.025), 1.0, 1 + RNG.uniform(0.005, 0.025)]
+    RNG.shuffle(f)
+    return f
 
 
 def repeat(model, sc, b, rnd, f):
