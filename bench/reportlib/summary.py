@@ -267,8 +267,10 @@ def tail_latency(run):
     if not sc:
         return None
     p99 = medians(run, sc.id, "lat_p99_us")
-    top = leader(run, sc.id) or (max(medians(run, sc.id, "rps").items(),
-                                     key=lambda kv: kv[1], default=(None,))[0])
+    top, who = leader(run, sc.id), "the top-ranked"
+    if top is None:   # nothing clean: compare with the fastest, and say it is unranked
+        rps = medians(run, sc.id, "rps")
+        top, who = max(rps, key=rps.get) if rps else None, "the fastest (no cell is clean)"
     if top not in p99 or len(p99) < 2:
         return None
     # the worst p99 among cells that finished without errors (a degraded
@@ -277,11 +279,11 @@ def tail_latency(run):
     hi = max(ok or [m for m in p99 if m != top], key=p99.get)
     head = "**Tail latency under load** (%s): " % sc.label
     if p99[hi] < 2 * p99[top]:
-        text = head + "p99 stayed within 2× of the top-ranked %s's %s ms; the highest was " \
-            "%s's %s ms" % (top, fmt.ms(p99[top]), hi, fmt.ms(p99[hi]))
+        text = head + "p99 stayed within 2× of %s's %s ms (%s); the highest was " \
+            "%s's %s ms" % (top, fmt.ms(p99[top]), who, hi, fmt.ms(p99[hi]))
     else:
-        text = head + "%s's p99 was %s ms%s against %s ms for %s, the top-ranked, %s higher" % (
-            hi, fmt.ms(p99[hi]), flagged_note(run, sc.id, hi), fmt.ms(p99[top]), top,
+        text = head + "%s's p99 was %s ms%s against %s ms for %s, %s, %s higher" % (
+            hi, fmt.ms(p99[hi]), flagged_note(run, sc.id, hi), fmt.ms(p99[top]), top, who,
             fmt.times(p99[hi], p99[top]))
         rps = medians(run, sc.id, "rps")
         if rps.get(hi) and rps.get(top):

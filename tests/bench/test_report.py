@@ -563,6 +563,16 @@ class PremiseTest(unittest.TestCase):
         run = data.Run(doc)
         self.assertIsNone(summary.omission_clause(run, run.by_id[sc.id], "prefork", "epoll"))
 
+    def test_top_ranked_only_when_clean(self):
+        doc = load(FIXTURE_V2)
+        self.assertIn("for epoll, the top-ranked", summary.tail_latency(data.Run(doc)))
+        for c in doc["cells"]:
+            if c["scenario"] == "1KiB-ka-c256":
+                c["flags"] = ["noisy"]
+        text = summary.tail_latency(data.Run(doc))
+        self.assertNotIn("top-ranked", text)
+        self.assertIn("the fastest (no cell is clean)", text)
+
     def test_large_against_small_needs_the_spread(self):
         S = data.Stat
         self.assertTrue(summary.apart(S(10, 11, 12, 3), S(13, 14, 15, 3)))
