@@ -282,6 +282,7 @@ class BrowserTest(unittest.TestCase):
         if not binary:
             raise unittest.SkipTest("chromium is not installed (make deps installs it)")
         cls.tmp = tempfile.mkdtemp(prefix="c10k-browser-test-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)   # runs even if this fails
         cls.pages = {"report v1": make_report(FIXTURES["v1"], os.path.join(cls.tmp, "v1")),
                      "report v2": make_report(FIXTURES["v2"], os.path.join(cls.tmp, "v2")),
                      "compare v2": make_compare(FIXTURES["v2"], cls.tmp)}
@@ -293,10 +294,6 @@ class BrowserTest(unittest.TestCase):
                     cls.results[name, w] = cls.browser.render(path, w)
         finally:
             cls.browser.close()
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(getattr(cls, "tmp", ""), ignore_errors=True)
 
     def each(self):
         for (name, w), res in sorted(self.results.items()):
@@ -365,11 +362,18 @@ def main(argv):
     if argv:
         print("usage: test_report_browser.py [--screenshots DIR]", file=sys.stderr)
         return 2
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
+    total = suite.countTestCases()
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    # A skip or an error in setUpClass stands for every test of the class,
+    # none of which ran: count them all as skipped or failed.
+    tc = unittest.TestCase
+    bad = [t for t, _ in result.failures + result.errors if isinstance(t, tc)]
+    skipped = len([t for t, _ in result.skipped if isinstance(t, tc)])
+    passed = result.testsRun - len(bad) - skipped
+    if any(not isinstance(t, tc) for t, _ in result.skipped):
+        skipped = total - passed
+    failed = total - passed - skipped
     for _, reason in result.skipped:
         print("browser: SKIP: %s" % reason)
     print("browser: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
