@@ -119,7 +119,7 @@ FULL = [
     ("lat_p99_us", "p99 ms", fmt.ms, "min"),
     ("lat_p99_us~", "p99 min–max", fmt.ms, None),
     ("lat_p999_us", "p99.9 ms", fmt.ms, "min"),
-    ("errors_total", "errors", fmt.rps, "min"),
+    ("errors_total", "errors", fmt.rps, None),   # zero is not a win
     ("cpu_us_per_req", "CPU µs/req", fmt.num, "min"),
     ("ctx_vol_per_req", "vol sw/req", fmt.switches, "min"),
     ("ctx_invol_per_req", "invol sw/req", fmt.switches, "min"),
@@ -161,7 +161,7 @@ def full_table(run, sc):
     for key, _, _, better in cols:
         vals = [full_value(run, c, key) for c in clean]
         vals = [v for v in vals if v is not None]
-        if better and len(vals) >= 2:
+        if better and len(vals) >= 2 and len(set(vals)) > 1:   # a tie for all is no win
             best[key] = (max if better == "max" else min)(vals)
     rows = []
     for c in cells:
@@ -254,11 +254,12 @@ def env_lines(run):
         ("versions", ", ".join("%s %s" % (k, val) for k, val in v.items() if val)),
         ("git commit", "%s%s" % (env.get("git_commit") or "none",
                                   " (dirty)" if env.get("git_dirty") else "")),
-        ("pinning", "server CPUs %s, load generator CPUs %s, %s server workers%s"
-         % (st.get("server_cpus"), st.get("client_cpus"), st.get("workers"),
-            per_conn_note(st))),
-        ("window", "warm-up %s s, window %s s, %s round(s)%s"
-         % (st.get("warmup_s"), st.get("duration_s"), run.rounds,
+        ("pinning", "server CPUs %s, load generator CPUs %s, %s%s"
+         % (st.get("server_cpus"), st.get("client_cpus"),
+            fmt.count(st["workers"], "server worker") if is_num(st.get("workers"))
+            else "server workers: %s" % st.get("workers"), per_conn_note(st))),
+        ("window", "warm-up %s s, window %s s, %s%s"
+         % (st.get("warmup_s"), st.get("duration_s"), fmt.count(run.rounds, "round"),
             ", servers visited in a different order each round" if st.get("round_orders")
             else "")),
         ("command line", " ".join(map(str, info.get("command_line") or []))),

@@ -124,7 +124,7 @@ def winners(rows, values, better):
     """Models whose value is the best among ranked rows (they get the star)."""
     vals = {r.model: values.get(r.model) for r in rows if r.rank}
     vals = {m: v for m, v in vals.items() if v is not None}
-    if len(vals) < 2:
+    if len(vals) < 2 or len(set(vals.values())) == 1:   # a tie for all is no win
         return set()
     best = (max if better == "max" else min)(vals.values())
     return {m for m, v in vals.items() if v == best}

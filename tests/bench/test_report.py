@@ -212,6 +212,8 @@ class Fixture:
             for c in self.cells(sc["id"]):
                 if c not in clean:
                     self.assertNotIn("★", table[c["model"]]["_raw"], c["model"])
+            # zero errors everywhere is no win (the issue: every zero-error row had a star)
+            self.assertFalse([m for m, row in table.items() if row["errors"].endswith("★")])
 
     def test_what_this_run_says_comes_first(self):
         body = self.md.split("## What this run says", 1)
