@@ -9,7 +9,7 @@
     concepts.py  the operating-system concepts, each with a number from the run
     charts.py    gnuplot SVG charts, rewritten so they can share one page
     page.py      the document model and its Markdown and HTML writers
-    report.py    report.md / report.html for one run
+    build.py     report.md / report.html for one run
     compare.py   compare.md / compare.html for two runs
     cli.py       argument handling and the one-line errors (exit status 2)
 

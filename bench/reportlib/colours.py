@@ -30,6 +30,6 @@ def palette(models):
     free = [c for c in EXTRA if c not in out.values()]
     for m in models:
         if m not in out:
-            # more models than colours: cycle, but say so by reusing in order
+            # more than 25 models: colours repeat (the tables still name each model)
             out[m] = free.pop(0) if free else EXTRA[len(out) % len(EXTRA)]
     return out
