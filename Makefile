@@ -37,14 +37,17 @@ MODEL_OBJS  := $(foreach m,$(MODELS),$(BUILD)/servers/$(m)/$(m).o)
 MODEL_LIBS  := $(foreach m,$(MODELS),$(LIBS_$(m)))
 
 # Debian packages, by what needs them: build, test, bench, fuzz; chromium
-# renders the HTML report headless in the browser test.
+# renders the HTML report headless in the browser test; iproute2 (ip, tc)
+# and openssh make the second hosts of c10k bench --netns, --server-host and
+# --client-host (the tests run an sshd in a network namespace).
 DEB_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
             libhttp-parser-dev libevent-dev libuv1-dev liburing-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
-            linux-perf slowhttptest procps iproute2 strace media-types goaccess chromium
+            linux-perf slowhttptest procps iproute2 strace media-types goaccess chromium \
+            openssh-server openssh-client
 
 .PHONY: all deps test unit conformance system benchtest robustness bench fuzz clean format check-format \
-        report-screenshots
+        report-screenshots install uninstall
 
 all: deps $(BUILD)/c10k
 
@@ -160,6 +163,21 @@ fuzz: deps
 
 bench: all
 	$(BUILD)/c10k bench --profile quick
+
+# make install PREFIX=DIR: DIR/bin/c10k and DIR/share/c10k/bench/, where the
+# binary looks for the bench scripts (README.md, "A second host").
+PREFIX  ?= /usr/local
+BENCH_INSTALL := $(wildcard bench/*.py bench/*.lua bench/*/*.py) bench/README.md
+install: all
+	install -D -m 755 $(BUILD)/c10k $(DESTDIR)$(PREFIX)/bin/c10k
+	@for f in $(BENCH_INSTALL); do \
+	    install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/c10k/$$f || exit 1; \
+	done
+	@echo "install: $(DESTDIR)$(PREFIX)/bin/c10k, $(DESTDIR)$(PREFIX)/share/c10k/bench/"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/c10k
+	rm -rf $(DESTDIR)$(PREFIX)/share/c10k
 
 clean:
 	rm -rf $(BUILD)
