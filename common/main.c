@@ -94,6 +94,8 @@ static void usage_top(FILE *f)
                "                        connection (c10k bench does not pass them --workers)\n"
                "  bench [flags]         benchmark every model against nginx (c10k bench --help)\n"
                "  report RUN_DIR        write report.md and report.html for a bench run\n"
+               "  agent                 the remote end of c10k bench --server-host/--client-host\n"
+               "                        (c10k bench starts it over ssh)\n"
                "  help                  this text\n"
                "  --version             the version and the models built in\n");
 }

@@ -129,7 +129,7 @@ class Agent:
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
         self.buf = b""
-        self.info = self.call("hello", timeout=timeout, protocol=PROTOCOL)
+        self.info = self.call("hello", reply_within=timeout, protocol=PROTOCOL)
 
     # -- the session --
 
@@ -182,8 +182,9 @@ class Agent:
                 raise RemoteError(self._failure())
             self.buf += chunk
 
-    def call(self, op, timeout=60, **args):
-        return self.recv(self.send(op, **args), timeout)
+    def call(self, op, reply_within=60, **args):
+        """op's result; args are op's own (an op may take a `timeout`)."""
+        return self.recv(self.send(op, **args), reply_within)
 
     def close(self):
         """Say goodbye and end the session (the agent then stops whatever
@@ -192,7 +193,7 @@ class Agent:
             return
         if self.proc.poll() is None:
             try:
-                self.call("bye", timeout=10)
+                self.call("bye", reply_within=10)
             except RemoteError:
                 pass
             try:
