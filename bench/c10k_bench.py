@@ -920,7 +920,7 @@ def run_wrk(bench, port, scenario, duration, json_path, raw_path):
     if not scenario["keepalive"]:
         argv += ["-H", "Connection: close"]
     argv.append("http://127.0.0.1:%d/%s" % (port, file_name(scenario["size"])))
-    env = dict(os.environ, WRK_REPORT=json_path or "")
+    env = dict(os.environ, WRK_REPORT=json_path or "", WRK_CONNECTIONS=str(conns))
     if json_path and os.path.exists(json_path):
         os.unlink(json_path)
     out = open(raw_path, "w") if raw_path else subprocess.DEVNULL
