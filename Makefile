@@ -114,9 +114,11 @@ system: all
 	@if echo " $(MODELS) " | grep -q " prefork "; then $(PYTHON) tests/prefork/test_prefork.py --bin $(BUILD)/c10k; fi
 	@if echo " $(MODELS) " | grep -q " uring "; then $(PYTHON) tests/uring/test_uring.py --bin $(BUILD)/c10k; fi
 
-# The harness and the report generator: a smoke run plus nginx, the
-# method check, and the report on a stored fixture run.
+# The harness and the report generator: the harness's pure parts, a smoke
+# run (two rounds, a variant, nginx), the method check, and the report on a
+# stored fixture run.
 benchtest: all
+	$(PYTHON) tests/bench/test_harness_units.py
 	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k
 	$(PYTHON) tests/bench/test_report.py
 
