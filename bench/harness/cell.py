@@ -108,7 +108,7 @@ class Window:
 
     def start(self):
         self.costs.start()
-        self.tree.sample()
+        self.tree.sample(conns=False)
         self.tree.start()
         self.queue.start()
         self.soft[0] = ct.softirqs()
@@ -116,8 +116,8 @@ class Window:
     def stop(self):
         self.soft[1] = ct.softirqs()
         self.queue.finish()
-        self.tree.sample()
         self.tree.finish()
+        self.tree.sample(conns=False)
         self.cost = self.costs.stop()
         self.close()
         return self.cost

@@ -7,6 +7,7 @@ import resource
 import shutil
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from .counters import check_perf
 from .refs import REFERENCES
@@ -18,16 +19,41 @@ def dpkg_version(pkg):
     return out if out and "no packages found" not in out else None
 
 
+# What the environment record asks of other programs: one process each,
+# run side by side (one after another they took over a second per run).
+PROBES = {
+    "wrk": lambda: (run_text(["wrk", "-v"]).splitlines() or [""])[0] or None,
+    "nginx": lambda: run_text(["nginx", "-v"]) or None,
+    "perf": lambda: run_text(["perf", "--version"]) or None,
+    "gnuplot": lambda: run_text(["gnuplot", "--version"]) or None,
+    "nginx-light": lambda: dpkg_version("nginx-light"),
+    "liburing": lambda: dpkg_version("liburing-dev") or dpkg_version("liburing2"),
+    "libevent": lambda: dpkg_version("libevent-dev") or dpkg_version("libevent-2.1-7"),
+    "libuv": lambda: dpkg_version("libuv1-dev") or dpkg_version("libuv1"),
+    "http-parser": lambda: dpkg_version("libhttp-parser-dev"),
+    "linux-perf": lambda: dpkg_version("linux-perf"),
+    "git": lambda: run_text(["git", "-C", REPO, "rev-parse", "HEAD"]),
+    "dirty": lambda: run_text(["git", "-C", REPO, "status", "--porcelain",
+                               "--untracked-files=no"]),
+}
+
+
+def probe_all():
+    with ThreadPoolExecutor(max_workers=len(PROBES)) as pool:
+        futures = {k: pool.submit(f) for k, f in PROBES.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
 def environment(bin_path):
     cpu_model = ""
     for line in read_file("/proc/cpuinfo").splitlines():
         if line.startswith("model name"):
             cpu_model = line.split(":", 1)[1].strip()
             break
-    git = run_text(["git", "-C", REPO, "rev-parse", "HEAD"])
+    got = probe_all()
+    git, dirty = got.pop("git"), got.pop("dirty")
     if not re.fullmatch(r"[0-9a-f]{40}", git or ""):
         git = None
-    dirty = run_text(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
     return {
         "kernel": os.uname().release,
@@ -36,19 +62,7 @@ def environment(bin_path):
         "cpu_model": cpu_model,
         "cores": os.cpu_count(),
         "hostname": socket.gethostname(),
-        "versions": {
-            "wrk": (run_text(["wrk", "-v"]).splitlines() or [""])[0] or None,
-            "nginx": run_text(["nginx", "-v"]) or None,
-            "perf": run_text(["perf", "--version"]) or None,
-            "gnuplot": run_text(["gnuplot", "--version"]) or None,
-            "python": sys.version.split()[0],
-            "nginx-light": dpkg_version("nginx-light"),
-            "liburing": dpkg_version("liburing-dev") or dpkg_version("liburing2"),
-            "libevent": dpkg_version("libevent-dev") or dpkg_version("libevent-2.1-7"),
-            "libuv": dpkg_version("libuv1-dev") or dpkg_version("libuv1"),
-            "http-parser": dpkg_version("libhttp-parser-dev"),
-            "linux-perf": dpkg_version("linux-perf"),
-        },
+        "versions": dict(got, python=sys.version.split()[0]),
         "git_commit": git,
         "git_dirty": bool(dirty) if git else None,
         "c10k_binary": bin_path,

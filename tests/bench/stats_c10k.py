@@ -73,8 +73,10 @@ def start_writer(path, model):
 def main():
     real = os.environ["C10K_REAL_BIN"]
     argv = sys.argv[1:]
+    if argv[:1] != ["serve"] or not (argv[1:2] == ["--help"] or "--stats-file" in argv):
+        os.execv(real, [real] + argv)
     help_text = serve_help(real)
-    if "--stats-file" in help_text or argv[:1] != ["serve"]:
+    if "--stats-file" in help_text:
         os.execv(real, [real] + argv)
     if argv[1:2] == ["--help"]:
         head, sep, rest = help_text.partition("common flags:\n")
