@@ -94,12 +94,12 @@ def check_variants(binary, plan):
                                  % (spec.name, spec.command_text(), why))
 
 
-def dry_run_notes():
+def dry_run_notes(bin_path):
     notes = []
     if not shutil.which("wrk"):
         notes.append("wrk is not installed: a real run would stop here (apt-get install wrk)")
     for name, ref in REFERENCES.items():
-        ok, why = ref.available()
+        ok, why = ref.available(bin_path)
         if not ok:
             notes.append("%s cannot run (%s): its cells would be failed" % (name, why))
     return notes
@@ -121,7 +121,7 @@ def main(argv):
         plan = from_args(args, binary)
         check_variants(binary, plan)
         if args.dry_run:
-            sys.stdout.write(dry_run_text(plan, dry_run_notes(), not args.no_report))
+            sys.stdout.write(dry_run_text(plan, dry_run_notes(binary.path), not args.no_report))
             return 0
         run = Run(args, plan, binary)
         signal.signal(signal.SIGINT, on_signal)

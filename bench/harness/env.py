@@ -80,7 +80,7 @@ def environment(bin_path):
     }
 
 
-def check_tools(port):
+def check_tools(port, bin_path):
     """{tool: (usable, why)} for perf and each reference server; UsageError
     for what the bench cannot run without (wrk, taskset, a free --port)."""
     if not shutil.which("wrk"):
@@ -93,7 +93,7 @@ def check_tools(port):
               "as unavailable, and context switches come from /proc, which misses threads "
               "that exit during the window." % tools["perf"][1], file=sys.stderr)
     for name, ref in REFERENCES.items():
-        tools[name] = ref.available()
+        tools[name] = ref.available(bin_path)
         if not tools[name][0]:
             print("c10k bench: %s CANNOT RUN: %s. The run continues without its row."
                   % (name.upper(), tools[name][1]), file=sys.stderr)

@@ -1,7 +1,8 @@
 """Reference servers: what the models are measured against in the same run.
 
-A reference is a class with a name, available() -> (ok, why) and a Server
-subclass that starts it. nginx is the reference row of every run. Adding a
+A reference is a class with a name, available(bin_path) -> (ok, why) (the
+c10k binary's path: a reference built beside it is found from there) and a
+Server subclass that starts it. nginx is the reference row of every run. Adding a
 reference (the ceiling server of issue 16) is one more class here and its
 name in plan.REFERENCES.
 """
@@ -95,7 +96,7 @@ class Nginx:
     server_class = NginxServer
 
     @staticmethod
-    def available():
+    def available(bin_path):
         if not shutil.which("nginx"):
             return False, "nginx is not installed (apt-get install nginx-light)"
         return True, ""

@@ -38,7 +38,7 @@ class Run:
     # -- before the first cell --
 
     def prepare(self):
-        self.tools = check_tools(self.args.port)
+        self.tools = check_tools(self.args.port, self.binary.path)
         self.nofile = check_fd_limit(self.plan.scenarios, self.plan.profile)
         self.env = environment(self.binary.path)
         self.command_line = ["c10k", "bench"] + self.args.argv_tail
