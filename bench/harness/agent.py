@@ -192,7 +192,7 @@ class Agent:
                 return
             self.closed = True
             for obj in list(self.objects.values()):
-                close = getattr(obj, "kill", None) or getattr(obj, "finish", None)
+                close = getattr(obj, "close", None) or getattr(obj, "kill", None)
                 if close:
                     try:
                         close()
@@ -433,6 +433,100 @@ class Agent:
         out = self._run_to_end(**spec)
         out["started_at"] = t0
         return out
+
+    # -- measuring a server here (the harness's own code: counters.py) ----------
+
+    def op_check_tools(self):
+        """{tool: [usable, why]} for perf and every reference server here."""
+        from harness.counters import check_perf
+        from harness.refs import REFERENCES
+        out = {"perf": list(check_perf())}
+        for name, ref in REFERENCES.items():
+            out[name] = list(ref.available(self.bin))
+        return out
+
+    def op_docroot(self, path, sizes):
+        """The bench's document root at path (under the work directory);
+        {size: sha256} to compare with the harness's."""
+        from harness.docroot import make_docroot
+        digests = make_docroot(self._path(path), [int(s) for s in sizes])
+        return {str(k): v for k, v in digests.items()}
+
+    def op_free_port(self, addr):
+        with socket.socket() as s:
+            s.bind((addr, 0))
+            return s.getsockname()[1]
+
+    def op_port_busy(self, addr, port):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((addr, port))
+            except OSError:
+                return True
+        return False
+
+    def op_snapshot(self, pid):
+        from harness.counters import proc_snapshot
+        return proc_snapshot(pid)
+
+    def op_window_open(self, pid, port, perf_ok, perf_why):
+        """cell.Window on a server here: perf attached now, counting from
+        window_start; the perf output stays in the work directory."""
+        from harness.cell import Window
+        self.seq = getattr(self, "seq", 0) + 1
+        wid = "w%d" % self.seq
+        perf_out = self._path("perf-%s.csv" % wid)
+        self.objects[wid] = Window(pid, port, perf_out, perf_ok, perf_why, ns=None,
+                                   server_ends=True)
+        self.objects[wid].perf_out_path = perf_out
+        return wid
+
+    def _window(self, wid):
+        w = self.objects.get(wid)
+        if w is None:
+            raise OpError("no window %r" % wid)
+        return w
+
+    def op_window_start(self, wid):
+        self._window(wid).start()
+        return None
+
+    def op_window_stop(self, wid):
+        w = self._window(wid)
+        cost = w.stop()
+        self.objects.pop(wid, None)
+        perf_csv = None
+        try:
+            with open(w.perf_out_path) as f:
+                perf_csv = f.read()
+        except OSError:
+            pass
+        return {"cost": cost, "tree": {"peak": w.tree.peak, "samples": w.tree.samples},
+                "queue": {"peak": w.queue.peak, "samples": w.queue.samples,
+                          "method": w.queue.method, "wait_frac": w.queue.wait_frac()},
+                "soft": w.soft, "perf_csv": perf_csv}
+
+    def op_window_close(self, wid):
+        w = self.objects.pop(wid, None)
+        if w is not None:
+            w.close()
+        return None
+
+    def op_accept_queue(self, port):
+        """(queue, listeners) on port, for a warm-up's Settled check."""
+        from harness.sockdiag import open_sockdiag, proc_tcp_counts
+        if getattr(self, "diag", None) is None:
+            self.diag = open_sockdiag()[0] or False
+        if self.diag:
+            return list(self.diag.accept_queue(port))
+        return [proc_tcp_counts(port)[1], 1]
+
+    def op_fresh_stats(self, path):
+        """The model's stats file once rewritten after now (this host's
+        clock): [counters or None, why]."""
+        from harness.counters import read_fresh_stats
+        return list(read_fresh_stats(self._path(path), time.time_ns()))
 
     def op_bye(self):
         return None

@@ -308,8 +308,9 @@ def shape(ns, dev, bps=None, netem=None):
         if rc == 0:
             continue
         if "netem" in cmd and "qdisc kind is unknown" in out:
-            raise NetemUnavailable(
-                "this kernel has no netem qdisc (sch_netem): tc answered \"%s\"" % out)
+            said = out.replace("Error: ", "").rstrip(".")
+            raise NetemUnavailable("this kernel has no netem qdisc (sch_netem; tc: \"%s\")"
+                                   % said)
         raise NetnsError("tc -n %s %s: %s" % (ns, " ".join(cmd), out))
 
 
