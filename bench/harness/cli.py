@@ -57,7 +57,8 @@ def parse_args(argv):
     p.add_argument("--server-cpus", help="CPUs for the server (default 0)")
     p.add_argument("--client-cpus", help="CPUs for wrk (default: the others)")
     p.add_argument("--port", type=int, help="fixed port for every server (default: a free one)")
-    p.add_argument("--out", help="results directory (default: <repo>/results)")
+    p.add_argument("--out", help="results directory (default: results/ of the checkout, or "
+                                      "of the current directory for an installed c10k)")
     p.add_argument("--no-report", action="store_true", help="do not run c10k report at the end")
     p.add_argument("--dry-run", action="store_true",
                    help="print the cells in order and the estimated time, run nothing")

@@ -70,7 +70,11 @@ def link_suffix(name):
     'veth 100mbit' -> '-veth100mbit'."""
     if name == LOOPBACK:
         return ""
-    return "-" + re.sub(r"[^A-Za-z0-9.]+", "", name.replace("netem", "-netem"))
+    head, netem, tail = name.partition(" netem")
+
+    def clean(text):
+        return re.sub(r"[^A-Za-z0-9.]+", "", text)
+    return "-" + clean(head) + ("-netem" + clean(tail) if netem else "")
 
 
 # --- processes, here or over there -------------------------------------------------
@@ -518,7 +522,8 @@ class Net:
         i = agent.info
         return {"spec": spec, "hostname": i["hostname"], "address": i["own_addr"],
                 "kernel": i["kernel"], "cpu_model": i["cpu_model"], "cores": i["cores"],
-                "c10k": i["bin"], "c10k_version": i["version"], "tools": i["tools"]}
+                "c10k": i["bin"], "c10k_version": i["version"], "tools": i["tools"],
+                "work": i["work"]}
 
     def _prepare_server_host(self):
         """The document root there must be byte for byte the one here; the

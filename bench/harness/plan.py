@@ -178,7 +178,7 @@ def pick_links(args, profile):
     """The links every scenario runs on, from the command line (None: the
     profile's). --link-rate and --netem imply --netns."""
     remote = args.server_host or args.client_host
-    veth = args.netns or args.link_rate or args.netem
+    veth = args.netns or args.link_rate or args.netem is not None
     if remote and veth:
         raise UsageError("--netns, --link-rate and --netem put the load generator in a network "
                          "namespace here; they do not combine with --server-host or "

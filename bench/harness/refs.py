@@ -10,7 +10,6 @@ name in plan.REFERENCES.
 import os
 import shutil
 import signal
-import subprocess
 
 from .servers import Server
 from .util import cpus_text

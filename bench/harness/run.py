@@ -18,7 +18,7 @@ from .loadgen import WRK_TIMEOUT_S
 from .net import Net
 from .plan import summary_line
 from .sockdiag import open_sockdiag
-from .util import HERE, REPO, Interrupted, UsageError, cpus_text, fmt_duration
+from .util import HERE, Interrupted, UsageError, cpus_text, default_out, fmt_duration
 
 
 class Run:
@@ -69,7 +69,7 @@ class Run:
             pass
 
     def make_run_dir(self):
-        base = os.path.abspath(self.args.out or os.path.join(REPO, "results"))
+        base = os.path.abspath(self.args.out or default_out())
         os.makedirs(base, exist_ok=True)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir, n = os.path.join(base, stamp), 1

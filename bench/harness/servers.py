@@ -9,11 +9,9 @@ the reference servers (refs.py) are subclasses too.
 import datetime
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 from .util import cpus_text, read_file, run_text, slug
@@ -150,9 +148,9 @@ class ModelServer(Server):
 
     def start(self):
         r, p, side = self.run, self.run.plan, self.side
-        self.argv = model_argv(side.binary(r.binary.path), self.spec, self.port, side.path(r.docroot), p.workers,
-                               r.binary.per_connection, p.server_cpus, p.keepalive_timeout,
-                               p.header_timeout,
+        self.argv = model_argv(side.binary(r.binary.path), self.spec, self.port,
+                               side.path(r.docroot), p.workers, r.binary.per_connection,
+                               p.server_cpus, p.keepalive_timeout, p.header_timeout,
                                side.stats_path(self.stats_file) if self.stats_file else None,
                                side.bind)
         log = self._open_log()

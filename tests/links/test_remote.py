@@ -116,6 +116,9 @@ class AgentOverSshTest(unittest.TestCase):
     def setUpClass(cls):
         if not os.access(BIN, os.X_OK):
             raise unittest.SkipTest("no c10k binary at %s" % BIN)
+        if QUICK:
+            raise unittest.SkipTest("--quick: make test-links runs it (make test drives whole "
+                                    "bench runs through ssh in test_bench_links.py)")
         cls.tmp = tempfile.mkdtemp(prefix="c10k-remote-")
         try:
             prefix = os.path.join(cls.tmp, "remote")
@@ -204,6 +207,14 @@ class AgentOverSshTest(unittest.TestCase):
         while os.path.exists(work) and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertFalse(os.path.exists(work))
+
+    def test_one_off_command_quoted(self):
+        host = remote.SshHost(self.lab.hosts[0], self.lab.ssh_config)
+        rc, out, err = netns.in_netns(self.lab.here, host.run,
+                                      ["sh", "-c", 'printf "%s|" "$@"', "x", "a b", "$HOME;"])
+        self.assertEqual((rc, out), (0, "a b|$HOME;|"), err)
+        rc, out, err = netns.in_netns(self.lab.here, host.run, ["cat"], 30, b"piped in")
+        self.assertEqual((rc, out), (0, "piped in"), err)
 
     def test_errors_name_the_host_and_cause(self):
         with self.assertRaises(remote.RemoteError) as cm:

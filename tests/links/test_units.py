@@ -24,7 +24,11 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
-from harness import agent, merge, netns, remote  # noqa: E402
+from harness import agent, merge, net, netns, plan, remote  # noqa: E402
+from harness.util import UsageError  # noqa: E402
+from reportlib import data as rdata  # noqa: E402
+from reportlib import links as rlinks  # noqa: E402
+from reportlib import summary as rsummary  # noqa: E402
 
 BIN = os.environ.get("C10K_BIN") or os.path.join(REPO, "build", "c10k")
 
@@ -142,6 +146,128 @@ class ShapeTest(unittest.TestCase):
         for bad in ("", "  ", "delay 'oops"):
             with self.assertRaises(ValueError, msg=bad):
                 netns.netem_args(bad)
+
+
+class LinkNameTest(unittest.TestCase):
+    def test_names_round_trip(self):
+        for kind, rate, netem, name in (
+                ("loopback", None, None, "loopback"), ("veth", None, None, "veth"),
+                ("veth", 10 ** 8, None, "veth 100mbit"),
+                ("veth", 10 ** 9, ["delay", "5ms"], "veth 1gbit netem delay 5ms"),
+                ("veth", None, ["loss", "0.1%"], "veth netem loss 0.1%"),
+                ("network", None, None, "network")):
+            self.assertEqual(net.link_name(kind, rate, netem), name)
+            self.assertEqual(net.parse_link(name), (kind, rate, netem))
+        self.assertEqual(net.link_suffix("loopback"), "")
+        self.assertEqual(net.link_suffix("veth 100mbit"), "-veth100mbit")
+        self.assertEqual(net.link_suffix("veth netem delay 5ms"), "-veth-netemdelay5ms")
+
+
+class Args:
+    def __init__(self, **kw):
+        self.server_host = self.client_host = self.link_rate = self.netem = None
+        self.netns = False
+        self.__dict__.update(kw)
+
+
+class LinksPlanTest(unittest.TestCase):
+    def test_links_profile(self):
+        scs = plan.make_scenarios(plan.PROFILES["links"])
+        self.assertEqual(len(scs), 12)
+        self.assertEqual(len({s["id"] for s in scs}), 12)
+        by_link = {}
+        for s in scs:
+            by_link.setdefault(s["link"], []).append(s)
+            self.assertTrue(s["keepalive"])
+        self.assertEqual(sorted(by_link), ["loopback", "veth", "veth 100mbit"])
+        for link, group in by_link.items():
+            self.assertEqual(sorted((s["size"], s["connections"]) for s in group),
+                             [(1024, 100), (1024, 1000), (1 << 20, 100), (1 << 20, 1000)])
+            if link != "loopback":
+                for s in group:
+                    self.assertIn(link, s["label"])
+        self.assertEqual(plan.PROFILES["links"]["wrk_timeout_s"], 30)
+
+    def test_flags_choose_the_link(self):
+        self.assertIsNone(plan.pick_links(Args(), "quick"))
+        self.assertEqual(plan.pick_links(Args(netns=True), "quick"), ["veth"])
+        self.assertEqual(plan.pick_links(Args(link_rate="1gbit"), "quick"), ["veth 1gbit"])
+        self.assertEqual(plan.pick_links(Args(netem="delay 5ms"), "quick"),
+                         ["veth netem delay 5ms"])
+        self.assertEqual(plan.pick_links(Args(server_host="h"), "quick"), ["network"])
+        self.assertEqual(plan.pick_links(Args(client_host=["a", "b"]), "quick"), ["network"])
+        # the flags replace the links profile's links with theirs
+        scs = plan.make_scenarios(plan.PROFILES["links"], links=["veth 1gbit"])
+        self.assertEqual({s["link"] for s in scs}, {"veth 1gbit"})
+        self.assertEqual(len(scs), 4)
+        for bad, profile in ((Args(netns=True, server_host="h"), "quick"),
+                             (Args(link_rate="1gbit", client_host=["a"]), "quick"),
+                             (Args(server_host="h"), "links"),
+                             (Args(link_rate="fast"), "quick"),
+                             (Args(netem=""), "quick")):
+            with self.assertRaises(UsageError, msg=vars(bad)):
+                plan.pick_links(bad, profile)
+
+
+def links_doc(threaded_threads=1001, moved_mb_s=12.0):
+    """A run of threaded and epoll on 1 MiB at 1,000 connections over
+    loopback and veth 100mbit."""
+    scs, cells = [], []
+    for link in ("loopback", "veth 100mbit"):
+        sc = plan.scenario(1 << 20, True, 1000, link=link)
+        scs.append(sc)
+        slow = link != "loopback"
+        for model, threads, mem in (("threaded", threaded_threads if slow else 1001, 30.0),
+                                    ("epoll", 2, 1.5)):
+            rps = 11.0 if slow else 2000.0
+            rep = {"round": 1, "status": "ok", "rps": rps, "lat_p99_us": 4e6 if slow else 9e5,
+                   "threads_max": threads, "mem_per_conn_kib": mem, "duration_s": 5.0,
+                   "bytes": moved_mb_s * 5e6 if slow else 1e10}
+            cells.append({"model": model, "scenario": sc["id"], "status": "ok",
+                          "reasons": [], "flags": [], "repeats": [rep]})
+    return {"schema_version": 2, "run": {"id": "t", "settings": {}}, "scenarios": scs,
+            "models": ["threaded", "epoll"], "cells": cells}
+
+
+class ReportLinksTest(unittest.TestCase):
+    def test_table_per_load_with_every_link(self):
+        run = rdata.Run(links_doc())
+        loads, links = rlinks.link_loads(run)
+        self.assertEqual(links, ["loopback", "veth 100mbit"])
+        self.assertEqual(len(loads), 1)
+        label, by_link = loads[0]
+        self.assertEqual(label, "1MiB keep-alive, 1000 conns")
+        t = rlinks.link_table(run, by_link, links)
+        self.assertEqual(t.head[:5], ["model", "req/s loopback", "p99 ms loopback",
+                                      "threads loopback", "KiB/conn loopback"])
+        self.assertIn("threads veth 100mbit", t.head)
+        threaded = [c.text for c in t.rows[0].cells]
+        self.assertEqual(threaded[0], "threaded")
+        self.assertEqual(threaded[t.head.index("threads veth 100mbit")], "1,001")
+        self.assertEqual(threaded[t.head.index("req/s veth 100mbit")], "11")
+
+    def test_slow_link_finding(self):
+        text = rlinks.slow_link_finding(rdata.Run(links_doc()))
+        self.assertIn("**A slow link** (1MiB keep-alive, 1000 conns on veth 100mbit", text)
+        self.assertIn("threaded ran 1,001 threads, one per client still downloading,", text)
+        self.assertIn("epoll ran 2 threads in all", text)
+        self.assertIn("the link, not the model, set the rate", text)
+        self.assertIn("On loopback the same load ran at 2,000 req/s", text)
+        self.assertIn(text, rsummary.findings(rdata.Run(links_doc())))
+
+    def test_finding_says_only_what_the_data_shows(self):
+        text = rlinks.slow_link_finding(rdata.Run(links_doc(threaded_threads=300,
+                                                            moved_mb_s=5.0)))
+        self.assertNotIn("one per client", text)
+        self.assertNotIn("set the rate", text)
+        self.assertIn("threaded served 11 req/s", text)
+        one_link = links_doc()
+        one_link["scenarios"] = one_link["scenarios"][1:]
+        one_link["cells"] = [c for c in one_link["cells"]
+                             if c["scenario"] == one_link["scenarios"][0]["id"]]
+        run = rdata.Run(one_link)
+        self.assertEqual(rlinks.link_loads(run)[0], [])
+        self.assertIsNone(rlinks.slow_link_finding(run))
 
 
 class HostSpecTest(unittest.TestCase):
