@@ -133,12 +133,14 @@ benchtest: all
 # hosts over ssh (an sshd in a namespace with a generated key), make
 # install. Needs root, iproute2 and openssh-server; without them each test
 # says why it skips. linktest is the smoke run make test includes (about
-# a minute); test-links runs everything (a few minutes: SIGKILL, two client
-# hosts, rates, the links profile on two models).
+# a minute: a --netns run, a shaped link, --netem, Ctrl-C, a run with the
+# server remote and one with the load remote, both through an sshd in a
+# namespace and the c10k of make install); test-links runs everything (a
+# few minutes: SIGTERM and SIGKILL, two client hosts, the agent's barrier,
+# make install's C10K_HOME cases, the links profile on two models).
 linktest: all
 	$(PYTHON) tests/links/test_units.py --bin $(BUILD)/c10k
 	$(PYTHON) tests/links/test_netns.py --quick
-	$(PYTHON) tests/links/test_remote.py --bin $(BUILD)/c10k --quick
 	$(PYTHON) tests/links/test_bench_links.py --bin $(BUILD)/c10k --quick
 
 test-links: all

@@ -117,11 +117,15 @@ def run_wrk(run, port, scenario, seconds, json_path, raw_path, until=None, side=
 
 
 def wrk_metrics(wrk, window_s):
-    """A repeat's load-side metrics from wrk_report.lua's JSON."""
+    """A repeat's load-side metrics from wrk_report.lua's JSON. With no
+    request completed there is no latency: wrk then reports 0 for every
+    percentile, which is kept as null (unavailable), never as 0."""
     req = wrk["requests"]
     dur_s = wrk["duration_us"] / 1e6 if wrk["duration_us"] else window_s
     e = wrk["errors"]
-    pct = {p: v for p, v in wrk["percentiles_us"]}
+    pct = {p: v for p, v in wrk["percentiles_us"]} if req else {}
+    if not req:
+        wrk = dict(wrk, latency_us={"max": None, "mean": None})
     return dict(
         requests=req, bytes=wrk["bytes"], duration_s=dur_s,
         rps=req / dur_s if dur_s else 0.0,
@@ -132,7 +136,8 @@ def wrk_metrics(wrk, window_s):
         lat_p50_us=pct.get(50), lat_p90_us=pct.get(90), lat_p99_us=pct.get(99),
         lat_p999_us=pct.get(99.9), lat_max_us=wrk["latency_us"]["max"],
         lat_mean_us=wrk["latency_us"]["mean"],
-        lat_percentiles_us=wrk["percentiles_us"], lat_histogram_us=wrk.get("histogram_us"),
+        lat_percentiles_us=wrk["percentiles_us"] if req else [],
+        lat_histogram_us=wrk.get("histogram_us"),
         lat_histogram_recorded=wrk.get("recorded"), lat_co_synthetic=wrk.get("co_synthetic"),
         lat_histogram_unavailable=wrk.get("histogram_unavailable"))
 

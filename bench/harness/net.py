@@ -471,7 +471,8 @@ class Net:
     def _open_veth(self):
         ok, why = netns.available()
         if not ok:
-            raise UsageError("--netns: %s" % why)
+            raise UsageError("a veth link (--netns, --link-rate, --netem, --profile links) %s"
+                             % why)
         self.lab = netns.Lab().__enter__()
         self.server_ns = self.lab.add_ns("srv")
         self.client_ns = self.lab.add_ns("cli")

@@ -55,6 +55,13 @@ def link_loads(run):
     return out, links
 
 
+def size_words(n):
+    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= div and n % div == 0:
+            return "%d %s" % (n // div, unit)
+    return "%d B" % n
+
+
 def link_rate_bps(link):
     """The shaped rate a link name carries ('veth 100mbit' -> 1e8), or None."""
     m = RATE_RE.search(link or "")
@@ -78,8 +85,9 @@ def link_table(run, by_link, links):
                     out.append(TCell("failed"))
                 else:
                     out.append(TCell(f(c.med(key))))
-        marks = ["%s: %s" % (lk, c.status) for lk, c in zip(present, cells)
-                 if c is not None and (c.status != "ok" or c.flags)]
+        marks = ["%s: %s" % (lk, ", ".join(([c.status] if c.status != "ok" else []) + c.flags))
+                 for lk, c in zip(present, cells) if c is not None and (c.status != "ok"
+                                                                        or c.flags)]
         out.append(TCell("; ".join(marks) or "ok", left=True, wrap=True))
         rows.append(Row(out, "" if not marks else "flagged"))
     head = ["model"] + ["%s %s" % (h, lk) for lk in present for _, h, _ in LINK_COLS] + \
@@ -115,24 +123,32 @@ def slow_link_finding(run):
     tt, lt = t.med("threads_max"), loop.med("threads_max")
     if tt is None or lt is None:
         return None
-    # "one per client" only when it really ran about one per client
-    each = ", one per client still downloading," if tt >= 0.9 * sc.connections else ""
-    text = ("**A slow link** (%s on %s, %d clients): %s ran %s%s at %s KiB per connection; "
-            "%s ran %s in all, at %s KiB" % (
-                label, slowest, sc.connections, t.model, fmt.count(tt, "thread"), each,
-                fmt.kib(t.med("mem_per_conn_kib")), loop.model, fmt.count(lt, "thread"),
+    # "one per connection" only when it ran about that many
+    each = ", one per connection" if abs(tt - sc.connections) <= 0.1 * sc.connections else ""
+    text = ("**A slow link** (%s on %s): %s ran %s for its %s connections%s, %s %s in all; "
+            "%s KiB of memory per connection against %s" % (
+                label, slowest, t.model, fmt.count(tt, "thread"), fmt.rps(sc.connections), each,
+                loop.model, fmt.count(lt, "thread"), fmt.kib(t.med("mem_per_conn_kib")),
                 fmt.kib(loop.med("mem_per_conn_kib"))))
     rate = link_rate_bps(slowest) / 8.0
     got = {c.model: c.med("bytes") / c.med("duration_s") if c.med("bytes") is not None
            and c.med("duration_s") else None for c in (t, loop)}
     if all(v is not None and v >= 0.8 * rate for v in got.values()):
-        text += ("; both moved %s and %s MB/s of the link's %s, so the link, not the model, "
-                 "set the rate (%s and %s req/s)" % (
+        text += (". Both kept the link busy (%s and %s MB/s of its %s), so the link, not the "
+                 "model, set the pace: %s and %s req/s" % (
                      fmt.num(got[t.model] / 1e6), fmt.num(got[loop.model] / 1e6),
-                     fmt.num(rate / 1e6), fmt.rps(t.med("rps")), fmt.rps(loop.med("rps"))))
+                     fmt.num(rate / 1e6), fmt.rps1(t.med("rps")), fmt.rps1(loop.med("rps"))))
     else:
-        text += "; %s served %s req/s, %s %s" % (t.model, fmt.rps(t.med("rps")), loop.model,
-                                                fmt.rps(loop.med("rps")))
+        text += "; %s served %s req/s, %s %s" % (t.model, fmt.rps1(t.med("rps")), loop.model,
+                                                fmt.rps1(loop.med("rps")))
+    # an answer shared fairly with every other connection takes this long
+    share_s = sc.connections * (sc.size or 0) / rate
+    window = t.med("duration_s")
+    if window and share_s > window:
+        text += (" (%s connections sharing %s MB/s take about %.0f s for each %s answer, "
+                 "longer than the %.0f s window)" % (fmt.rps(sc.connections),
+                                                     fmt.num(rate / 1e6), share_s,
+                                                     size_words(sc.size), window))
     base = by.get("loopback")
     bt = run.cell(t.model, base.id) if base else None
     if bt is not None and not bt.failed and bt.med("rps"):

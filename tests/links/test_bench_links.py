@@ -217,6 +217,8 @@ class NetnsBenchTest(Base):
         self.assertIn("interrupted", err)
 
     def test_sigterm(self):
+        if QUICK:
+            self.skipTest("--quick: make test-links runs it (test_netns.py checks SIGTERM)")
         rc, err = self.interrupt(signal.SIGTERM)
         self.assertEqual(rc, 130, err)
 

@@ -248,19 +248,23 @@ class ReportLinksTest(unittest.TestCase):
 
     def test_slow_link_finding(self):
         text = rlinks.slow_link_finding(rdata.Run(links_doc()))
-        self.assertIn("**A slow link** (1MiB keep-alive, 1000 conns on veth 100mbit", text)
-        self.assertIn("threaded ran 1,001 threads, one per client still downloading,", text)
-        self.assertIn("epoll ran 2 threads in all", text)
-        self.assertIn("the link, not the model, set the rate", text)
+        self.assertIn("**A slow link** (1MiB keep-alive, 1000 conns on veth 100mbit): ", text)
+        self.assertIn("threaded ran 1,001 threads for its 1,000 connections, one per "
+                      "connection, epoll 2 threads in all; 30.0 KiB of memory per connection "
+                      "against 1.5", text)
+        self.assertIn("Both kept the link busy (12.0 and 12.0 MB/s of its 12.5), so the link, "
+                      "not the model, set the pace: 11 and 11 req/s (1,000 connections sharing 12.5 MB/s take "
+                      "about 84 s for each 1 MiB answer, longer than the 5 s window)", text)
         self.assertIn("On loopback the same load ran at 2,000 req/s", text)
         self.assertIn(text, rsummary.findings(rdata.Run(links_doc())))
 
     def test_finding_says_only_what_the_data_shows(self):
         text = rlinks.slow_link_finding(rdata.Run(links_doc(threaded_threads=300,
                                                             moved_mb_s=5.0)))
-        self.assertNotIn("one per client", text)
-        self.assertNotIn("set the rate", text)
-        self.assertIn("threaded served 11 req/s", text)
+        self.assertIn("threaded ran 300 threads for its 1,000 connections, epoll", text)
+        self.assertNotIn("one per connection", text)
+        self.assertNotIn("set the pace", text)
+        self.assertIn("threaded served 11 req/s, epoll 11", text)
         one_link = links_doc()
         one_link["scenarios"] = one_link["scenarios"][1:]
         one_link["cells"] = [c for c in one_link["cells"]
