@@ -8,37 +8,29 @@ Usage: test_prefork.py --bin build/c10k
 """
 import argparse
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
-import run as conf  # noqa: E402  (the conformance suite's server and client helpers)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
+import c10ktest  # noqa: E402  (the one server helper and raw client)
+from c10ktest import Reader, connect, exchange, is_running, serve_argv  # noqa: E402
+from suite import make_fixture  # noqa: E402  (the conformance fixture)
 
 
-class Server(conf.Server):
+class Server(c10ktest.Server):
     """c10k serve prefork with exactly the flags a test gives.
 
-    conf.Server appends --workers 2 to keep conformance runs small; for
-    prefork that would turn every dynamic-pool test into a fixed pool."""
+    The suites' default of --workers 2 would turn every dynamic-pool test
+    into a fixed pool, so no worker count is added here."""
 
     def __init__(self, binary, root, flags):
-        self.argv = [binary, "serve", "prefork", "--port", "0", "--root", root,
-                     "--header-timeout", "1", "--keepalive-timeout", "2", "--grace", "5"] + flags
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-        self.line = self._read_line(10)
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", self.line or "")
-        if not m:
-            self.kill()
-            raise RuntimeError("no start line from %s: %r %s" % (
-                " ".join(self.argv), self.line, self.proc.stderr.read().decode(errors="replace")))
-        self.port = int(m.group(1))
+        super().__init__(serve_argv(binary, "prefork", root, extra=flags, workers=None))
 
     def stop(self, timeout=15):
         """SIGTERM; returns the exit status. self.left gets the workers still
@@ -47,23 +39,14 @@ class Server(conf.Server):
         kids = workers(self)
         status = super().stop(timeout)
         time.sleep(0.1)
-        self.left = [p for p in kids if alive(p)]
+        self.left = [p for p in kids if is_running(p)]
         self.kill()
         return status
 
 
-def alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def workers(srv):
     """Live (not zombie) worker pids: the master's children."""
-    return [p for p in srv.descendants() if alive(p)]
+    return [p for p in srv.descendants() if is_running(p)]
 
 
 def wait_for(cond, timeout, step=0.05):
@@ -77,7 +60,7 @@ def wait_for(cond, timeout, step=0.05):
 
 def ok_request(port):
     try:
-        r = conf.exchange(port, b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        r = exchange(port, b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         return r.status == 200 and r.body == b"hello, world\n"
     except (OSError, EOFError):
         return False
@@ -163,7 +146,7 @@ def test_pool_grows_and_shrinks(b, root):
         assert wait_for(lambda: len(workers(srv)) == 2, 5), "start-workers 2"
         # 100 clients that each hold a keep-alive connection: each holds a worker.
         for i in range(100):
-            s = conf.connect(srv.port, timeout=30)
+            s = connect(srv.port, timeout=30)
             s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
             socks.append(s)
         served = 0
@@ -173,7 +156,7 @@ def test_pool_grows_and_shrinks(b, root):
             s = pending.pop(0)
             s.settimeout(0.05)
             try:
-                conf.Reader(s).read_response()
+                Reader(s).read_response()
                 served += 1
             except (socket.timeout, TimeoutError):
                 pending.append(s)
@@ -251,7 +234,7 @@ def main():
         return 0
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="c10k-prefork-") as tmp:
-        root, _ = conf.make_fixture(tmp)
+        root, _ = make_fixture(tmp)
         for t in TESTS:
             if args.k and args.k not in t.__name__:
                 continue
