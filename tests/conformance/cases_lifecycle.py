@@ -24,7 +24,7 @@ import threading
 import time
 
 from suite import DIFF_REQUESTS, start, test
-from c10ktest import Reader, connect, read_to_end, reset_close
+from c10ktest import Reader, connect, read_to_end, reset_close, send_in_thread
 
 GET_F1 = b"GET /f1 HTTP/1.1\r\nHost: x\r\n\r\n"  # 29 bytes: 2,300 of them are 66,700 bytes
 UPLOAD = 2 << 20  # the refused body of the lingering case, bytes
@@ -114,22 +114,6 @@ def read_responses(s, n, timeout, buf=None):
         buf += data
 
 
-def sender(s, data, shut_wr=False):
-    """Send data from a thread, so a server that answers while we send never
-    waits on us. Returns the thread; its .error is the send's failure, if any."""
-    def run():
-        try:
-            s.sendall(data)
-            if shut_wr:
-                s.shutdown(socket.SHUT_WR)
-        except OSError as e:
-            t.error = e
-    t = threading.Thread(target=run, daemon=True)
-    t.error = None
-    t.start()
-    return t
-
-
 def reset_seen(s):
     """Sends a byte and says whether the peer answered with a reset. Once a
     FIN has arrived recv() reports EOF even after a reset, so the pending
@@ -173,16 +157,6 @@ def server_holds(server_port, client_port):
     return False
 
 
-def released_after(server_port, client_port, limit):
-    """Seconds until the server lets go of the connection, or None after limit."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        if not server_holds(server_port, client_port):
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    return None
-
-
 # ---- issue 11: the lifecycle -------------------------------------------------------
 
 
@@ -210,13 +184,15 @@ def upload_while_reading(port, first, total, timeout):
                         return bytes(got), "eof", sent
                     got += data or b""
                 if ev & selectors.EVENT_WRITE:
+                    done = False
                     try:
                         sent += s.send(out[sent:sent + 65536])
+                        done = sent >= len(out)
                     except BlockingIOError:
                         pass
                     except OSError:  # the server is gone: only reading is left
-                        sent = len(out)
-                    if sent >= len(out):
+                        done = True
+                    if done:
                         sel.modify(s, selectors.EVENT_READ)
         return bytes(got), how, sent
     finally:
@@ -468,7 +444,7 @@ def pipeline_2300_in_one_write(ctx):
     """2,300 pipelined GETs in one write (66,700 bytes, past 64 KiB): all answered."""
     want = reference(ctx.port, GET_F1)
     with connect(ctx.port, timeout=10) as s:
-        t = sender(s, GET_F1 * 2300)
+        t = send_in_thread(s, GET_F1 * 2300)
         got, tail, how = read_responses(s, 2300, 10)
         t.join(5)
     compare(got, [want] * 2300, tail, how, "2,300 pipelined")
@@ -528,7 +504,7 @@ def pipeline_300_then_half_close(ctx):
     assert len(req) == 239
     want = reference(ctx.port, req)
     with connect(ctx.port, timeout=10) as s:
-        t = sender(s, req * 300, shut_wr=True)
+        t = send_in_thread(s, req * 300, shut_wr=True)
         got, tail, how = read_responses(s, 300, 10)
         t.join(5)
         compare(got, [want] * 300, tail, how, "300 pipelined, then a half-close")

@@ -1,14 +1,26 @@
 #!/usr/bin/python3
 """nginx dressed as c10k, to check the conformance cases against a reference.
 
-    /usr/bin/python3 tests/conformance/run.py --bin tests/conformance/nginx_shim.py \
-        -k refused_upload          # one case (the core cases are c10k's own format)
+    /usr/bin/python3 tests/conformance/run.py --bin tests/conformance/nginx_shim.py -k CASE,...
+
+(-k: the core cases check c10k's own headers, so run only the cases meant
+for any server.)
 
 Not part of CI: it shows that a case nginx should pass does pass, and its
 misconfigured variants show that the lifecycle cases can fail:
   nginx                      nginx as the harness configures it, plus the flags below
   nginx --no-lingering       lingering_close off: closes at once after a refusal
   nginx --fixed-lingering    ignores --lingering-timeout/--lingering-time (keeps 5 s/30 s)
+
+What to expect from the lifecycle cases (cases_lifecycle.py): nginx passes
+all but header_timeout_408_then_orderly_close, which it cannot: on
+client_header_timeout nginx closes without sending a 408. The two other
+variants fail lingering_timers. refused_upload_keeps_earlier_response passes
+even with lingering_close off, because nginx reads a refused request body
+to its end (or the lingering timeout) before it closes.
+
+    run.py --bin tests/conformance/nginx_shim.py -k refused_upload,header_timeout_408_then,\
+        reset_client,lingering_timers,pipeline_2300,pipeline_behind,pipeline_300,slow_readers
 
 It answers `models --variants`, `models --per-connection` and `serve --help`
 like c10k, and `serve nginx` maps the flags the suite passes (--port 0 gets

@@ -254,6 +254,23 @@ def reset_close(s):
     s.close()
 
 
+def send_in_thread(s, data, shut_wr=False):
+    """Send data (then shutdown(SHUT_WR) if asked) from a thread, so a server
+    that answers before it has read everything never waits on a blocked
+    sendall. Returns the started thread; its .error is the send's OSError."""
+    def run():
+        try:
+            s.sendall(data)
+            if shut_wr:
+                s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            t.error = e
+    t = threading.Thread(target=run, daemon=True)
+    t.error = None
+    t.start()
+    return t
+
+
 def read_to_end(s, timeout, buf=None):
     """Read until the peer closes or timeout seconds pass. Returns (bytes, how):
     how is "eof" (an orderly close), "reset" or "timeout"."""

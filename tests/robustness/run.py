@@ -84,7 +84,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import c10ktest  # noqa: E402  (the one server helper and raw client)
 import cases  # noqa: E402
-from c10ktest import connect, read_to_end, reset_close  # noqa: E402
+from c10ktest import connect, read_to_end, reset_close, send_in_thread  # noqa: E402
 
 NAME = "robustness"
 BLOCKING_MODELS = {"threaded", "prefork"}  # a thread or process per connection
@@ -312,18 +312,7 @@ def exchange(port, raw, timeout=5.0, shut_wr=False):
     """Send raw bytes (from a thread, so an early answer is never lost to a
     blocked send), read until EOF. Returns (bytes, how it ended)."""
     s = connect(port, timeout)
-    err = []
-
-    def sender():
-        try:
-            s.sendall(raw)
-            if shut_wr:
-                s.shutdown(socket.SHUT_WR)
-        except OSError as e:
-            err.append(e)
-
-    t = threading.Thread(target=sender, daemon=True)
-    t.start()
+    t = send_in_thread(s, raw, shut_wr)
     try:
         data, how = read_to_end(s, timeout)
     finally:
