@@ -147,6 +147,17 @@ typedef struct c10k_load_thread_s {
     uint64_t scheduled;  /* intended times in [t0, wend): fixed by the schedule and seed */
 } c10k_load_thread_t;
 
+/* Parse `c10k load` argv (argv[0] == "load") into cfg, resolve the URL and
+ * build the request bytes (cli.c). Returns 0, 1 when --help was asked for,
+ * or -EINVAL after printing one line saying what is wrong. */
+int c10k_load_parse_args(c10k_load_cfg_t *cfg, int argc, char **argv);
+
+/* The --help text. */
+void c10k_load_usage(FILE *f);
+
+/* Free what c10k_load_parse_args() allocated. */
+void c10k_load_cfg_free(c10k_load_cfg_t *cfg);
+
 /* The thread body (loop.c): connect, wait for the clock, run the schedule
  * until clock->wend, then count what was left unfinished. Returns NULL. */
 void *c10k_load_thread_main(void *arg);

@@ -735,6 +735,8 @@ static void housekeep(c10k_load_thread_t *t, int64_t now)
  * round a 0.5 ms gap to 0 or 1 ms. */
 static int wait_events(c10k_load_thread_t *t, struct epoll_event *ev, int64_t ns)
 {
+    if (ns < 0)
+        ns = 0;
     struct timespec ts = {.tv_sec = ns / C10K_LOAD_NS, .tv_nsec = ns % C10K_LOAD_NS};
     int n = epoll_pwait2(t->ep, ev, EVENTS, &ts, NULL);
 

@@ -26,22 +26,29 @@ Each test starts its own `c10k serve epoll --port 0` on a temporary root:
               printed beside (closed-loop, it hides the stall; not asserted).
   usage       bad numbers, URLs, flags and files exit 2 with one line naming
               the problem; --help documents every flag.
-  invalid     the generator is starved on purpose (SCHED_IDLE on a CPU that a
-              busy loop holds) and must call its own run invalid: exit 1,
-              "valid": false, a reason on stderr and in the JSON.
+  invalid     the generator is starved on purpose (its threads made SCHED_IDLE
+              on a CPU a busy loop holds for the window) and must call its
+              own run invalid: exit 1, "valid": false, a reason on stderr and
+              in the JSON. Starved, it leaves responses unread in its socket
+              buffers and sends nothing late by its timers, so only the read
+              lag (kernel arrival stamps) can tell it from a slow server.
   saturation  c10k load (--rate far above what the server can do) against
               wrk on the same server, same connections, one client core:
               alternated --rounds times, the medians within 5%. Not in the
               default set (make loadcheck runs it): on a shared machine the
-              noise can exceed 5%. The default set runs saturation-smoke: one
-              short pair, checking that c10k load spends no more CPU per
-              request than 1.25 times wrk's (a throughput pair on a busy
-              machine swings 2x between runs; CPU per request holds within
-              about 10%).
+              noise can exceed 5%. The default set runs saturation-smoke:
+              three short alternated pairs, checking that c10k load's median
+              CPU time per request is at most wrk's, which is what "sustains
+              at least wrk's rate on one core" means (req/s on a busy shared
+              machine swings 2x between runs; CPU per request holds to about
+              10%).
 
-Tests other than "invalid" pass --max-lag 0.05: they check what is measured,
-and a busy shared machine delays timer wakeups by milliseconds, which the
-default 1 ms limit rightly calls invalid ("invalid" checks that verdict).
+The other tests relax --max-lag, since a busy shared machine delays the
+generator's wakeups by milliseconds (tens of them at times), which the
+default 1 ms limit rightly calls invalid ("invalid" checks that verdict):
+histogram, schedule, errors and the saturation runs pass 1 s, as what they
+check (sums, the server's own count, error counts, CPU per request) does not
+depend on the generator being on time; stall passes 50 ms, as its figures do.
 Only the Python 3 standard library is used (plus wrk, from make deps). The
 closing line is `test_load: N passed, N failed, N skipped`; exit status 1 on
 failure.
@@ -63,7 +70,8 @@ import threading
 import time
 
 NAME = "test_load"
-LAG = ["--max-lag", "0.05"]
+LAG = ["--max-lag", "1"]         # what is checked does not depend on timeliness
+STALL_LAG = ["--max-lag", "0.05"]  # the stall figures do
 DEFAULT_TESTS = ["histogram", "schedule", "errors", "stall", "usage", "invalid",
                  "saturation-smoke"]
 
@@ -189,8 +197,9 @@ def run_wrk(url, conns, seconds, cpu=None, latency=False):
     pcts = {}
     for pct, val in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M):
         pcts[int(pct)] = wrk_time(val)
-    mx = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
-    pcts["max"] = wrk_time(mx.group(1)) if mx else None
+    row = re.search(r"Latency\s+(\S+)\s+\S+\s+(\S+)", out)
+    pcts["mean"] = wrk_time(row.group(1)) if row else None
+    pcts["max"] = wrk_time(row.group(2)) if row else None
     reqs = re.search(r"(\d+) requests in", out)
     return float(m.group(1)), pcts, cpu_s, int(reqs.group(1)) if reqs else 0
 
@@ -325,7 +334,8 @@ def poisson_runs(args, root, tmp, errors):
 
 class Misbehaving:
     """A server that answers by path: /ok (200), /missing (404), /close
-    (200 then Connection: close), /chunked (Transfer-Encoding: chunked),
+    (200 then Connection: close), /chunked (Transfer-Encoding: chunked, and a
+    Content-Length too),
     /until-close (no Content-Length, body ends at close), /hang (never).
     Counts the requests per path."""
 
@@ -349,20 +359,26 @@ class Misbehaving:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
+        try:
+            with conn:
+                self._requests(conn)
+        except OSError:
+            pass  # the client gave up on the connection: what the test provokes
+
+    def _requests(self, conn):
         buf = b""
-        with conn:
-            while not self.stopping:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(4096)
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                path = head.split(b" ")[1].decode()
-                with self.lock:
-                    self.counts[path] = self.counts.get(path, 0) + 1
-                if not self._answer(conn, path):
+        while not self.stopping:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(4096)
+                if not data:
                     return
+                buf += data
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            path = head.split(b" ")[1].decode()
+            with self.lock:
+                self.counts[path] = self.counts.get(path, 0) + 1
+            if not self._answer(conn, path):
+                return
 
     def _answer(self, conn, path):
         """Answer one request; False when the connection is done."""
@@ -372,8 +388,12 @@ class Misbehaving:
                 pass
             return False
         if path == "/chunked":
-            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         b"64\r\n" + self.BODY + b"\r\n0\r\n\r\n")
+            # Both framings, the Content-Length matching the chunked bytes:
+            # Transfer-Encoding wins (RFC 9112 6.3), so a client that went
+            # by Content-Length would succeed by accident; c10k load refuses.
+            body = b"64\r\n" + self.BODY + b"\r\n0\r\n\r\n"
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
             return True
         if path == "/until-close":
             conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + self.BODY)
@@ -429,6 +449,9 @@ def check_error_counts(d, seen, errors):
         errors.append(f"only {seen.get('/close', 0)} /close requests: reconnects not exercised")
 
 
+STALL_CONNS = 10
+
+
 def stall_server(pid, stop, stall=0.2, period=1.0):
     """SIGSTOP for stall seconds of every period, until stop is set."""
     while not stop.is_set():
@@ -447,11 +470,15 @@ def test_stall(args, tmp, res):
     errors, wrk = [], None
     try:
         staller.start()
-        rc, d, out, err = run_load(args, srv.url(), ["--rate", "2000", "--connections", "50",
-                                                     "--duration", "5", "--warmup", "1"] + LAG,
-                                   tmp)
+        # Few connections, so the requests caught in flight by a stall are
+        # well under 1% of a second's: p99 >= 100 ms then needs the latency
+        # of the requests queued behind the stall, counted from their
+        # intended time (from the actual send, p99 stays small).
+        rc, d, out, err = run_load(args, srv.url(), ["--rate", "2000", "--connections",
+                                                     str(STALL_CONNS), "--duration", "5",
+                                                     "--warmup", "1"] + STALL_LAG, tmp)
         try:
-            wrk = run_wrk(srv.url(), 50, 5, latency=True)
+            wrk = run_wrk(srv.url(), STALL_CONNS, 5, latency=True)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             errors.append(f"wrk on the stalled server: {e}")
     finally:
@@ -471,17 +498,24 @@ def test_stall(args, tmp, res):
 
 
 def print_stall_table(d, wrk):
+    """Both tools' figures. wrk 4.1 corrects its histogram after the run
+    (stats_correct: synthetic samples at value - k * interval), so its
+    percentiles are an estimate; its mean then exceeds what Little's law
+    allows for its own rate (connections / req/s), which is printed beside."""
     lat = d["latency_us"]
     print("     server stopped 200 ms of every second:")
-    print("     %-34s %10s %10s %10s %10s" % ("", "p50 ms", "p99 ms", "max ms", "req/s"))
-    print("     %-34s %10.3f %10.1f %10.1f %10.0f" % (
+    print("     %-36s %9s %9s %9s %9s %9s" % ("", "p50 ms", "p99 ms", "max ms", "mean ms", "req/s"))
+    print("     %-36s %9.3f %9.1f %9.1f %9.2f %9.0f" % (
         "c10k load, 2,000 req/s open loop", lat["p50"] / 1e3, lat["p99"] / 1e3,
-        lat["max"] / 1e3, d["rate_achieved"]))
+        lat["max"] / 1e3, lat["mean"] / 1e3, d["rate_achieved"]))
     if wrk:
         rps, p, _, _ = wrk
-        fmt = lambda v: "%10.3f" % v if v is not None else "%10s" % "-"
-        print("     %-34s %s %s %s %10.0f" % ("wrk, 50 connections closed loop", fmt(p.get(50)),
-                                              fmt(p.get(99)), fmt(p.get("max")), rps))
+        fmt = lambda v: "%9.3f" % v if v is not None else "%9s" % "-"
+        print("     %-36s %s %s %s %s %9.0f" % (
+            f"wrk -c{STALL_CONNS}, closed loop, corrected", fmt(p.get(50)), fmt(p.get(99)),
+            fmt(p.get("max")), fmt(p.get("mean")), rps))
+        print("     %-36s %9s %9s %9s %9.3f" % ("wrk mean by Little's law: C / rate", "", "",
+                                               "", 1e3 * STALL_CONNS / rps if rps else 0))
 
 
 USAGE_CASES = [
@@ -552,16 +586,26 @@ def test_usage(args, tmp, res):
               f"{len(USAGE_CASES) + len(BAD_URLS) + 4} bad command lines exit 2, --help complete")
 
 
-def hog(cpu):
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pin(cpu))
+def hog(cpu, seconds):
+    """A busy loop on cpu for seconds."""
+    code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    return subprocess.Popen([sys.executable, "-c", code], preexec_fn=pin(cpu))
 
 
-def starve(cpu):
-    """preexec: pin to cpu and run only when nothing else wants it."""
-    def fn():
-        os.sched_setaffinity(0, {cpu})
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    return fn
+def demote(pid, threads, timeout=10.0):
+    """SCHED_IDLE for every thread of pid, once it has them all: it then runs
+    only when nothing else on its CPU wants to. (Demoted from the start, even
+    its exec would take seconds.)"""
+    deadline = time.monotonic() + timeout
+    tasks = []
+    while time.monotonic() < deadline:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        if len(tasks) >= threads:
+            break
+        time.sleep(0.01)
+    for tid in tasks:
+        os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+    return len(tasks) >= threads
 
 
 def test_invalid(args, tmp, res):
@@ -570,26 +614,38 @@ def test_invalid(args, tmp, res):
         res.skip("invalid", "needs two CPUs (the server on one, the starved generator on the other)")
         return
     root = make_root(tmp)
+    out = os.path.join(tmp, "load.json")
     srv = Server(args.bin, root, cpu=cpus[0])
-    busy = hog(cpus[1])
-    errors = []
+    errors, busy, d = [], None, None
     try:
-        time.sleep(0.2)
-        # Little work: a starved process advances slowly, and it must finish.
-        rc, d, out, err = run_load(args, srv.url(), ["--rate", "1000", "--connections", "10",
-                                                     "--duration", "1", "--cpus", str(cpus[1])],
-                                   tmp, timeout=120, preexec=starve(cpus[1]))
+        # The whole 1 s window falls in the hog's 2 s, after a 0.5 s warm-up.
+        gen = subprocess.Popen([args.bin, "load", srv.url(), "--rate", "2000", "--connections",
+                                "10", "--warmup", "0.5", "--duration", "1", "--cpus",
+                                str(cpus[1]), "--json", out], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=pin(cpus[1]))
+        if not demote(gen.pid, 2):
+            errors.append("c10k load never started its thread")
+        busy = hog(cpus[1], 2.0)
+        stdout, stderr = gen.communicate(timeout=120)
     finally:
-        busy.kill()
-        busy.wait()
+        if busy:
+            busy.kill()
+            busy.wait()
         srv.stop()
+    if os.path.exists(out):
+        with open(out) as f:
+            d = json.load(f)
+    check_invalid(gen.returncode, d, stdout, stderr, errors)
+    res.check("invalid", errors, "" if errors else d["invalid_reason"])
+
+
+def check_invalid(rc, d, stdout, stderr, errors):
     if rc != 1:
-        errors.append(f"exit {rc}, want 1 for a starved generator; stdout: {out.strip()[-300:]}")
+        errors.append(f"exit {rc}, want 1 for a starved generator; stdout: {stdout.strip()[-300:]}")
     if d is None or d.get("valid") is not False or not d.get("invalid_reason"):
         errors.append(f"JSON valid={d and d.get('valid')} reason={d and d.get('invalid_reason')}")
-    if "INVALID" not in err:
-        errors.append(f"stderr does not say INVALID: {err.strip()[-200:]}")
-    res.check("invalid", errors, "" if errors else d["invalid_reason"])
+    if "INVALID" not in stderr:
+        errors.append(f"stderr does not say INVALID: {stderr.strip()[-200:]}")
 
 
 def load_saturated(args, url, conns, seconds, cpu, tmp):
@@ -650,13 +706,13 @@ def test_saturation(args, tmp, res):
 def test_saturation_smoke(args, tmp, res):
     errors = []
     try:
-        (w, wc), (l, lc) = map(medians, saturation_rounds(args, tmp, 1, 2))
+        (w, wc), (l, lc) = map(medians, saturation_rounds(args, tmp, 3, 2))
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         res.check("saturation-smoke", [str(e)])
         return
     if w <= 0 or l <= 0:
         errors.append(f"no throughput: wrk {w:.0f} req/s, c10k load {l:.0f} req/s")
-    elif lc > 1.25 * wc:
+    elif lc > wc:
         errors.append(f"c10k load spends {1e6 * lc:.1f} us CPU per request, wrk {1e6 * wc:.1f}")
     res.check("saturation-smoke", errors, f"CPU per request: c10k load {1e6 * lc:.1f} us, wrk "
                                           f"{1e6 * wc:.1f} us (make loadcheck compares req/s)")
