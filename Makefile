@@ -125,8 +125,9 @@ benchtest: all
 	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k
 	$(PYTHON) tests/bench/test_report.py
 
-# c10k load: histogram sums, schedule rate, the stall check beside wrk, usage
-# errors, invalid-run detection (tests/load/test_load.py, about a minute).
+# c10k load: histogram sums, schedule rate, error counting, the stall check
+# beside wrk, usage errors, invalid-run detection, peak rate against wrk on
+# the same CPU quota (tests/load/test_load.py, under a minute).
 loadtest: all
 	$(PYTHON) tests/load/test_load.py --bin $(BUILD)/c10k
 

@@ -188,6 +188,9 @@ typedef struct c10k_load_result_s {
 /* Merge the threads' results into r (report.c). Returns 0 or -ENOMEM. */
 int c10k_load_merge(c10k_load_result_t *r, c10k_load_thread_t *t, int nthreads);
 
+/* True when fewer than 99% of the scheduled rate was answered in the window. */
+bool c10k_load_below_target(const c10k_load_cfg_t *cfg, const c10k_load_result_t *r);
+
 /* The wrk-like summary on out. */
 void c10k_load_print_summary(FILE *out, const c10k_load_cfg_t *cfg, const c10k_load_result_t *r);
 

@@ -59,14 +59,15 @@
  * responses count as completed too).
  *
  * JSON (--json FILE): the keys of CONTRACTS.md section 1, and also
- * "scheduled" (intended times from t0 to the end: fixed by the schedule and
- * --seed), "unfinished" and "unfinished_oldest_us", "goodput_rps" (responses
- * below 400 per second), "service_latency_mean_us" (from the actual send, not
- * the intended one: in_flight_mean = rate_achieved * service latency is
- * Little's law over sent-not-answered requests, while latency_mean_us also
- * holds the wait for a busy connection), "send_lag_us" and "read_lag_us"
- * (samples, p50, p99, max, mean), "busy_max", "client_cpu_util",
- * "bytes_read", "connected", "threads", "schedule", "seed".
+ * "below_target" (under 99% of --rate answered in the window), "scheduled"
+ * (intended times from t0 to the end: fixed by the schedule and --seed),
+ * "unfinished" and "unfinished_oldest_us", "goodput_rps" (responses below
+ * 400 per second), "service_latency_mean_us" (from the actual send, not the
+ * intended one: in_flight_mean = rate_achieved * service latency is Little's
+ * law over sent-not-answered requests, while latency_mean_us also holds the
+ * wait for a busy connection), "send_lag_us" and "read_lag_us" (samples,
+ * p50, p99, max, mean), "busy_max", "client_cpu_util", "bytes_read",
+ * "connected", "threads", "schedule", "seed".
  *
  * Files: load.c the run and its verdict, cli.c the command line, loop.c one
  * thread's epoll loop, report.c the summary and the JSON, hist.c the
@@ -315,6 +316,11 @@ int c10k_load_main(int argc, char **argv)
     c10k_load_print_summary(stdout, &cfg, &res);
     if (!res.valid)
         fprintf(stderr, "c10k load: INVALID RUN: %s\n", res.invalid_reason);
+    else if (c10k_load_below_target(&cfg, &res))
+        fprintf(stderr,
+                "c10k load: below target: %.2f of %.2f req/s answered (the server's "
+                "doing: see the summary)\n",
+                (double)res.hist.total / cfg.duration_s, cfg.rate);
     if (cfg.json_path && write_json_file(&cfg, &res, &r) < 0)
         goto out;
     status = res.valid ? 0 : EXIT_INVALID;

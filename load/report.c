@@ -94,6 +94,11 @@ void c10k_load_result_free(c10k_load_result_t *r)
     r->sec_p99_ns = NULL;
 }
 
+bool c10k_load_below_target(const c10k_load_cfg_t *cfg, const c10k_load_result_t *r)
+{
+    return (double)r->hist.total / window_s(cfg) < 0.99 * cfg->rate;
+}
+
 /* --- the summary ------------------------------------------------------------------ */
 
 /* A latency the way wrk prints one: 85.00us, 1.23ms, 2.00s. */
@@ -170,19 +175,23 @@ static void print_generator(FILE *out, const c10k_load_cfg_t *cfg, const c10k_lo
 }
 
 /* Below the target through the server's doing is a valid result, but it is
- * said out loud, never left for the reader to notice. */
+ * said out loud, with what explains it, never left for the reader to notice. */
 static void print_shortfall(FILE *out, const c10k_load_cfg_t *cfg, const c10k_load_result_t *r)
 {
     double achieved = (double)r->hist.total / window_s(cfg);
     double busy = r->inflight_ns / (window_s(cfg) * 1e9) / (double)cfg->connections;
+    uint64_t failed = r->errors_total - r->errors[C10K_LOAD_ERR_STATUS];
 
-    if (!r->valid || achieved >= 0.99 * cfg->rate)
+    if (!r->valid || !c10k_load_below_target(cfg, r))
         return;
+    fprintf(out, "  BELOW TARGET: %.2f of %.2f req/s. ", achieved, cfg->rate);
+    if (failed > 0)
+        fprintf(out, "%" PRIu64 " requests or connects failed (see Errors). ", failed);
     fprintf(out,
-            "  BELOW TARGET: %.2f of %.2f req/s; connections were busy %.0f%% of the time, so "
-            "requests queued for them:\n  the server%s could not keep up, and the latencies "
-            "include that wait.\n",
-            achieved, cfg->rate, 100 * busy, busy > 0.9 ? " (or too few connections)" : "");
+            "Connections were waiting for responses %.0f%% of the time%s.\n"
+            "  The generator kept its schedule: the server did not keep up, and the latencies\n"
+            "  include the wait for a busy or reconnecting connection.\n",
+            100 * busy, busy > 0.9 ? " (more connections may help)" : "");
 }
 
 void c10k_load_print_summary(FILE *out, const c10k_load_cfg_t *cfg, const c10k_load_result_t *r)
@@ -227,6 +236,15 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* v with three decimals, or null when there is nothing to average. */
+static void json_real(FILE *f, double v, bool known)
+{
+    if (known)
+        fprintf(f, "%.3f", v);
+    else
+        fprintf(f, "null");
+}
+
 /* ns as microseconds, exactly: 123456 -> 123.456 */
 static void json_us(FILE *f, uint64_t ns)
 {
@@ -249,10 +267,9 @@ static void json_latency(FILE *f, const c10k_hist_t *h)
             fprintf(f, "null");
         fprintf(f, ", ");
     }
-    if (h->total)
-        fprintf(f, "\"mean\": %.3f}", c10k_hist_mean(h) / 1e3);
-    else
-        fprintf(f, "\"mean\": null}");
+    fprintf(f, "\"mean\": ");
+    json_real(f, c10k_hist_mean(h) / 1e3, h->total > 0);
+    fprintf(f, "}");
 }
 
 static void json_histogram(FILE *f, const c10k_hist_t *h)
@@ -330,13 +347,17 @@ static void json_counts(FILE *f, const c10k_load_cfg_t *cfg, const c10k_load_res
     double win = window_s(cfg), n = (double)r->hist.total;
 
     fprintf(f, "  \"rate_target\": %.3f,\n  \"rate_achieved\": %.3f,\n", cfg->rate, n / win);
+    fprintf(f, "  \"below_target\": %s,\n", c10k_load_below_target(cfg, r) ? "true" : "false");
     fprintf(f, "  \"goodput_rps\": %.3f,\n", (n - (double)r->errors[C10K_LOAD_ERR_STATUS]) / win);
     fprintf(f, "  \"requests\": %" PRIu64 ",\n  \"errors\": ", r->hist.total);
     json_errors(f, r);
     fprintf(f, ",\n  \"errors_total\": %" PRIu64 ",\n  \"latency_us\": ", r->errors_total);
     json_latency(f, &r->hist);
-    fprintf(f, ",\n  \"latency_mean_us\": %.3f,\n", c10k_hist_mean(&r->hist) / 1e3);
-    fprintf(f, "  \"service_latency_mean_us\": %.3f,\n", n ? r->service_ns / n / 1e3 : 0.0);
+    fprintf(f, ",\n  \"latency_mean_us\": ");
+    json_real(f, c10k_hist_mean(&r->hist) / 1e3, n > 0);
+    fprintf(f, ",\n  \"service_latency_mean_us\": ");
+    json_real(f, n > 0 ? r->service_ns / n / 1e3 : 0, n > 0);
+    fprintf(f, ",\n");
     fprintf(f, "  \"in_flight_mean\": %.3f,\n", r->inflight_ns / (win * 1e9));
     fprintf(f, "  \"scheduled\": %" PRIu64 ",\n", r->scheduled);
     fprintf(f, "  \"unfinished\": %" PRIu64 ",\n  \"unfinished_oldest_us\": ", r->unfinished);
