@@ -5,6 +5,7 @@
  *   c10k models [--variants | --per-connection]   list the models built in
  *   c10k bench [flags]         the benchmark harness (bench/c10k_bench.py)
  *   c10k report [flags]        the report generator (bench/report.py)
+ *   c10k load URL [flags]      the open-loop load generator (load/load.c)
  *   c10k --version             the version, the models built in
  *
  * serve parses the common flags, hands the rest to the model's set_opt(),
@@ -13,6 +14,7 @@
  * handles itself, prints the start line and calls model->run().
  * Every usage error exits with status 2 and a message naming the problem.
  */
+#include "load.h"
 #include "server.h"
 
 #include <errno.h>
@@ -92,6 +94,7 @@ static void usage_top(FILE *f)
                "                        connection (c10k bench does not pass them --workers)\n"
                "  bench [flags]         benchmark every model against nginx (c10k bench --help)\n"
                "  report RUN_DIR        write report.md and report.html for a bench run\n"
+               "  load URL [flags]      open-loop HTTP load at a fixed rate (c10k load --help)\n"
                "  help                  this text\n"
                "  --version             the version and the models built in\n");
 }
@@ -662,6 +665,8 @@ int main(int argc, char **argv)
         return cmd_python("report.py", false, argc - 1, argv + 1);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
         return cmd_version();
+    if (strcmp(cmd, "load") == 0)
+        return c10k_load_main(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage_top(argc > 1 ? stdout : stderr);
         return argc > 1 ? 0 : EXIT_USAGE;
