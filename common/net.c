@@ -1,26 +1,81 @@
 /*
  * net.c - the socket side shared by the models: listeners, stop signalling,
  * pinning, the access log, and sending a response plan on blocking and
- * non-blocking sockets. The handler (http.c) never sees any of this.
+ * non-blocking sockets. The handler (http.c) never sees any of this, and
+ * nothing here calls the handler (blocking.c does), so programs that are not
+ * c10k models (bench/ceiling) can link this file alone.
  */
 #include "server.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 /* --- listeners ------------------------------------------------------------ */
+
+int c10k_listen_first(c10k_server_t *srv, const char **why)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char port[8];
+    int fd = -1, one = 1, rc;
+
+    snprintf(port, sizeof(port), "%d", srv->cfg.port);
+    rc = getaddrinfo(srv->cfg.bind, port, &hints, &ai);
+    if (rc != 0) {
+        *why = "not a numeric IPv4 or IPv6 address";
+        rc = -EINVAL;
+        goto out;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    *why = "socket";
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    *why = "SO_REUSEPORT";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    *why = "TCP_NODELAY or TCP_NOTSENT_LOWAT";
+    if (c10k_sock_tune(fd) < 0)
+        goto fail;
+    *why = "bind";
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        goto fail;
+    *why = "listen";
+    if (listen(fd, srv->cfg.backlog) < 0)
+        goto fail;
+    *why = "getsockname";
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        goto fail;
+    srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    rc = fd;
+    goto out;
+fail:
+    rc = -errno;
+    if (fd >= 0)
+        close(fd);
+out:
+    if (ai)
+        freeaddrinfo(ai);
+    return rc;
+}
 
 int c10k_listen_more(const c10k_server_t *srv)
 {
@@ -107,6 +162,29 @@ int c10k_wait_for_stop(c10k_server_t *srv)
     }
     c10k_request_stop(srv);
     return sig;
+}
+
+void c10k_block_signals(void)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+void c10k_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 /* --- CPUs -------------------------------------------------------------------- */
@@ -243,35 +321,6 @@ c10k_status_t c10k_send_plan_nb(int fd, const c10k_resp_t *resp, const char *hea
     return C10K_OK;
 }
 
-/* --- blocking connections --------------------------------------------------------- */
-
-/* Wait until fd is readable (1), the deadline passes (0), a stop was requested
- * and fd has nothing to read (-ECANCELED), or poll fails (negative errno).
- * Readable data wins over a stop, so a request that already arrived is
- * answered (with Connection: close) rather than dropped. Only an idle
- * keep-alive connection (idle) is closed by a stop: a client just accepted,
- * or halfway through sending a request, is still owed its response. */
-static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline, bool idle)
-{
-    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv->stop_fd, .events = POLLIN}};
-
-    for (;;) {
-        int64_t left = deadline - c10k_now_ms();
-        int n;
-        if (left <= 0)
-            return 0;
-        n = poll(p, idle ? 2 : 1, (int)left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (p[0].revents)
-            return 1;
-        if (p[1].revents)
-            return -ECANCELED;
-    }
-}
-
 c10k_status_t c10k_send_plan_blocking(const c10k_server_t *srv, int fd, const c10k_resp_t *resp,
                                       const char *head, size_t *sent)
 {
@@ -290,86 +339,4 @@ c10k_status_t c10k_send_plan_blocking(const c10k_server_t *srv, int fd, const c1
         *sent += (size_t)n;
     }
     return C10K_OK;
-}
-
-static void set_send_timeout(int fd)
-{
-    struct timeval tv = {.tv_sec = C10K_SEND_TIMEOUT_MS / 1000};
-
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-/* Answer every complete request in buf. Returns the bytes left over (an
- * incomplete head), or -1 when the connection must close. */
-static ssize_t answer_buffered(c10k_server_t *srv, int fd, const struct sockaddr *peer,
-                               c10k_req_t *req, char *buf, size_t len, char *head, unsigned *served)
-{
-    while (len > 0) {
-        c10k_resp_t resp;
-        size_t sent = 0;
-        c10k_status_t st;
-        ssize_t used;
-
-        req->force_close = atomic_load(&srv->stopping);
-        used = c10k_http_handle(&srv->site, req, buf, len, head, C10K_HEAD_BUF, &resp);
-        if (used == C10K_INCOMPLETE)
-            return (ssize_t)len;
-        if (used < 0)
-            return -1;
-        st = c10k_send_plan_blocking(srv, fd, &resp, head, &sent);
-        c10k_log_access(srv, peer, &resp, sent);
-        c10k_resp_finish(&resp);
-        (*served)++;
-        if (st != C10K_OK || !resp.keep_alive)
-            return -1;
-        memmove(buf, buf + used, len - (size_t)used);
-        len -= (size_t)used;
-    }
-    return 0;
-}
-
-unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *peer, char *buf,
-                             char *head)
-{
-    c10k_req_t req;
-    unsigned served = 0;
-    size_t len = 0;
-    /* The first request is on the header clock from accept, as in nginx. */
-    int64_t deadline = c10k_now_ms() + srv->cfg.header_ms;
-
-    c10k_req_init(&req);
-    set_send_timeout(fd);
-    for (;;) {
-        int r = wait_readable(srv, fd, deadline, served > 0 && len == 0);
-        ssize_t n, left;
-
-        if (r == 0) {
-            c10k_resp_t resp;
-            size_t sent;
-            if (c10k_http_timeout(&req, len, head, C10K_HEAD_BUF, &resp)) {
-                c10k_send_plan_blocking(srv, fd, &resp, head, &sent);
-                c10k_log_access(srv, peer, &resp, sent);
-                c10k_resp_finish(&resp);
-            }
-            goto out;
-        }
-        if (r < 0)
-            goto out;
-        n = recv(fd, buf + len, C10K_REQ_BUF - len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            goto out;
-        if (len == 0 && served > 0) /* first byte of the next request */
-            deadline = c10k_now_ms() + srv->cfg.header_ms;
-        left = answer_buffered(srv, fd, peer, &req, buf, len + (size_t)n, head, &served);
-        if (left < 0)
-            goto out;
-        if (left == 0 || (size_t)left < len + (size_t)n)
-            deadline = c10k_now_ms() + (left ? srv->cfg.header_ms : srv->cfg.keepalive_ms);
-        len = (size_t)left;
-    }
-out:
-    close(fd);
-    return served;
 }
