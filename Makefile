@@ -1,6 +1,7 @@
 # c10k - one static-file handler, many concurrency models, one harness.
 #
-#   make          build build/c10k (installs missing Debian packages first)
+#   make          build build/c10k and build/c10k-ceiling (installs missing
+#                 Debian packages first)
 #   make test     unit tests, then the conformance suite on every model
 #   make bench    the quick benchmark profile, nginx included
 #   make deps     check for (and, as root, install) the Debian packages
@@ -42,9 +43,9 @@ DEB_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
             linux-perf slowhttptest procps iproute2
 
-.PHONY: all deps test unit conformance system benchtest robustness bench fuzz clean format check-format
+.PHONY: all deps test unit conformance system benchtest ceilingtest robustness bench fuzz clean format check-format
 
-all: deps $(BUILD)/c10k
+all: deps $(BUILD)/c10k $(BUILD)/c10k-ceiling
 
 # Runs every time but is cheap: dpkg-query answers in milliseconds, and
 # apt-get is only called when something is missing.
@@ -68,6 +69,16 @@ $(BUILD)/c10k: $(BUILD)/common/main.o $(BUILD)/models.o $(MODEL_OBJS) $(COMMON_O
 $(BUILD)/%.o: %.c $(wildcard common/*.h) | $(BUILD)/.dirs
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# The ceiling (bench/ceiling/ceiling.c): a canned-response reference server
+# c10k bench runs beside nginx. Not a model: no handler, so it links the
+# handler-free parts of common/ only.
+CEILING_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/ceiling/*.c))
+
+$(BUILD)/c10k-ceiling: $(CEILING_OBJS) $(BUILD)/common/net.o $(BUILD)/common/cli.o
+	$(CC) $(LDFLAGS) -o $@ $^ -luring
+
+$(CEILING_OBJS): bench/ceiling/ceiling.h
 
 # The model table. Regenerated when the MODELS list changes.
 $(BUILD)/models.c: $(BUILD)/.models | $(BUILD)/.dirs
@@ -115,13 +126,18 @@ system: all
 	@if echo " $(MODELS) " | grep -q " uring "; then $(PYTHON) tests/uring/test_uring.py --bin $(BUILD)/c10k; fi
 
 # The harness and the report generator: a smoke run plus nginx, the
-# method check, and the report on a stored fixture run.
-benchtest: all
+# method check, and the report on a stored fixture run; and the ceiling
+# reference server on both its drivers.
+benchtest: all ceilingtest
 	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k
 	$(PYTHON) tests/bench/test_report.py
 
+ceilingtest: all
+	$(PYTHON) tests/bench/test_ceiling.py --bin $(BUILD)/c10k-ceiling
+
 # Under a sanitizer, make test runs the unit and conformance suites on every
-# model (the load-heavy system and bench tests add time, not coverage).
+# model (the load-heavy system and bench tests add time, not coverage), and
+# under ASan and UBSan the ceiling's tests too (its only coverage).
 ifneq ($(findstring thread,$(SANITIZE)),)
 # Criterion's shared arena cannot be mapped under TSan's memory layout, and
 # the handler the unit tests cover runs in one thread per call anyway.
@@ -131,8 +147,9 @@ test: MODELS := $(filter-out uring,$(MODELS))
 test: conformance
 	@echo "unit: SKIP under SANITIZE=thread (Criterion cannot start under TSan; ASan runs them)"
 	@echo "conformance: SKIP uring under SANITIZE=thread (TSan CHECK-fails on io_uring descriptors)"
+	@echo "ceilingtest: SKIP under SANITIZE=thread (it runs io_uring too; ASan runs it)"
 else ifneq ($(SANITIZE),)
-test: unit conformance
+test: unit conformance ceilingtest
 else
 test: unit conformance system benchtest
 endif
