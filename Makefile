@@ -1,6 +1,7 @@
 # c10k - one static-file handler, many concurrency models, one harness.
 #
-#   make          build build/c10k (installs missing Debian packages first)
+#   make          build build/c10k and build/c10k-ceiling (installs missing
+#                 Debian packages first)
 #   make test     unit tests, then the conformance suite on every model
 #   make bench    the quick benchmark profile, nginx included
 #   make deps     check for (and, as root, install) the Debian packages
@@ -46,10 +47,10 @@ DEB_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
             linux-perf slowhttptest procps iproute2 strace media-types goaccess chromium
 
-.PHONY: all deps test unit conformance system benchtest loadtest loadcheck robustness bench fuzz \
-        clean format check-format report-screenshots
+.PHONY: all deps test unit conformance system benchtest ceilingtest loadtest loadcheck robustness \
+        bench fuzz clean format check-format report-screenshots
 
-all: deps $(BUILD)/c10k
+all: deps $(BUILD)/c10k $(BUILD)/c10k-ceiling
 
 # Runs every time but is cheap: dpkg-query answers in milliseconds, and
 # apt-get is only called when something is missing.
@@ -74,6 +75,16 @@ $(BUILD)/%.o: %.c $(wildcard common/*.h) | $(BUILD)/.dirs
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(LOAD_OBJS) $(BUILD)/common/main.o: $(wildcard load/*.h)
+
+# The ceiling (bench/ceiling/ceiling.c): a canned-response reference server
+# c10k bench runs beside nginx. Not a model: no handler, so it links the
+# handler-free parts of common/ only.
+CEILING_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/ceiling/*.c))
+
+$(BUILD)/c10k-ceiling: $(CEILING_OBJS) $(BUILD)/common/net.o $(BUILD)/common/cli.o
+	$(CC) $(LDFLAGS) -o $@ $^ -luring
+
+$(CEILING_OBJS): bench/ceiling/ceiling.h
 
 # The model table. Regenerated when the MODELS list changes.
 $(BUILD)/models.c: $(BUILD)/.models | $(BUILD)/.dirs
@@ -123,8 +134,8 @@ system: all
 # The harness and the report generator: the harness's pure parts, a smoke
 # run (two rounds, a variant, nginx), the method check, the report on stored
 # fixture runs (schema 1 and 2), and the report in headless Chromium at
-# 1,400 and 420 px wide.
-benchtest: all
+# 1,400 and 420 px wide; and the ceiling reference server on both drivers.
+benchtest: all ceilingtest
 	$(PYTHON) tests/bench/test_harness_units.py
 	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k
 	$(PYTHON) tests/bench/test_report.py
@@ -146,8 +157,12 @@ loadtest: all
 loadcheck: all
 	$(PYTHON) tests/load/test_load.py --bin $(BUILD)/c10k --only saturation
 
+ceilingtest: all
+	$(PYTHON) tests/bench/test_ceiling.py --bin $(BUILD)/c10k-ceiling
+
 # Under a sanitizer, make test runs the unit and conformance suites on every
-# model (the load-heavy system and bench tests add time, not coverage).
+# model (the load-heavy system and bench tests add time, not coverage), and
+# under ASan and UBSan the ceiling's tests too (its only coverage).
 ifneq ($(findstring thread,$(SANITIZE)),)
 # Criterion's shared arena cannot be mapped under TSan's memory layout, and
 # the handler the unit tests cover runs in one thread per call anyway.
@@ -157,8 +172,9 @@ test: MODELS := $(filter-out uring,$(MODELS))
 test: conformance
 	@echo "unit: SKIP under SANITIZE=thread (Criterion cannot start under TSan; ASan runs them)"
 	@echo "conformance: SKIP uring under SANITIZE=thread (TSan CHECK-fails on io_uring descriptors)"
+	@echo "ceilingtest: SKIP under SANITIZE=thread (it runs io_uring too; ASan runs it)"
 else ifneq ($(SANITIZE),)
-test: unit conformance
+test: unit conformance ceilingtest
 else
 test: unit conformance system benchtest loadtest
 endif
