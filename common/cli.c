@@ -47,6 +47,24 @@ int c10k_parse_seconds(const char *cmd, const char *flag, const char *s, int *ms
     return 0;
 }
 
+int c10k_parse_real(const char *cmd, const char *flag, const char *s, double min, double max,
+                    bool zero_ok, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v > max || (v < min && !(zero_ok && v == 0))) {
+        char want[96];
+        snprintf(want, sizeof(want), "want a number from %g to %g%s", min, max,
+                 zero_ok && min > 0 ? ", or 0" : "");
+        return bad_value(cmd, flag, s, want);
+    }
+    *out = v;
+    return 0;
+}
+
 int c10k_parse_cpus(const char *cmd, const char *s, int *cpus, int cap, int *n)
 {
     const char *p = s;
@@ -56,7 +74,7 @@ int c10k_parse_cpus(const char *cmd, const char *s, int *cpus, int cap, int *n)
     while (*p) {
         char *end;
         long lo = strtol(p, &end, 10), hi = lo;
-        if (end == p)
+        if (end == p || *p == '-' || *p == '+')
             goto bad;
         if (*end == '-') {
             p = end + 1;
@@ -72,7 +90,7 @@ int c10k_parse_cpus(const char *cmd, const char *s, int *cpus, int cap, int *n)
             cpus[(*n)++] = (int)c;
         }
         p = end;
-        if (*p == ',')
+        if (*p == ',' && p[1]) /* "0," is a typo, not a list */
             p++;
         else if (*p)
             goto bad;

@@ -7,6 +7,7 @@
  * must parse whole: "10s", "1e", "nan" and out-of-range values are refused,
  * never truncated.
  */
+#include "cli.h"
 #include "gen.h"
 
 #include <errno.h>
@@ -93,84 +94,19 @@ void c10k_load_usage(FILE *f)
                "Times accept decimals (0.5).\n");
 }
 
-/* --- values: each returns 0 or -EINVAL after printing why ----------------- */
+/* --- values: common/cli.h's parsers, so every c10k command says it alike --- */
 
-static int bad_value(const char *flag, const char *value, const char *want)
+#define CMD "c10k load"
+
+static int parse_real(const char *flag, const char *s, double min, double max, bool zero_ok,
+                      double *out)
 {
-    fprintf(stderr, "c10k load: --%s '%s': %s\n", flag, value, want);
-    return -EINVAL;
+    return c10k_parse_real(CMD, flag, s, min, max, zero_ok, out);
 }
 
 static int parse_long(const char *flag, const char *s, long min, long max, long *out)
 {
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        char want[80];
-        snprintf(want, sizeof(want), "want a whole number from %ld to %ld", min, max);
-        return bad_value(flag, s, want);
-    }
-    *out = v;
-    return 0;
-}
-
-/* A finite decimal in (min, max], or [0, max] when zero_ok. */
-static int parse_real(const char *flag, const char *s, double min, double max, bool zero_ok,
-                      double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v > max || v < 0 || (v == 0 && !zero_ok) ||
-        (v > 0 && v < min)) {
-        char want[96];
-        snprintf(want, sizeof(want), "want a number %s %g and at most %g", zero_ok ? "from" : "of",
-                 zero_ok ? 0.0 : min, max);
-        return bad_value(flag, s, want);
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_cpus(const char *s, c10k_load_cfg_t *cfg)
-{
-    long ncpu = sysconf(_SC_NPROCESSORS_CONF);
-    const char *p = s;
-
-    cfg->ncpus = 0;
-    while (*p) {
-        char *end;
-        long lo = strtol(p, &end, 10), hi = lo;
-        if (end == p || *p == '-')
-            goto bad;
-        if (*end == '-') {
-            p = end + 1;
-            hi = strtol(p, &end, 10);
-            if (end == p)
-                goto bad;
-        }
-        if (lo < 0 || hi < lo || hi >= ncpu)
-            goto bad;
-        for (long c = lo; c <= hi; c++) {
-            if (cfg->ncpus == C10K_LOAD_CPUS_MAX)
-                goto bad;
-            cfg->cpus[cfg->ncpus++] = (int)c;
-        }
-        p = end;
-        if (*p == ',' && p[1])
-            p++;
-        else if (*p)
-            goto bad;
-    }
-    if (cfg->ncpus > 0)
-        return 0;
-bad:
-    return bad_value("cpus", s, "want CPU numbers that exist here, e.g. 1 or 0-1,3");
+    return c10k_parse_uint(CMD, flag, s, min, max, out);
 }
 
 static int set_opt(c10k_load_cfg_t *cfg, opt_id_t id, const char *v)
@@ -195,7 +131,7 @@ static int set_opt(c10k_load_cfg_t *cfg, opt_id_t id, const char *v)
         cfg->threads = (int)n;
         return rc;
     case OPT_CPUS:
-        return parse_cpus(v, cfg);
+        return c10k_parse_cpus(CMD, v, cfg->cpus, C10K_LOAD_CPUS_MAX, &cfg->ncpus);
     case OPT_PATHS:
         cfg->paths_file = v;
         return 0;
