@@ -135,7 +135,8 @@ class NetnsBenchTest(Base):
         wrk = [f for f in os.listdir(raw) if f.startswith("wrk_epoll") and f.endswith(".txt")]
         with open(os.path.join(raw, wrk[0])) as f:
             self.assertRegex(f.readline(), r"^\$ ip netns exec c10k-\d+-\d+-cli taskset ")
-        self.assertNothingLeft(int(veth["server_ns"].split("-")[1]))
+        # gone when the run ends, not later (the guard would get there too)
+        self.assertNothingLeft(int(veth["server_ns"].split("-")[1]), wait=0)
 
     def test_link_rate(self):
         r = self.bench(["--link-rate", "100mbit", "--models", "epoll", "--connections", "8",
@@ -231,8 +232,8 @@ class NetnsBenchTest(Base):
     def test_links_profile(self):
         if QUICK:
             self.skipTest("--quick: make test-links runs it")
-        r = self.bench(["--profile", "links", "--models", "threaded,epoll", "--duration", "2",
-                        "--warmup", "0"], timeout=900)
+        r = self.bench(["--profile", "links", "--models", "threaded,epoll", "--duration", "2"],
+                       timeout=900)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         doc = load(self.out)
         self.assertEqual(doc["run"]["settings"]["links"], ["loopback", "veth", "veth 100mbit"])
@@ -242,7 +243,9 @@ class NetnsBenchTest(Base):
         slow = "1MiB-ka-c1000-veth100mbit"
         threaded = cells["threaded", slow]["repeats"][0]
         epoll = cells["epoll", slow]["repeats"][0]
-        self.assertGreaterEqual(threaded["threads_max"], 1000)   # one per downloading client
+        # about one thread per downloading client (the accept loop may still
+        # be catching up on a busy machine), and one loop
+        self.assertGreaterEqual(threaded["threads_max"], 900)
         self.assertLessEqual(epoll["threads_max"], 4)            # one loop (and its main thread)
         self.assertEqual(threaded["conns_established"], 1000)
         for (model, sid), c in cells.items():

@@ -41,11 +41,13 @@ class MergeTest(unittest.TestCase):
         a = {"requests": 100, "bytes": 1000, "duration_us": 5_000_000,
              "errors": {"connect": 1, "read": 0, "write": 0, "timeout": 2, "status": 3},
              "latency_us": {"min": 100, "max": 10000, "mean": 199, "stdev": 1},
-             "histogram_us": [[100, 99], [10000, 1]], "recorded": 100}
+             "histogram_us": [[100, 99], [10000, 1]], "recorded": 100,
+             "percentiles_us": [[p, 100 if p <= 99 else 10000] for p in merge.WRK_PERCENTILES]}
         b = {"requests": 100, "bytes": 3000, "duration_us": 5_100_000,
              "errors": {"connect": 0, "read": 4, "write": 5, "timeout": 0, "status": 0},
              "latency_us": {"min": 1000, "max": 1000, "mean": 1000, "stdev": 0},
-             "histogram_us": [[1000, 100]], "recorded": 100}
+             "histogram_us": [[1000, 100]], "recorded": 100,
+             "percentiles_us": [[p, 1000] for p in merge.WRK_PERCENTILES]}
         m = merge.merge_wrk([a, b])
         self.assertEqual(m["hosts"], 2)
         self.assertEqual(m["requests"], 200)
