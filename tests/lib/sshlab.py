@@ -10,7 +10,8 @@
         lab.addr(i)              # remote i's address (198.18.i.2); here is 198.18.i.1
 
 A Lab of network namespaces (bench/harness/netns.py): one for "here" and one
-per remote, each remote joined to "here" by its own veth pair. In every
+per remote, each remote joined to "here" by its own veth pair; "here"
+forwards between them, so the remotes reach each other as well. In every
 remote namespace runs an sshd (Debian's openssh-server) of its own, on port
 22 of that namespace only, with a host key and a client key generated for
 this lab and authorised for the current user. Nothing touches the machine's
@@ -123,6 +124,11 @@ class SshLab:
             ns = self.lab.add_ns("rem%d" % i)
             self.remote_ns.append(ns)
             self.links.append(self.lab.connect(self.here, ns))
+        # "here" routes between the remotes, so they reach each other too
+        # (a server on one, the load on another)
+        netns.ip(None, "netns", "exec", self.here, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for ns, link in zip(self.remote_ns, self.links):
+            netns.ip(ns, "route", "add", "default", "via", link.a_addr)
         _keygen(os.path.join(self.dir, "host_ed25519"))
         _keygen(os.path.join(self.dir, "id_ed25519"))
         shutil.copy(os.path.join(self.dir, "id_ed25519.pub"),

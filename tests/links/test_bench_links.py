@@ -353,6 +353,21 @@ class RemoteBenchTest(Base):
                 self.assertIn("http://%s:" % self.lab.local_addr(i), text)
         self.check_remote_gone(clients, before)
 
+    def test_server_and_clients_remote(self):
+        if QUICK:
+            self.skipTest("--quick: make test-links runs it")
+        before = self.agent_work_dirs()
+        r = self.remote_bench(["--server-host", self.lab.hosts[0], "--client-host",
+                               self.lab.hosts[1]] + SMALL)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        doc = load(self.out)
+        self.check_cells(doc, "network", 16)
+        net = doc["environment"]["network"]
+        for c in doc["cells"]:
+            with open(os.path.join(self.out, "latest", c["repeats"][0]["raw"]["wrk_text"])) as f:
+                self.assertIn("http://%s:" % self.lab.addr(0), f.read())
+        self.check_remote_gone([net["server_host"]] + net["client_hosts"], before)
+
     def test_unreachable_host(self):
         r = self.remote_bench(["--server-host", "nosuchhost.invalid"] + SMALL, timeout=120)
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
