@@ -255,8 +255,9 @@ class ReportLinksTest(unittest.TestCase):
                       "connection, epoll 2 threads in all; 30.0 KiB of memory per connection "
                       "against 1.5", text)
         self.assertIn("Both kept the link busy (12.0 and 12.0 MB/s of its 12.5), so the link, "
-                      "not the model, set the pace: 11 and 11 req/s (1,000 connections sharing 12.5 MB/s take "
-                      "about 84 s for each 1 MiB answer, longer than the 5 s window)", text)
+                      "not the model, set the pace: 11 and 11 req/s (1,000 connections sharing "
+                      "12.5 MB/s take about 84 s for each 1 MiB answer, longer than the 5 s "
+                      "window)", text)
         self.assertIn("On loopback the same load ran at 2,000 req/s", text)
         self.assertIn(text, rsummary.findings(rdata.Run(links_doc())))
 
