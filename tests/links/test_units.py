@@ -316,10 +316,17 @@ class LocalAgent:
         return msg
 
     def close(self):
-        if self.proc.poll() is None:
+        """End the session as ssh would (EOF); the agent cleans up and exits."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
             f.close()
 
 
@@ -336,10 +343,14 @@ class AgentTest(unittest.TestCase):
         if not os.access(BIN, os.X_OK):
             self.skipTest("no c10k binary at %s (set C10K_BIN or pass --bin)" % BIN)
         self.a = LocalAgent()
+        self.addCleanup(self.work_dir_gone)
         self.addCleanup(self.a.close)
         hello = self.a.call("hello", protocol=agent.PROTOCOL)
         self.assertTrue(hello["ok"], hello)
         self.info = hello["result"]
+
+    def work_dir_gone(self):
+        self.assertFalse(os.path.exists(self.info["work"]), "the agent left its work directory")
 
     def test_hello(self):
         self.assertEqual(self.info["bin"], os.path.abspath(BIN))
