@@ -30,6 +30,9 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import c10ktest  # noqa: E402
+
 SERVER_START_S = 5
 IO_TIMEOUT_S = 10
 
@@ -39,25 +42,17 @@ class Skip(Exception):
 
 
 class Server:
-    """One `c10k serve uring` child; the port comes from its start line."""
+    """One `c10k serve uring` child (tests/lib's helper, which always drains
+    its output); the port comes from its start line."""
 
-    def __init__(self, bin_path, root, args=(), preexec=None):
-        cmd = [bin_path, "serve", "uring", "--port", "0", "--root", root, *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=preexec)
-        self.port = None
-        line = self._start_line()
-        m = re.search(r"127\.0\.0\.1:(\d+)/", line)
-        if not m:
-            err = self.finish()
-            if self.proc.returncode == 2 and "unavailable" in err:
-                raise Skip(err.strip().splitlines()[-1])
-            raise AssertionError(f"no start line: {line!r} rc={self.proc.returncode} {err}")
-        self.port = int(m.group(1))
-
-    def _start_line(self):
-        r, _, _ = select.select([self.proc.stdout], [], [], SERVER_START_S)
-        return self.proc.stdout.readline().decode() if r else ""
+    def __init__(self, bin_path, root, args=()):
+        argv = [bin_path, "serve", "uring", "--port", "0", "--root", root, *args]
+        try:
+            self.srv = c10ktest.Server(argv, timeout=SERVER_START_S)
+        except c10ktest.Unsupported as e:
+            raise Skip(str(e).strip().splitlines()[-1])
+        self.proc = self.srv.proc
+        self.port = self.srv.port
 
     def connect(self, rcvbuf=None):
         s = socket.socket()
@@ -70,21 +65,18 @@ class Server:
 
     def stop(self, timeout=15):
         """SIGTERM; the server must exit 0 with no sanitizer report."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        err = self.finish(timeout)
-        if self.proc.returncode != 0 or "Sanitizer" in err or "runtime error" in err:
-            raise AssertionError(f"server exit status {self.proc.returncode}: {err[-2000:]}")
+        status = self.srv.stop(timeout)
+        err = self.srv.stderr()
+        self.srv.kill()
+        if status != 0 or "Sanitizer" in err or "runtime error" in err:
+            raise AssertionError(f"server exit status {status}: {err[-2000:]}")
         return err
 
     def finish(self, timeout=15):
-        try:
-            _, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
+        status = self.srv.stop(timeout)
+        if status is None:
             raise AssertionError("server did not exit after SIGTERM")
-        return err.decode(errors="replace")
+        return self.srv.stderr()
 
 
 def io_uring_unavailable(bin_path, root):
@@ -291,6 +283,7 @@ def t_bad_request_closes(ctx):
         st, hdrs, _ = r.response()
         assert 400 <= st < 500, st
         assert r.at_eof(), "connection stays open after a 4xx that closes"
+        s.close()  # else the server lingers (reading what we send) until --lingering-timeout
         # the server is still fine
         s2 = srv.connect()
         s2.sendall(get("/index.html"))
@@ -332,6 +325,7 @@ def t_header_timeout(ctx):
         assert st == 408, st
         assert 0.4 <= dt < 3, f"408 after {dt:.2f}s"
         assert r.at_eof()
+        s.close()  # the server lingers until our FIN
         # silent from accept: closed without a response
         s = srv.connect()
         t0 = time.monotonic()
