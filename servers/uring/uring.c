@@ -43,6 +43,36 @@
  *   index (next 24) and its generation (high 32), so a completion for a
  *   connection that has since been replaced is recognised and dropped.
  *
+ * Buffers, slots and backpressure
+ *   Three kinds of memory, none of which a slow client can take from others:
+ *     provided buffers  4 MiB per ring (1024 x 4 KiB), shared. The kernel
+ *                  picks one only when bytes arrive for an armed RECV; they
+ *                  are copied out in the same batch and the buffer goes back,
+ *                  so no connection holds one across a wait. When a batch
+ *                  finds the ring empty (-ENOBUFS) the connection queues and
+ *                  its RECV is re-armed as buffers come back.
+ *     request buffers  a c10k_io_t (32 KiB for request bytes, 10 KiB for the
+ *                  response head) per connection with a request under way,
+ *                  from the ring's pool; handed back between requests, so an
+ *                  idle keep-alive connection holds none.
+ *     slots        --entries x 32 KiB, registered, for the chunk in flight:
+ *                  head and the body read after it. A send to a client that
+ *                  does not read keeps its slot until the send completes; when
+ *                  every slot is so taken, a response uses 32 KiB of its own
+ *                  memory instead, so no request ever waits for a slot (and
+ *                  none can sit out its header timeout waiting for one).
+ *   Backpressure is conn.h's: while a response is in flight nothing is read,
+ *   and a RECV asks for no more than the room left in the request buffer, so
+ *   what a client sends ahead (pipelined requests, a body) stays in its
+ *   socket's receive queue, where TCP's window holds the client back. No
+ *   request is ever received and then dropped.
+ *   So a client that never reads holds: its request buffer, one chunk (a
+ *   slot or its own 32 KiB), and its socket's kernel buffers; for at most
+ *   the send timeout (C10K_SEND_TIMEOUT_MS without progress), after which
+ *   conn.h closes it (and TCP_USER_TIMEOUT makes the kernel give up on it).
+ *   It cannot hold a provided buffer, a place in a queue, or anything that
+ *   another connection waits for.
+ *
  * Why read + send rather than splice
  *   IORING_OP_SPLICE is always executed by an io-wq worker thread (the kernel
  *   marks it force-async), so every body costs a thread hand-off and a second
