@@ -15,11 +15,13 @@
  *                  connection's request buffer (a c10k_io_t, lent from the
  *                  ring's pool while a request is under way) and the buffer
  *                  goes straight back; conn.h parses.
- *     C10K_SEND    the head is copied into a registered "slot" buffer, the
- *                  file body is read right after it with READ_FIXED, and one
- *                  linked SEND puts head and body on the wire: two SQEs, zero
- *                  syscalls of its own. Bodies larger than a slot go out in
- *                  slot-sized chunks.
+ *     C10K_SEND    a response that fits in a 32 KiB "slot" (head and body):
+ *                  the head is copied into a registered slot, the file body
+ *                  is read right after it with READ_FIXED, and one linked
+ *                  SEND puts both on the wire: two SQEs, no syscall of its
+ *                  own. A larger body: SEND of the head (MSG_MORE), then
+ *                  SPLICE file -> pipe -> socket, linked, as often as the
+ *                  socket takes less than the rest (see "Large bodies").
  *     C10K_LINGER  a SHUTDOWN(SHUT_WR), then RECVs whose bytes are dropped.
  *     C10K_CLOSE   cancel what is in flight, then close.
  *     deadlines    one IORING_OP_TIMEOUT per connection, re-armed lazily:
@@ -55,35 +57,54 @@
  *                  response head) per connection with a request under way,
  *                  from the ring's pool; handed back between requests, so an
  *                  idle keep-alive connection holds none.
- *     slots        --entries x 32 KiB, registered, for the chunk in flight:
- *                  head and the body read after it. A send to a client that
- *                  does not read keeps its slot until the send completes; when
- *                  every slot is so taken, a response uses 32 KiB of its own
- *                  memory instead, so no request ever waits for a slot (and
- *                  none can sit out its header timeout waiting for one).
+ *     slots        --entries x 32 KiB, registered, for a response that fits
+ *                  in one (head and body). A send to a client that does not
+ *                  read keeps its slot until the send completes; when every
+ *                  slot is so taken, a response uses 32 KiB of its own memory
+ *                  instead, so no request ever waits for a slot (and none can
+ *                  sit out its header timeout waiting for one). A larger body
+ *                  never takes a slot: it is spliced through a pipe of the
+ *                  connection's own (from the ring's pool), which holds page
+ *                  references to the file, not copies.
  *   Backpressure is conn.h's: while a response is in flight nothing is read,
  *   and a RECV asks for no more than the room left in the request buffer, so
  *   what a client sends ahead (pipelined requests, a body) stays in its
  *   socket's receive queue, where TCP's window holds the client back. No
  *   request is ever received and then dropped.
- *   So a client that never reads holds: its request buffer, one chunk (a
- *   slot or its own 32 KiB), and its socket's kernel buffers; for at most
- *   the send timeout (C10K_SEND_TIMEOUT_MS without progress), after which
- *   conn.h closes it (and TCP_USER_TIMEOUT makes the kernel give up on it).
- *   It cannot hold a provided buffer, a place in a queue, or anything that
- *   another connection waits for.
+ *   So a client that never reads holds: its request buffer, one slot or its
+ *   own 32 KiB (small response) or one pipe (two descriptors, up to 1 MiB of
+ *   page references; large body), and its socket's kernel buffers; for at
+ *   most the send timeout (C10K_SEND_TIMEOUT_MS without progress), after
+ *   which conn.h closes it (and TCP_USER_TIMEOUT makes the kernel give up on
+ *   it). It cannot hold a provided buffer, a place in a queue, an io-wq
+ *   thread, or anything that another connection waits for.
  *
- * Why read + send rather than splice
- *   IORING_OP_SPLICE is always executed by an io-wq worker thread (the kernel
- *   marks it force-async), so every body costs a thread hand-off and a second
- *   runnable thread; READ_FIXED from the page cache completes inline during
- *   submission, and head + body leave in a single send. Measured on 1 KiB
- *   keep-alive, one CPU, 64 connections (tests/uring/README.md): read + send
- *   cost ~20 us of CPU per request, splice through a per-connection pipe
- *   ~30 us (two io-wq threads busy), and served ~25% fewer requests/s; so
- *   splice was not kept. The price is one copy of
- *   the body into user memory, which shows only for large files; --zc then
- *   avoids the copy on the socket side.
+ * Large bodies: read + send up to a slot, splice beyond
+ *   A body read into user memory and sent from there is copied twice by the
+ *   server (page cache -> slot, slot -> socket buffer); sendfile, which the
+ *   epoll models use, copies it not at all (the socket takes page
+ *   references). io_uring has no sendfile, but IORING_OP_SPLICE file -> pipe
+ *   -> socket moves the same page references. Its price: the kernel always
+ *   runs a splice in an io-wq worker thread (it is force-async), so each
+ *   round costs a hand-off to that thread and back, where READ_FIXED from the
+ *   page cache and SEND complete inline. So the choice is by size: a
+ *   response that fits in one slot (head + body up to 32 KiB) goes as
+ *   READ_FIXED + SEND, where two small copies cost less than a thread
+ *   hand-off; a larger body is spliced, where the copies would cost more
+ *   (tests/uring/README.md has the measurements, 1 KiB to 16 MiB). Three
+ *   rules keep splicing cheap and safe:
+ *     - The head goes first as an inline SEND with MSG_MORE, linked to the
+ *       two splices, so all three go in one submission and one hand-off.
+ *     - Each round tops the pipe up (1 MiB, F_SETPIPE_SZ) before splicing it
+ *       to the socket, so every round offers the socket all it can take.
+ *     - Accepted sockets are O_NONBLOCK: a splice to a full socket returns
+ *       what it moved (or -EAGAIN) instead of parking the io-wq thread until
+ *       the client reads; the next round waits in a POLL (no thread) first.
+ *       A slow client therefore holds its pipe, never a thread.
+ *   SEND_ZC from larger registered buffers was not taken: the body would
+ *   still be copied once into the buffer, over loopback the kernel copies
+ *   zero-copy pages again on delivery, and the buffer stays pinned until the
+ *   client has acknowledged the bytes, which a slow client may never do.
  *
  * What it needs
  *   Linux 6.1+ (provided-buffer rings and IORING_OP_SEND_ZC arrived in 6.0,
@@ -105,15 +126,16 @@
  *                  task-clock -p PID`, `ps -L -p PID` and `pidstat -t -p PID`
  *                  include it; and with --cpus it is pinned to its worker's
  *                  CPU (IORING_SETUP_SQ_AFF), so a one-CPU comparison stays
- *                  honest. There it loses (~37,000 against ~60,000 req/s,
- *                  1 KiB, 64 connections): poller and worker share the CPU.
- *                  It pays only with a core to spare.
- *     --zc         send chunks of 16 KiB or more with SEND_ZC (zero copy);
- *                  the slot is reused only after the kernel's notification.
- *                  Over loopback it is slower (5 MB bodies, one CPU: 0.95
- *                  against 1.75 GB/s copied; epoll's sendfile 1.07): local
- *                  delivery copies anyway and every send completes twice.
- *                  It is meant for a real NIC.
+ *                  honest. There it loses (tests/uring/README.md): poller
+ *                  and worker share the CPU. It pays only with a core to
+ *                  spare.
+ *     --zc         send from the slots with SEND_ZC (zero copy) every chunk
+ *                  of 16 KiB or more, large bodies included (in slot-sized
+ *                  chunks, instead of splicing them); a slot is reused only
+ *                  after the kernel's notification. Over loopback it is
+ *                  slower (tests/uring/README.md): local delivery copies
+ *                  anyway and every send completes twice. It is meant for a
+ *                  real NIC.
  *   With --access-log, connections are accepted into ordinary descriptors,
  *   because the log needs getpeername() and a direct descriptor has no fd to
  *   ask.
@@ -122,7 +144,7 @@
  *   + Few syscalls: at load, one io_uring_enter serves many requests; no
  *     epoll_wait/read/write/sendfile per request.
  *   + Receive buffers are shared by the ring (provided buffers), not owned by
- *     every connection.
+ *     every connection; large bodies are spliced, never copied.
  *   - The most intricate model here: every operation's lifetime must be
  *     tracked (conn->inflight) before a connection can be closed, a recv
  *     can find the buffer ring empty (-ENOBUFS) and must be re-armed when
@@ -131,12 +153,17 @@
  *   - Memory per ring is set up front: 4 MiB of receive buffers and
  *     --entries x 32 KiB of response slots; when all slots are busy, a
  *     response uses memory of its own instead (never a wait).
- *   - Bodies are copied once through user memory (see above).
+ *   - Splicing costs an io-wq thread hand-off per round, and a pipe (two
+ *     descriptors) per connection sending a large body. When the client is
+ *     the bottleneck the rounds are many; on the shared VM the figures were
+ *     taken on, 16 MiB bodies then cost more CPU than epoll's sendfile (not
+ *     explained yet; tests/uring/README.md).
  */
 #include "conn.h"
 #include "workers.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -151,13 +178,15 @@
 
 /* --- settings ------------------------------------------------------------------ */
 
-#define BGID      0     /* our one provided-buffer group per ring */
-#define BUF_SIZE  4096  /* one provided receive buffer */
-#define BUF_COUNT 1024  /* provided buffers per ring (a power of two) */
-#define SLOT_SIZE 32768 /* response slot: head + first body chunk */
-#define ZC_MIN    16384 /* --zc: smaller sends are cheaper copied */
-#define IO_CACHE  256   /* request buffers (c10k_io_t) a ring keeps for reuse */
-#define MAX_CONNS 65536 /* connections per ring (bounded by RLIMIT_NOFILE) */
+#define BGID       0             /* our one provided-buffer group per ring */
+#define BUF_SIZE   4096          /* one provided receive buffer */
+#define BUF_COUNT  1024          /* provided buffers per ring (a power of two) */
+#define SLOT_SIZE  32768         /* response slot: head + first body chunk */
+#define ZC_MIN     16384         /* --zc: smaller sends are cheaper copied */
+#define IO_CACHE   256           /* request buffers (c10k_io_t) a ring keeps for reuse */
+#define PIPE_CACHE 64            /* empty pipes a ring keeps for reuse */
+#define PIPE_SIZE  (1024 * 1024) /* asked of F_SETPIPE_SZ: a 1 MiB body in one splice */
+#define MAX_CONNS  65536         /* connections per ring (bounded by RLIMIT_NOFILE) */
 
 static struct {
     bool sqpoll;
@@ -176,6 +205,9 @@ typedef enum {
     OP_READ,
     OP_SEND,
     OP_SEND_ZC,
+    OP_SPLICE_IN,  /* file -> pipe */
+    OP_SPLICE_OUT, /* pipe -> socket */
+    OP_POLL,       /* wait until the socket takes more */
     OP_TIMER,
     OP_AUX, /* shutdown or cancel-by-descriptor on a connection's socket */
 } op_t;
@@ -221,13 +253,17 @@ struct conn_s {
     bool recv_armed;
     bool starved; /* waits in the ring's queue for a receive buffer */
     bool timer_armed;
-    bool sending;   /* a chunk of the response is in flight */
-    bool chunk_bad; /* the read feeding the current send failed or came up short */
+    bool chunk_bad;     /* an operation of the chunk in flight failed or came up short */
+    bool sock_full;     /* the last splice to the socket left bytes in the pipe */
+    unsigned chunk_ops; /* operations of the chunk in flight still to complete */
 
-    char *out; /* the chunk in flight: a registered slot, or our own memory */
+    char *out; /* slot path: the chunk, in a registered slot or our own memory */
     int slot;  /* its slot, or -1 */
-    size_t chunk_len, chunk_off;
+    size_t chunk_len, chunk_off, read_len;
     int zc_res;
+
+    int pipe[2]; /* splice path: a pipe from the ring's pool, or -1 */
+    size_t pipe_cap, in_pipe, splice_len;
 
     int64_t timer_at;
     struct __kernel_timespec ts; /* read by the kernel when the SQE is submitted */
@@ -259,6 +295,11 @@ typedef struct {
 
     c10k_io_t *io_free[IO_CACHE];
     unsigned nio_free;
+    struct {
+        int fd[2];
+        size_t cap;
+    } pipes[PIPE_CACHE];
+    unsigned npipes;
 
     conn_t *conns;
     uint32_t nconns, hiwater;
@@ -443,6 +484,60 @@ static void out_put(worker_t *w, conn_t *c)
     c->out = NULL;
 }
 
+/* --- pipes, for splicing large bodies -------------------------------------------------- */
+
+static bool pipe_get(worker_t *w, conn_t *c)
+{
+    int sz;
+
+    if (w->npipes > 0) {
+        w->npipes--;
+        c->pipe[0] = w->pipes[w->npipes].fd[0];
+        c->pipe[1] = w->pipes[w->npipes].fd[1];
+        c->pipe_cap = w->pipes[w->npipes].cap;
+    } else if (pipe2(c->pipe, O_CLOEXEC) == 0) {
+        sz = fcntl(c->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
+        if (sz < 0) /* over the user's pipe quota: keep the size it has */
+            sz = fcntl(c->pipe[1], F_GETPIPE_SZ);
+        c->pipe_cap = sz > 0 ? (size_t)sz : 4096;
+    } else {
+        c->pipe[0] = c->pipe[1] = -1;
+        return false; /* out of descriptors: the slot path needs none */
+    }
+    c->in_pipe = 0;
+    c->sock_full = false;
+    return true;
+}
+
+/* Bytes of the body that still fit in the pipe. It holds pipe_cap / page
+ * buffers, each at most one page of the file; the body bytes in it start at
+ * body_sent. */
+static size_t pipe_room(const conn_t *c, size_t body_sent)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), slots = c->pipe_cap / pg, used = 0;
+    size_t start = (size_t)c->cc.io->resp.body_off + body_sent, end = start + c->in_pipe;
+
+    if (c->in_pipe > 0)
+        used = (end - 1) / pg - start / pg + 1;
+    return used >= slots ? 0 : (slots - used) * pg - end % pg;
+}
+
+/* A pipe that still holds bytes of an abandoned response is not reused. */
+static void pipe_put(worker_t *w, conn_t *c)
+{
+    if (c->pipe[0] < 0)
+        return;
+    if (c->in_pipe == 0 && w->npipes < PIPE_CACHE) {
+        w->pipes[w->npipes].fd[0] = c->pipe[0];
+        w->pipes[w->npipes].fd[1] = c->pipe[1];
+        w->pipes[w->npipes++].cap = c->pipe_cap;
+    } else {
+        close(c->pipe[0]);
+        close(c->pipe[1]);
+    }
+    c->pipe[0] = c->pipe[1] = -1;
+}
+
 /* --- timers: one per connection, re-armed lazily ------------------------------------- */
 
 static void timer_prep(worker_t *w, conn_t *c, int64_t ms)
@@ -489,6 +584,7 @@ static void conn_reap(worker_t *w, conn_t *c)
     io_back(w, c10k_conn_end(&c->cc));
     if (c->out)
         out_put(w, c);
+    pipe_put(w, c);
     sqe = get_sqe(w);
     if (w->direct)
         io_uring_prep_close_direct(sqe, (unsigned)c->fd);
@@ -515,7 +611,7 @@ static void conn_close(worker_t *w, conn_t *c)
         return;
     c->phase = PHASE_CLOSING;
     unstarve(w, c);
-    if (c->recv_armed || c->sending) {
+    if (c->recv_armed || c->chunk_ops > 0) {
         sqe = conn_sqe(w, c, OP_AUX);
         io_uring_prep_cancel_fd(
             sqe, c->fd, IORING_ASYNC_CANCEL_ALL | (w->direct ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
@@ -565,7 +661,7 @@ static void conn_do(worker_t *w, conn_t *c, c10k_next_t next)
         return;
     switch (next) {
     case C10K_SEND:
-        if (!c->sending)
+        if (c->chunk_ops == 0)
             send_chunk(w, c);
         break;
     case C10K_READ:
@@ -587,14 +683,26 @@ static void conn_do(worker_t *w, conn_t *c, c10k_next_t next)
 
 /* --- sending ----------------------------------------------------------------------------- */
 
-/* Queue the next chunk of the plan in c->cc.io: what is left of the head,
- * then as much body as fits, read from the file straight after it by a READ
- * linked to the SEND, so both go in one submission. */
-static void send_chunk(worker_t *w, conn_t *c)
+/* An operation of the chunk in flight; the chunk is done when all are. */
+static struct io_uring_sqe *chunk_sqe(worker_t *w, conn_t *c, op_t op, bool link)
 {
-    c10k_io_t *io = c->cc.io;
+    struct io_uring_sqe *sqe = conn_sqe(w, c, op);
+
+    c->chunk_ops++;
+    if (link) /* a failed or short operation cancels the rest of the chain */
+        sqe->flags |= IOSQE_IO_LINK;
+    return sqe;
+}
+
+/* Slot path: what is left of the head, then as much body as fits, read from
+ * the file straight after it by a READ linked to the SEND, so both go in one
+ * submission. */
+static void slot_chunk(worker_t *w, conn_t *c)
+{
+    const c10k_io_t *io = c->cc.io;
     const c10k_resp_t *r = &io->resp;
     size_t done = io->sent.done, len = 0, body_done, n;
+    uint64_t off;
     struct io_uring_sqe *sqe;
     bool zc;
 
@@ -612,25 +720,20 @@ static void send_chunk(worker_t *w, conn_t *c)
         memcpy(c->out + len, r->body_mem + body_done, n);
         len += n;
     } else if (r->body_fd >= 0 && body_done < r->body_len) {
-        n = min_sz(r->body_len - body_done, SLOT_SIZE - len);
+        c->read_len = n = min_sz(r->body_len - body_done, SLOT_SIZE - len);
+        off = (uint64_t)(r->body_off + (off_t)body_done);
         sq_reserve(w, 2);
-        sqe = conn_sqe(w, c, OP_READ);
+        sqe = chunk_sqe(w, c, OP_READ, true);
         if (c->slot >= 0 && w->slots_registered)
-            io_uring_prep_read_fixed(sqe, r->body_fd, c->out + len, (unsigned)n,
-                                     (uint64_t)(r->body_off + (off_t)body_done), c->slot);
+            io_uring_prep_read_fixed(sqe, r->body_fd, c->out + len, (unsigned)n, off, c->slot);
         else
-            io_uring_prep_read(sqe, r->body_fd, c->out + len, (unsigned)n,
-                               (uint64_t)(r->body_off + (off_t)body_done));
-        sqe->flags |= IOSQE_IO_LINK; /* a failed or short read cancels the send */
+            io_uring_prep_read(sqe, r->body_fd, c->out + len, (unsigned)n, off);
         len += n;
     }
     c->chunk_len = len;
     c->chunk_off = 0;
-    c->chunk_bad = false;
-    c->sending = true;
-
     zc = opt.zc && len >= ZC_MIN;
-    sqe = conn_sqe(w, c, zc ? OP_SEND_ZC : OP_SEND);
+    sqe = chunk_sqe(w, c, zc ? OP_SEND_ZC : OP_SEND, false);
     /* MSG_WAITALL: io_uring itself retries a partial send until all is out. */
     if (zc && c->slot >= 0 && w->slots_registered)
         io_uring_prep_send_zc_fixed(sqe, c->fd, c->out, len, MSG_WAITALL | MSG_NOSIGNAL, 0,
@@ -645,54 +748,109 @@ static void send_chunk(worker_t *w, conn_t *c)
 /* The rest of a chunk the socket took only in part. */
 static void send_rest(worker_t *w, conn_t *c)
 {
-    struct io_uring_sqe *sqe = conn_sqe(w, c, OP_SEND);
+    struct io_uring_sqe *sqe = chunk_sqe(w, c, OP_SEND, false);
 
     io_uring_prep_send(sqe, c->fd, c->out + c->chunk_off, c->chunk_len - c->chunk_off,
                        MSG_WAITALL | MSG_NOSIGNAL);
     conn_fixed(w, sqe);
 }
 
-/* The whole plan went: its file is closed by the ring (one syscall fewer per
- * request than c10k_resp_finish() closing it), then conn.h decides. */
-static c10k_status_t plan_sent(worker_t *w, c10k_resp_t *r)
+/* Splice path: the head from the connection's own head buffer, then the body
+ * file -> pipe -> socket as page references, never copied. When the socket
+ * took only part of what the pipe holds, a POLL waits until it has room:
+ * nothing but the pipe is held while the client is slow. */
+static void splice_chunk(worker_t *w, conn_t *c)
 {
+    const c10k_io_t *io = c->cc.io;
+    const c10k_resp_t *r = &io->resp;
+    size_t done = io->sent.done, body_sent = done > r->head_len ? done - r->head_len : 0;
+    size_t add = min_sz(r->body_len - body_sent - c->in_pipe, pipe_room(c, body_sent));
     struct io_uring_sqe *sqe;
 
-    if (r->body_fd >= 0) {
-        sqe = get_sqe(w);
-        io_uring_prep_close(sqe, r->body_fd);
-        quiet(sqe);
-        r->body_fd = -1;
+    sq_reserve(w, 4);
+    if (done < r->head_len) {
+        sqe = chunk_sqe(w, c, OP_SEND, true);
+        io_uring_prep_send(sqe, c->fd, io->head + done, r->head_len - done,
+                           MSG_WAITALL | MSG_NOSIGNAL | MSG_MORE);
+        conn_fixed(w, sqe);
     }
-    return C10K_OK;
+    if (c->sock_full) {
+        sqe = chunk_sqe(w, c, OP_POLL, true);
+        io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+        conn_fixed(w, sqe);
+    }
+    /* Top the pipe up, so that each round offers the socket all it can
+     * take. NONBLOCK: a pipe fuller than reckoned gives a short splice (an
+     * error), never an io-wq thread waiting for room. */
+    if (add > 0) {
+        c->splice_len = add;
+        sqe = chunk_sqe(w, c, OP_SPLICE_IN, true);
+        io_uring_prep_splice(sqe, r->body_fd, r->body_off + (off_t)(body_sent + c->in_pipe),
+                             c->pipe[1], -1, (unsigned)add, SPLICE_F_NONBLOCK);
+    }
+    /* The socket is O_NONBLOCK, so this splice (run by an io-wq thread)
+     * takes what fits and returns, never blocking that thread on a slow
+     * client. */
+    sqe = chunk_sqe(w, c, OP_SPLICE_OUT, false);
+    io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1, (unsigned)(c->in_pipe + add),
+                         SPLICE_F_NONBLOCK);
+    conn_fixed(w, sqe);
 }
 
-static void send_progress(worker_t *w, conn_t *c, int res)
+/* A file body that does not fit in one slot with its head is spliced, unless
+ * --zc asks for SEND_ZC from the slots (the reasons are in the header). */
+static bool spliced(const c10k_resp_t *r)
+{
+    return !opt.zc && r->body_fd >= 0 && r->head_len + r->body_len > SLOT_SIZE;
+}
+
+static void send_chunk(worker_t *w, conn_t *c)
+{
+    const c10k_resp_t *r = &c->cc.io->resp;
+
+    c->chunk_bad = false;
+    if (c->out)
+        send_rest(w, c);
+    else if (c->pipe[0] >= 0 || (spliced(r) && pipe_get(w, c)))
+        splice_chunk(w, c);
+    else
+        slot_chunk(w, c);
+}
+
+/* The chunk's last operation completed: conn.h hears how far the plan got.
+ * When all of it went, its file is closed by the ring (one syscall fewer per
+ * request than c10k_resp_finish() closing it). */
+static void chunk_done(worker_t *w, conn_t *c)
 {
     c10k_io_t *io = c->cc.io;
+    c10k_resp_t *r = &io->resp;
     c10k_status_t st = C10K_AGAIN;
+    struct io_uring_sqe *sqe;
 
-    if (c->phase == PHASE_CLOSING) {
-        conn_reap(w, c);
-        return;
-    }
-    if (res > 0 && !c->chunk_bad) {
-        c->chunk_off += (size_t)res;
-        io->sent.done += (size_t)res;
-    }
-    if (res <= 0 || c->chunk_bad) { /* peer gone, or the file changed under us */
+    if (c->chunk_bad) { /* peer gone, or the file changed under us */
         st = C10K_ERROR;
-    } else if (c->chunk_off < c->chunk_len) {
-        send_rest(w, c);
-        c10k_conn_sent(&c->cc, C10K_AGAIN, w->now); /* restarts the send clock */
-        timer_sync(w, c);
-        return;
-    } else if (io->sent.done == plan_total(&io->resp)) {
-        st = plan_sent(w, &io->resp);
+    } else if (io->sent.done == plan_total(r)) {
+        st = C10K_OK;
+        pipe_put(w, c);
+        if (r->body_fd >= 0) {
+            sqe = get_sqe(w);
+            io_uring_prep_close(sqe, r->body_fd);
+            quiet(sqe);
+            r->body_fd = -1;
+        }
     }
-    c->sending = false;
-    out_put(w, c);
+    if (c->out && (st != C10K_AGAIN || c->chunk_off == c->chunk_len))
+        out_put(w, c);
     conn_do(w, c, c10k_conn_sent(&c->cc, st, w->now));
+}
+
+/* One operation of the chunk in flight completed. */
+static void chunk_step(worker_t *w, conn_t *c, bool ok)
+{
+    if (!ok)
+        c->chunk_bad = true;
+    if (--c->chunk_ops == 0 && c->phase == PHASE_OPEN)
+        chunk_done(w, c);
 }
 
 /* --- completion handlers ------------------------------------------------------------------- */
@@ -737,8 +895,9 @@ static void handle_accept(worker_t *w, struct io_uring_cqe *cqe)
     c->idx = c->fd = cqe->res;
     c->phase = PHASE_OPEN;
     c->inflight = 0;
-    c->recv_armed = c->starved = c->timer_armed = c->sending = false;
-    c->slot = -1;
+    c->recv_armed = c->starved = c->timer_armed = false;
+    c->chunk_ops = 0;
+    c->slot = c->pipe[0] = c->pipe[1] = -1;
     c->out = NULL;
     if (!w->direct) {
         sl = sizeof(c->peer);
@@ -760,7 +919,6 @@ static void handle_recv(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
     size_t room;
 
     c->recv_armed = false;
-    c->inflight--;
     if (res > 0 && c->phase == PHASE_OPEN && c->cc.next == C10K_READ) {
         if (!c->cc.io)
             c->cc.io = io_lend(w);
@@ -772,8 +930,8 @@ static void handle_recv(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
     }
     if (cqe->flags & IORING_CQE_F_BUFFER)
         buf_put(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-    if (c->phase == PHASE_CLOSING) {
-        conn_reap(w, c);
+    if (c->phase != PHASE_OPEN) {
+        return;
     } else if (res == -ENOBUFS) { /* the ring ran out of buffers: resume when some return */
         starve(w, c);
     } else if (c->cc.next == C10K_SEND) { /* a 408 went out meanwhile: the bytes are dropped */
@@ -783,25 +941,13 @@ static void handle_recv(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
     }
 }
 
-static void handle_read(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
+static void handle_send(worker_t *w, conn_t *c, int res)
 {
-    const c10k_io_t *io = c->cc.io;
-    size_t head_part = 0;
-
-    c->inflight--;
-    if (io && io->sent.done < io->resp.head_len)
-        head_part = io->resp.head_len - io->sent.done;
-    /* The expected length is the send's: a short read means the file shrank. */
-    if (!io || cqe->res < 0 || (size_t)cqe->res != c->chunk_len - head_part)
-        c->chunk_bad = true;
-    if (c->phase == PHASE_CLOSING)
-        conn_reap(w, c);
-}
-
-static void handle_send(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
-{
-    c->inflight--;
-    send_progress(w, c, cqe->res);
+    if (res > 0) {
+        c->cc.io->sent.done += (size_t)res;
+        c->chunk_off += (size_t)res;
+    }
+    chunk_step(w, c, res > 0);
 }
 
 /* SEND_ZC completes twice: the result (with F_MORE), then a notification
@@ -809,33 +955,37 @@ static void handle_send(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
  * slot be refilled. */
 static void handle_send_zc(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
 {
-    if (cqe->flags & IORING_CQE_F_MORE) {
+    if (cqe->flags & IORING_CQE_F_MORE)
         c->zc_res = cqe->res;
-        return;
+    else
+        handle_send(w, c, cqe->flags & IORING_CQE_F_NOTIF ? c->zc_res : cqe->res);
+}
+
+static void handle_splice(worker_t *w, conn_t *c, op_t op, int res)
+{
+    bool ok = res > 0;
+
+    if (op == OP_SPLICE_IN) {
+        ok = ok && (size_t)res == c->splice_len; /* short: the file shrank */
+        c->in_pipe += ok ? (size_t)res : 0;
+    } else if (ok) {
+        c->cc.io->sent.done += (size_t)res;
+        c->in_pipe -= (size_t)res;
+        c->sock_full = c->in_pipe > 0;
+    } else if (res == -EAGAIN) { /* the socket is full: wait for room */
+        c->sock_full = ok = true;
     }
-    c->inflight--;
-    send_progress(w, c, cqe->flags & IORING_CQE_F_NOTIF ? c->zc_res : cqe->res);
+    chunk_step(w, c, ok);
 }
 
 static void handle_timer(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
 {
-    c->inflight--;
     c->timer_armed = false;
-    if (c->phase == PHASE_CLOSING) {
-        conn_reap(w, c);
-        return;
-    }
-    if (cqe->res != -ETIME) /* removed or updated away: nothing to do */
+    if (c->phase != PHASE_OPEN || cqe->res != -ETIME) /* removed: nothing to do */
         return;
     /* Early (activity moved the deadline since): conn.h changes nothing, and
      * the timer is re-armed for the rest. */
     conn_do(w, c, c10k_conn_timeout(&c->cc, w->now));
-}
-
-static void handle_aux(worker_t *w, conn_t *c)
-{
-    c->inflight--;
-    conn_reap(w, c);
 }
 
 static void handle_stop(worker_t *w)
@@ -881,44 +1031,58 @@ static conn_t *conn_of(worker_t *w, struct io_uring_cqe *cqe)
     return NULL;
 }
 
-static void dispatch(worker_t *w, struct io_uring_cqe *cqe)
+/* A completion for one of a connection's operations. All but a SEND_ZC's
+ * first (F_MORE) are its last; a closing connection is closed after its
+ * last one. */
+static void dispatch_conn(worker_t *w, conn_t *c, op_t op, struct io_uring_cqe *cqe)
 {
-    op_t op = ud_op(cqe->user_data);
-    conn_t *c = NULL;
-
-    if (op >= OP_RECV && (c = conn_of(w, cqe)) == NULL)
-        return;
+    if (!(op == OP_SEND_ZC && (cqe->flags & IORING_CQE_F_MORE)))
+        c->inflight--;
     switch (op) {
-    case OP_IGNORE:
-        break;
-    case OP_ACCEPT:
-        handle_accept(w, cqe);
-        break;
-    case OP_STOP:
-        handle_stop(w);
-        break;
-    case OP_GRACE:
-        handle_grace(w, cqe);
-        break;
     case OP_RECV:
         handle_recv(w, c, cqe);
         break;
-    case OP_READ:
-        handle_read(w, c, cqe);
+    case OP_READ: /* short: the file shrank */
+        chunk_step(w, c, cqe->res >= 0 && (size_t)cqe->res == c->read_len);
         break;
     case OP_SEND:
-        handle_send(w, c, cqe);
+        handle_send(w, c, cqe->res);
         break;
     case OP_SEND_ZC:
         handle_send_zc(w, c, cqe);
         break;
+    case OP_SPLICE_IN:
+    case OP_SPLICE_OUT:
+        handle_splice(w, c, op, cqe->res);
+        break;
+    case OP_POLL:
+        chunk_step(w, c, cqe->res > 0);
+        break;
     case OP_TIMER:
         handle_timer(w, c, cqe);
         break;
-    case OP_AUX:
-        handle_aux(w, c);
+    default: /* OP_AUX: a shutdown or a cancel */
         break;
     }
+    conn_reap(w, c);
+}
+
+static void dispatch(worker_t *w, struct io_uring_cqe *cqe)
+{
+    op_t op = ud_op(cqe->user_data);
+    conn_t *c;
+
+    if (op >= OP_RECV) {
+        if ((c = conn_of(w, cqe)) != NULL)
+            dispatch_conn(w, c, op, cqe);
+        return;
+    }
+    if (op == OP_ACCEPT)
+        handle_accept(w, cqe);
+    else if (op == OP_STOP)
+        handle_stop(w);
+    else if (op == OP_GRACE)
+        handle_grace(w, cqe);
 }
 
 /* --- the ring --------------------------------------------------------------------------------- */
@@ -927,10 +1091,14 @@ static void arm_accept(worker_t *w)
 {
     struct io_uring_sqe *sqe = get_sqe(w);
 
-    if (w->direct) /* a direct descriptor has no fd to be close-on-exec: flags must be 0 */
-        io_uring_prep_multishot_accept_direct(sqe, w->listen_fd, NULL, NULL, 0);
+    /* O_NONBLOCK: io_uring's own socket operations wait by polling anyway,
+     * but a splice to the socket runs in an io-wq thread, which must never
+     * block on a slow client. A direct descriptor has no fd to be
+     * close-on-exec. */
+    if (w->direct)
+        io_uring_prep_multishot_accept_direct(sqe, w->listen_fd, NULL, NULL, SOCK_NONBLOCK);
     else
-        io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, 0, 0));
 }
 
@@ -1133,11 +1301,18 @@ static void uring_fini(void *state)
         free(c10k_conn_end(&c->cc));
         if (c->slot < 0)
             free(c->out);
+        c->in_pipe = 1; /* closes it */
+        pipe_put(w, c);
         if (!w->direct)
             close(c->fd);
     }
     while (w->nio_free > 0)
         free(w->io_free[--w->nio_free]);
+    while (w->npipes > 0) {
+        w->npipes--;
+        close(w->pipes[w->npipes].fd[0]);
+        close(w->pipes[w->npipes].fd[1]);
+    }
     if (w->br)
         munmap(w->br, BUF_COUNT * sizeof(struct io_uring_buf));
     if (w->slots)

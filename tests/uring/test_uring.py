@@ -104,8 +104,8 @@ class Reader:
         self.sock = sock
         self.buf = b""
 
-    def _fill(self):
-        data = self.sock.recv(262144)
+    def _fill(self, n=262144):
+        data = self.sock.recv(n)
         if not data:
             raise EOFError("connection closed")
         self.buf += data
@@ -575,7 +575,7 @@ def t_pipeline_behind_slow_body(ctx):
             t = _send_in_thread(s, [get("/1k.html") * 30] * 100, pause=0.002)
             r = Reader(s)
             while len(r.buf) < 3 * 1024 * 1024:  # slowly, for the first half
-                r.buf += s.recv(32768)
+                r._fill(32768)
                 time.sleep(0.001)
             st, _, body = r.response()
             assert st == 200 and body == ctx.files["big.bin"], "the large body"
@@ -634,6 +634,28 @@ def t_refused_body_lingers(ctx):
         srv.stop()
 
 
+def t_large_ranges_read_slowly(ctx):
+    """Spliced bodies from unaligned file offsets (Range), read slowly
+    through a small window, so the pipe is topped up from mid-page offsets
+    round after round: every byte must arrive, in order."""
+    big = ctx.files["big.bin"]
+    srv = Server(ctx.bin, ctx.root, ["--workers", "1"])
+    try:
+        for first, last in ((1000, 1_500_016), (4095, 4096 + 300_000), (len(big) - 700_001, len(big) - 1)):
+            s = srv.connect(rcvbuf=16384)
+            s.sendall(get("/big.bin", f"Range: bytes={first}-{last}\r\n"))
+            r = Reader(s)
+            while len(r.buf) < 200_000:  # slowly at first: partial splices
+                r._fill(8192)
+                time.sleep(0.0005)
+            st, _, body = r.response()
+            assert st == 206, st
+            assert body == big[first:last + 1], f"bytes {first}-{last}: body differs"
+            s.close()
+    finally:
+        srv.stop()
+
+
 def _hold_slow_readers(srv, n, path):
     """n clients with a 4 KiB receive buffer that ask for path and never read."""
     held = []
@@ -678,6 +700,9 @@ def t_slow_readers_hold_only_their_own(ctx):
             time.sleep(1.0)  # every response under way, every socket full
             for _ in range(3):
                 _served_within(srv, 1.0)
+            # A splice to a full socket must not park an io-wq thread.
+            threads = len(os.listdir(f"/proc/{srv.proc.pid}/task"))
+            assert threads <= 32, f"{threads} threads for {n} slow readers"
         except AssertionError as e:
             failed.append(f"[{' '.join(args) or 'default'}, {n} slow readers] {e}")
         finally:
@@ -739,7 +764,7 @@ TESTS = [
     t_buffer_ring_runs_dry, t_reset_mid_body, t_stop_finishes_inflight_body, t_access_log,
     t_sqpoll, t_zc, t_bad_flags,
     t_pipeline_flood_one_write, t_pipeline_behind_slow_body, t_pipeline_half_close,
-    t_slow_readers_hold_only_their_own, t_refused_body_lingers,
+    t_slow_readers_hold_only_their_own, t_refused_body_lingers, t_large_ranges_read_slowly,
 ]
 
 
