@@ -56,7 +56,9 @@
  *     request buffers  a c10k_io_t (32 KiB for request bytes, 10 KiB for the
  *                  response head) per connection with a request under way,
  *                  from the ring's pool; handed back between requests, so an
- *                  idle keep-alive connection holds none.
+ *                  idle keep-alive connection holds none. The ring keeps up
+ *                  to --entries of them mapped; more are unmapped when they
+ *                  come back, so a burst does not stay resident.
  *     slots        --entries x 32 KiB, registered, for a response that fits
  *                  in one (head and body). A send to a client that does not
  *                  read keeps its slot until the send completes; when every
@@ -183,7 +185,6 @@
 #define BUF_COUNT  1024          /* provided buffers per ring (a power of two) */
 #define SLOT_SIZE  32768         /* response slot: head + first body chunk */
 #define ZC_MIN     16384         /* --zc: smaller sends are cheaper copied */
-#define IO_CACHE   256           /* request buffers (c10k_io_t) a ring keeps for reuse */
 #define PIPE_CACHE 64            /* empty pipes a ring keeps for reuse */
 #define PIPE_SIZE  (1024 * 1024) /* asked of F_SETPIPE_SZ: a 1 MiB body in one splice */
 #define MAX_CONNS  65536         /* connections per ring (bounded by RLIMIT_NOFILE) */
@@ -293,7 +294,7 @@ typedef struct {
     unsigned nslots, nslot_free;
     bool slots_registered;
 
-    c10k_io_t *io_free[IO_CACHE];
+    c10k_io_t **io_free; /* up to --entries request buffers kept for reuse */
     unsigned nio_free;
     struct {
         int fd[2];
@@ -368,26 +369,39 @@ static size_t plan_total(const c10k_resp_t *r)
 
 /* --- request buffers: lent to a connection while a request is under way -------- */
 
+/* Memory of our own (request buffers, and a chunk when every slot is busy)
+ * is mapped, not malloc'd: a request touches only the first pages of its
+ * 42 KiB buffer, and an unmapped buffer gives its memory back at once, where
+ * the heap would keep what a burst of requests once used. */
+static void *own_map(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
 static c10k_io_t *io_lend(worker_t *w)
 {
     c10k_io_t *io;
 
     if (w->nio_free > 0)
         return w->io_free[--w->nio_free];
-    io = malloc(sizeof(*io));
+    io = own_map(sizeof(*io));
     if (io)
         c10k_io_init(io);
     return io;
 }
 
+/* A ring keeps as many as it has slots (--entries): the requests it is sized
+ * to have in flight. */
 static void io_back(worker_t *w, c10k_io_t *io)
 {
     if (!io)
         return;
-    if (w->nio_free < IO_CACHE)
+    if (w->nio_free < w->nslots)
         w->io_free[w->nio_free++] = io;
     else
-        free(io);
+        munmap(io, sizeof(*io));
 }
 
 /* --- provided receive buffers ---------------------------------------------------- */
@@ -470,7 +484,7 @@ static bool out_get(worker_t *w, conn_t *c)
         return true;
     }
     c->slot = -1;
-    c->out = malloc(SLOT_SIZE);
+    c->out = own_map(SLOT_SIZE);
     return c->out != NULL;
 }
 
@@ -479,7 +493,7 @@ static void out_put(worker_t *w, conn_t *c)
     if (c->slot >= 0)
         w->slot_free[w->nslot_free++] = c->slot;
     else
-        free(c->out);
+        munmap(c->out, SLOT_SIZE);
     c->slot = -1;
     c->out = NULL;
 }
@@ -1179,8 +1193,9 @@ static int slots_init(worker_t *w)
         return -errno;
     }
     w->slot_free = malloc(w->nslots * sizeof(*w->slot_free));
+    w->io_free = malloc(w->nslots * sizeof(*w->io_free));
     iov = malloc(w->nslots * sizeof(*iov));
-    if (!w->slot_free || !iov) {
+    if (!w->slot_free || !w->io_free || !iov) {
         free(iov);
         return -ENOMEM;
     }
@@ -1287,6 +1302,22 @@ static int uring_serve(void *state)
     return 0;
 }
 
+/* At the end of --grace, with the ring gone: release what a connection
+ * still holds. */
+static void conn_abandon(worker_t *w, conn_t *c)
+{
+    c10k_io_t *io = c10k_conn_end(&c->cc);
+
+    if (io)
+        munmap(io, sizeof(*io));
+    if (c->out && c->slot < 0)
+        munmap(c->out, SLOT_SIZE);
+    c->in_pipe = 1; /* so pipe_put() closes the pipe */
+    pipe_put(w, c);
+    if (!w->direct)
+        close(c->fd);
+}
+
 static void uring_fini(void *state)
 {
     worker_t *w = state;
@@ -1294,20 +1325,12 @@ static void uring_fini(void *state)
     if (w->ring_ok)
         io_uring_queue_exit(&w->ring); /* also closes every direct descriptor */
     c10k_worker_listener_close(w->srv, w->listen_fd);
-    for (uint32_t i = 0; w->conns && i < w->hiwater; i++) {
-        conn_t *c = &w->conns[i];
-        if (c->phase == PHASE_FREE)
-            continue;
-        free(c10k_conn_end(&c->cc));
-        if (c->slot < 0)
-            free(c->out);
-        c->in_pipe = 1; /* closes it */
-        pipe_put(w, c);
-        if (!w->direct)
-            close(c->fd);
-    }
+    for (uint32_t i = 0; w->conns && i < w->hiwater; i++)
+        if (w->conns[i].phase != PHASE_FREE)
+            conn_abandon(w, &w->conns[i]);
     while (w->nio_free > 0)
-        free(w->io_free[--w->nio_free]);
+        munmap(w->io_free[--w->nio_free], sizeof(c10k_io_t));
+    free(w->io_free);
     while (w->npipes > 0) {
         w->npipes--;
         close(w->pipes[w->npipes].fd[0]);
