@@ -121,7 +121,8 @@
  * How to run it
  *   c10k serve uring --root DIR [--workers N] [--entries N] [--sqpoll] [--zc]
  *     --entries N  SQ size per ring (default 256); also the number of response
- *                  slots (32 KiB each, registered) per ring.
+ *                  slots (32 KiB each, registered) and of request buffers
+ *                  kept for reuse per ring.
  *     --sqpoll     a kernel thread (iou-sqp-PID) polls the SQ, so submitting
  *                  needs no syscall while it is awake. Counting its CPU: it
  *                  is a thread of the server process, so `perf stat -e
@@ -1473,9 +1474,10 @@ static void uring_describe(const c10k_server_t *srv, char *buf, size_t cap)
 }
 
 static const c10k_opt_t uring_opts[] = {
-    {"entries", "N", "submission queue entries and response slots per ring (default 256)"},
+    {"entries", "N",
+     "submission queue entries, response slots and kept request buffers per ring (default 256)"},
     {"sqpoll", NULL, "a kernel thread polls the submission queue (its CPU counts)"},
-    {"zc", NULL, "zero-copy send (SEND_ZC) for chunks of 16 KiB or more"},
+    {"zc", NULL, "zero-copy send (SEND_ZC) from the slots, large bodies too (not spliced)"},
     {0},
 };
 
