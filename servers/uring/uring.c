@@ -158,9 +158,9 @@
  *     response uses memory of its own instead (never a wait).
  *   - Splicing costs an io-wq thread hand-off per round, and a pipe (two
  *     descriptors) per connection sending a large body. When the client is
- *     the bottleneck the rounds are many; on the shared VM the figures were
- *     taken on, 16 MiB bodies then cost more CPU than epoll's sendfile (not
- *     explained yet; tests/uring/README.md).
+ *     the bottleneck the rounds are many, each two context switches; where
+ *     a switch is dear (the VM of tests/uring/README.md) 16 MiB bodies then
+ *     cost more CPU than epoll's sendfile, which needs no second thread.
  */
 #include "conn.h"
 #include "workers.h"
