@@ -1401,6 +1401,7 @@ static int probe(void)
         {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
         {IORING_OP_CLOSE, "CLOSE"},
         {IORING_OP_SHUTDOWN, "SHUTDOWN"},
+        {IORING_OP_SPLICE, "SPLICE"},
         /* Provided-buffer rings and multishot accept have no probe bit; they
          * came with SEND_ZC's kernel (6.0), which is therefore their witness. */
         {IORING_OP_SEND_ZC, "SEND_ZC (Linux 6.0: provided-buffer rings)"},
