@@ -309,3 +309,14 @@ Test(conn, own_buffers_response_done)
     c10k_conn_send_begins(&c, T0 + 4);
     cr_assert_eq(c10k_conn_response_done(&c, &resp, 10, false, T0 + 5), C10K_LINGER);
 }
+
+Test(conn, stop_soon_makes_the_next_response_the_last)
+{
+    c10k_conn_start(&c, &srv, NULL, T0);
+    client_sends(GET, T0);
+    all_sent(T0);
+    c10k_conn_stop_soon(&c); /* a request may be waiting unread in the socket */
+    cr_assert_eq(client_sends(GET, T0 + 1), C10K_SEND);
+    cr_assert_not(c.io->resp.keep_alive, "answered with Connection: close");
+    cr_assert_eq(all_sent(T0 + 1), C10K_CLOSE);
+}
