@@ -724,15 +724,16 @@ static void response_start(worker_t *w, conn_t *c)
 static void response_done(worker_t *w, conn_t *c)
 {
     bool keep = c->resp.keep_alive;
+    int body_fd;
 
     c->sending = false;
     if (!w->direct)
         c10k_log_access(w->srv, &c->peer.sa, &c->resp, c->sent);
-    if (c->resp.body_fd >= 0) { /* closed by the ring: one syscall fewer per request */
+    body_fd = c10k_resp_take_fd(&c->resp); /* -1 for a file the open-file cache holds */
+    if (body_fd >= 0) {                    /* closed by the ring: one syscall fewer */
         struct io_uring_sqe *sqe = get_sqe(w);
-        io_uring_prep_close(sqe, c->resp.body_fd);
+        io_uring_prep_close(sqe, body_fd);
         quiet(sqe);
-        c->resp.body_fd = -1;
     }
     c10k_resp_finish(&c->resp);
     /* The plan's method and target pointed into the input until now. */
