@@ -56,15 +56,15 @@
  * handler's: c10k_fcache_put() clears `derived` on a fresh entry and the
  * handler fills them once. */
 typedef struct c10k_fcfile_s {
-    int fd;             /* opened beneath the root, owned by the cache */
-    struct stat st;     /* as of the last validation */
-    const char *data;   /* the whole content (st.st_size bytes), or NULL */
-    bool derived;       /* the fields below are filled */
-    const char *ctype;  /* Content-Type (static, or the MIME table's) */
-    char etag[48];      /* strong ETag, quoted */
-    char lastmod[40];   /* Last-Modified, IMF-fixdate */
+    int fd;                        /* opened beneath the root, owned by the cache */
+    struct stat st;                /* as of the last validation */
+    const char *data;              /* the whole content (st.st_size bytes), or NULL */
+    bool derived;                  /* the fields below are filled */
+    const char *ctype;             /* Content-Type (static, or the MIME table's) */
+    char etag[48];                 /* strong ETag, quoted */
+    char lastmod[40];              /* Last-Modified, IMF-fixdate */
     char hdr[C10K_FCACHE_HDR_MAX]; /* the entity header lines of a 200 */
-    size_t hdr_len;     /* their length, 0 if they did not fit */
+    size_t hdr_len;                /* their length, 0 if they did not fit */
 } c10k_fcfile_t;
 
 typedef struct c10k_fcache_s c10k_fcache_t;

@@ -1559,7 +1559,10 @@ static const c10k_opt_t uring_opts[] = {
     {0},
 };
 
-static const char *const uring_variants[] = {"--entries 16 --zc", "--sqpoll", NULL};
+/* The cache variant: uring is the one model that closes a body's descriptor
+ * itself, so it is the one that could close the cache's (c10k_resp_take_fd). */
+static const char *const uring_variants[] = {
+    "--entries 16 --zc", "--sqpoll", "--open-file-cache 64 --open-file-cache-valid 1", NULL};
 
 const c10k_model_t c10k_model_uring = {
     .name = "uring",
