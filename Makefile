@@ -36,13 +36,15 @@ COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 MODEL_OBJS  := $(foreach m,$(MODELS),$(BUILD)/servers/$(m)/$(m).o)
 MODEL_LIBS  := $(foreach m,$(MODELS),$(LIBS_$(m)))
 
-# Debian packages, by what needs them: build, test, bench, fuzz.
+# Debian packages, by what needs them: build, test, bench, fuzz; chromium
+# renders the HTML report headless in the browser test.
 DEB_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
             libhttp-parser-dev libevent-dev libuv1-dev liburing-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
-            linux-perf slowhttptest procps iproute2 strace media-types goaccess
+            linux-perf slowhttptest procps iproute2 strace media-types goaccess chromium
 
-.PHONY: all deps test unit conformance system benchtest robustness bench fuzz clean format check-format
+.PHONY: all deps test unit conformance system benchtest robustness bench fuzz clean format check-format \
+        report-screenshots
 
 all: deps $(BUILD)/c10k
 
@@ -114,11 +116,20 @@ system: all
 	@if echo " $(MODELS) " | grep -q " prefork "; then $(PYTHON) tests/prefork/test_prefork.py --bin $(BUILD)/c10k; fi
 	@if echo " $(MODELS) " | grep -q " uring "; then $(PYTHON) tests/uring/test_uring.py --bin $(BUILD)/c10k; fi
 
-# The harness and the report generator: a smoke run plus nginx, the
-# method check, and the report on a stored fixture run.
+# The harness and the report generator: the harness's pure parts, a smoke
+# run (two rounds, a variant, nginx), the method check, the report on stored
+# fixture runs (schema 1 and 2), and the report in headless Chromium at
+# 1,400 and 420 px wide.
 benchtest: all
+	$(PYTHON) tests/bench/test_harness_units.py
 	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k
 	$(PYTHON) tests/bench/test_report.py
+	$(PYTHON) tests/bench/test_report_browser.py
+
+# The screenshots bench/README.md shows: the schema-2 fixture's report at
+# 1,400 and 420 px wide, rendered by headless Chromium.
+report-screenshots: deps
+	$(PYTHON) tests/bench/test_report_browser.py --screenshots bench/screenshots
 
 # Under a sanitizer, make test runs the unit and conformance suites on every
 # model (the load-heavy system and bench tests add time, not coverage).

@@ -1,0 +1,137 @@
+"""The command line of `c10k bench`."""
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import textwrap
+
+from .plan import PROFILES, dry_run_text, from_args, probe_binary
+from .refs import REFERENCES
+from .run import Run
+from .util import EXIT_USAGE, UsageError
+from .variants import preflight
+
+EPILOG = """\
+Models and variants: --models threaded,threaded:pool=64,epoll:level-triggered
+(after the colon, flag=value or flag items joined with '+', e.g.
+uring:entries=16+zc; c10k serve --help lists every model's flags). 'all' is
+every model; nginx always runs. Sizes take B, KiB, MiB or GiB.
+Rounds: each round runs every cell once, visiting the servers in a fresh
+random order (recorded with its --seed); cells report the median and
+min..max over rounds and are flagged starved or noisy (bench/README.md).
+"""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="c10k bench", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Benchmark every c10k model against nginx with wrk (loopback only). Profiles: "
+            + "; ".join("%s: %s" % (k, v["about"]) for k, v in PROFILES.items()), 79))
+    p.add_argument("--bin", required=True, help="the c10k binary (c10k bench passes it)")
+    p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    p.add_argument("--models", help="comma-separated models and variants (default: all; "
+                                    "nginx always runs)")
+    p.add_argument("--connections", help="comma-separated connection counts")
+    p.add_argument("--sizes", help="comma-separated file sizes, e.g. 128,4KiB,1MiB,2GiB")
+    p.add_argument("--modes", help="keepalive,close (default: the profile's)")
+    p.add_argument("--duration", type=int,
+                   help="captured window per cell, whole seconds (wrk's unit)")
+    p.add_argument("--warmup", type=float,
+                   help="warm-up per cell, at most this many seconds (0.5 allowed; it ends "
+                        "early once the server keeps up), 0 for none; not recorded")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (each runs every cell once)")
+    p.add_argument("--repeat", type=int, help="the old name of --rounds")
+    p.add_argument("--seed", type=int, help="seed of the rounds' random order (default: "
+                                            "random, recorded in results.json)")
+    p.add_argument("--workers", type=int, help="server workers (default: number of server CPUs)")
+    p.add_argument("--server-cpus", help="CPUs for the server (default 0)")
+    p.add_argument("--client-cpus", help="CPUs for wrk (default: the others)")
+    p.add_argument("--port", type=int, help="fixed port for every server (default: a free one)")
+    p.add_argument("--out", help="results directory (default: <repo>/results)")
+    p.add_argument("--no-report", action="store_true", help="do not run c10k report at the end")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the cells in order and the estimated time, run nothing")
+
+    def error(message):
+        raise UsageError(message)
+
+    p.error = error
+    args = p.parse_args(argv)
+    if args.workers is not None and not 1 <= args.workers <= 4096:
+        raise UsageError("--workers %d: want 1 to 4096" % args.workers)
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise UsageError("--port %d: want 1 to 65535" % args.port)
+    if args.seed is not None and not 0 <= args.seed < 2 ** 32:
+        raise UsageError("--seed %d: want 0 to 4294967295" % args.seed)
+    args.argv_tail = without_bin(argv)
+    return args
+
+
+def without_bin(argv):
+    """The user's arguments, without --bin PATH (c10k adds it)."""
+    tail, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--bin":
+            skip = True
+        elif not a.startswith("--bin="):
+            tail.append(a)
+    return tail
+
+
+def check_variants(binary, plan):
+    """Start each variant once: a value the server refuses is a usage error
+    now, not a failed cell at the end of the run."""
+    for spec in plan.servers:
+        if spec.flags:
+            why = preflight(binary.path, spec)
+            if why:
+                raise UsageError("--models: %s: c10k serve %s refused it: %s"
+                                 % (spec.name, spec.command_text(), why))
+
+
+def dry_run_notes(bin_path):
+    notes = []
+    if not shutil.which("wrk"):
+        notes.append("wrk is not installed: a real run would stop here (apt-get install wrk)")
+    for name, ref in REFERENCES.items():
+        ok, why = ref.available(bin_path)
+        if not ok:
+            notes.append("%s cannot run (%s): its cells would be failed" % (name, why))
+    return notes
+
+
+def main(argv):
+    run = None
+
+    def on_signal(signum, frame):
+        if run is not None:
+            run.interrupted = True
+        raise KeyboardInterrupt()
+
+    try:
+        args = parse_args(argv)
+        if not os.access(args.bin, os.X_OK):
+            raise UsageError("--bin %s is not an executable c10k binary" % args.bin)
+        binary = probe_binary(os.path.abspath(args.bin))
+        plan = from_args(args, binary)
+        check_variants(binary, plan)
+        if args.dry_run:
+            sys.stdout.write(dry_run_text(plan, dry_run_notes(binary.path), not args.no_report))
+            return 0
+        run = Run(args, plan, binary)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        return run.main()
+    except UsageError as e:
+        print("c10k bench: %s" % e, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if run is not None:
+            run.cleanup_children()
+        print("\nc10k bench: interrupted before the first cell", file=sys.stderr)
+        return 130

@@ -1,0 +1,537 @@
+"""What a server costs over one window, and the state of the machine around it.
+
+    /proc       CPU, memory, threads and processes of the server's tree
+    perf        syscalls, voluntary and involuntary switches (perf stat)
+    softirqs    NET_RX / NET_TX from /proc/softirqs (the whole machine)
+    machine     load average and CPU steal from /proc/loadavg and /proc/stat
+    samplers    during the window: memory, threads, established connections
+                (every 0.5 s) and the accept queue (every 50 ms)
+    stats file  the model's own counters (CONTRACTS.md section 3)
+"""
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+from .sockdiag import open_sockdiag, proc_tcp_counts
+from .util import read_file
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# --- processes under /proc -------------------------------------------------
+
+
+def proc_children_map():
+    """ppid -> [pid] for every process (this kernel may lack
+    /proc/PID/task/TID/children, so scan /proc)."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        stat = read_file("/proc/%s/stat" % name)
+        if not stat:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        kids.setdefault(int(fields[1]), []).append(int(name))
+    return kids
+
+
+def tree_pids(root):
+    kids = proc_children_map()
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+def read_status(path):
+    out = {}
+    for line in read_file(path).splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+# PSS needs /proc/PID/smaps_rollup (Linux 4.14); without it memory is RSS.
+HAVE_SMAPS_ROLLUP = os.path.exists("/proc/self/smaps_rollup")
+
+
+def _task_switches(pid, snap):
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        tids = []
+    for tid in tids:
+        ts = read_status("/proc/%d/task/%s/status" % (pid, tid))
+        snap["vol"] += int(ts.get("voluntary_ctxt_switches", 0))
+        snap["invol"] += int(ts.get("nonvoluntary_ctxt_switches", 0))
+
+
+def proc_snapshot(root, tasks=True):
+    """CPU, switches, memory and task counts of a process tree right now.
+
+    cpu_ticks counts every tick the tree ever used exactly once: for each live
+    process its own utime+stime (which include its exited threads) plus
+    cutime+cstime (children it has reaped, and theirs). A child that exits
+    and is reaped during the window moves from the first term of the start
+    snapshot to its parent's second term at the end, so the difference of two
+    snapshots is the window's CPU, exited children included.
+    Context switches from /proc are per thread only, and a thread that exits
+    takes its counts with it; they are the fallback when perf is unusable.
+    """
+    snap = {"user_ticks": 0, "sys_ticks": 0, "procs": 0, "threads": 0, "rss_kib": 0,
+            "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "hwm_kib": 0, "vol": 0, "invol": 0,
+            "pids": []}
+    for pid in tree_pids(root):
+        stat = read_file("/proc/%d/stat" % pid)
+        if not stat:
+            continue
+        f = stat[stat.rfind(")") + 2:].split()
+        # fields after "(comm) ": state=0 ppid=1 ... utime=11 stime=12 cutime=13 cstime=14
+        snap["user_ticks"] += int(f[11]) + int(f[13])
+        snap["sys_ticks"] += int(f[12]) + int(f[14])
+        snap["threads"] += int(f[17])
+        snap["procs"] += 1
+        snap["pids"].append(pid)
+        st = read_status("/proc/%d/status" % pid)
+        snap["rss_kib"] += int(st.get("VmRSS", "0 kB").split()[0])
+        snap["hwm_kib"] += int(st.get("VmHWM", "0 kB").split()[0])
+        if HAVE_SMAPS_ROLLUP:  # a process that just exited adds nothing
+            pss = read_status("/proc/%d/smaps_rollup" % pid).get("Pss", "0 kB")
+            snap["pss_kib"] += int(pss.split()[0])
+        if tasks:
+            _task_switches(pid, snap)
+    return snap
+
+
+# --- perf ------------------------------------------------------------------------
+
+
+def check_perf():
+    """(usable, why). Tries the exact events the window uses."""
+    if not shutil.which("perf"):
+        return False, "perf is not installed (apt-get install linux-perf)"
+    probe = subprocess.run(
+        ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-e", "sched:sched_switch",
+         "--", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        timeout=20)
+    if probe.returncode != 0 or "not supported" in probe.stderr or "<not" in probe.stderr:
+        why = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, ("perf cannot count raw_syscalls:sys_enter / sched:sched_switch (%s); "
+                       "as root check kernel.perf_event_paranoid and that tracefs is mounted "
+                       "at /sys/kernel/tracing" % why)
+    return True, ""
+
+
+PERF_EVENTS = [
+    # (name in results, perf event args)
+    ("syscalls", ["-e", "raw_syscalls:sys_enter"]),
+    # A switch where the task was preempted is reported with prev_state 0 (R)
+    # or TASK_REPORT_MAX (R+, 0x100 on 6.x); anything else means it chose to
+    # sleep. Same rule the scheduler uses for nvcsw/nivcsw.
+    ("switches_invol", ["-e", "sched:sched_switch",
+                        "--filter", "prev_state == 0 || prev_state >= 256"]),
+    ("switches", ["-e", "sched:sched_switch"]),
+    ("task_clock_ms", ["-e", "task-clock"]),
+]
+
+
+_CONTROL = []
+
+
+def perf_has_control():
+    """perf stat --control (perf 5.9+): attach early with the counters off,
+    switch them on at the window's start."""
+    if not _CONTROL:
+        _CONTROL.append("--control" in subprocess.run(
+            ["perf", "stat", "-h"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=20).stdout)
+    return _CONTROL[0]
+
+
+def perf_start(pids, out_path, control=None):
+    """perf stat attached to pids; with control=(ctl_fd, ack_fd) it starts
+    with its counters off (-D -1) and obeys 'enable' on ctl_fd."""
+    argv = ["perf", "stat", "-x,", "-o", out_path, "-p", ",".join(str(p) for p in pids)]
+    if control:
+        argv += ["-D", "-1", "--control", "fd:%d,%d" % control]
+    for _, ev in PERF_EVENTS:
+        argv += ev
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+                            pass_fds=control or ())
+
+
+def parse_perf_csv(text):
+    """perf stat -x, output -> {name: value} or None if any count is missing."""
+    values = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        f = line.split(",")
+        if len(f) < 3:
+            continue
+        try:
+            values.append(float(f[0]))
+        except ValueError:
+            values.append(None)  # "<not counted>" / "<not supported>"
+    if len(values) != len(PERF_EVENTS) or any(v is None for v in values):
+        return None
+    return {name: v for (name, _), v in zip(PERF_EVENTS, values)}
+
+
+def perf_stop(proc, out_path):
+    """SIGINT makes perf stat print its counts and exit. Returns (dict, error)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None, "perf did not stop within 10 s"
+    text = read_file(out_path)
+    counts = parse_perf_csv(text)
+    if counts is None:
+        return None, "perf gave no counts: %s" % ((err or text).strip()[-200:] or "empty")
+    return counts, None
+
+
+class ServerCosts:
+    """What a server tree costs over one window, whatever threads and
+    processes come and go in it.
+
+      CPU user/system: /proc snapshots at start and end (proc_snapshot:
+        own + reaped-children ticks of every live process, so threads and
+        children that exit during the window are counted).
+      Voluntary/involuntary context switches, syscalls, task-clock: perf stat
+        attached to every process of the tree for exactly the window. perf
+        follows threads and children created after it attached (inherit),
+        and an exiting task's counts are added to its parent's counter, so
+        nothing is lost when a thread or child exits. Switches are split by
+        the sched_switch prev_state rule in PERF_EVENTS.
+      Without perf, switches come from the /proc per-thread counters, which
+        miss threads that exit during the window (said in ctx_method), and
+        syscalls are unavailable (None, never 0).
+    """
+
+    def __init__(self, root_pid, perf_out, use_perf, perf_why=""):
+        self.root, self.perf_out, self.use_perf = root_pid, perf_out, use_perf
+        self.perf_why = perf_why
+        self.perf = None
+        self.ctl = self.ack = None  # our ends of perf's control pipes
+        self.control = use_perf and perf_has_control()
+        self.enabled = False
+
+    def attach(self):
+        """Attach perf now, counters off, so attaching to a large tree
+        overlaps the warm-up; start() switches them on. Without --control
+        in this perf, attaching waits for start()."""
+        if self.control:
+            self._spawn(proc_snapshot(self.root, tasks=False)["pids"])
+
+    def _spawn(self, pids):
+        self._close_perf()
+        if not self.control:
+            self.perf = perf_start(pids, self.perf_out)
+            return
+        ctl_r, self.ctl = os.pipe()
+        self.ack, ack_w = os.pipe()
+        try:
+            self.perf = perf_start(pids, self.perf_out, (ctl_r, ack_w))
+        finally:
+            os.close(ctl_r)
+            os.close(ack_w)
+
+    def _enable(self, timeout=10.0):
+        """Counters on; True once perf acknowledged (it answers only after
+        attaching to every thread, which takes a while at 10,000)."""
+        if not self.control:
+            time.sleep(0.3)  # let perf open its counters before the load starts
+            return self.perf.poll() is None
+        try:
+            os.write(self.ctl, b"enable\n")
+        except OSError:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.perf.poll() is None:
+            r, _, _ = select.select([self.ack], [], [], 0.05)
+            if r:
+                return os.read(self.ack, 64).startswith(b"ack")
+        return False
+
+    def start(self):
+        """The window starts: /proc snapshot, perf counting."""
+        self.t_start = proc_snapshot(self.root)
+        pids = self.t_start["pids"]
+        self.enabled = False
+        for _ in range(3 if self.use_perf else 0):
+            if self.perf is None or self.perf.poll() is not None:
+                self._spawn(pids)
+            if self._enable():
+                self.enabled = True
+                return
+            # perf gives up (ESRCH) when a thread exits while it attaches to
+            # each one, as with 10,000 threads coming and going: try again.
+            pids = proc_snapshot(self.root, tasks=False)["pids"]
+        if self.use_perf:
+            self._close_perf()
+            self.perf_why = "perf did not start counting after 3 attempts"
+
+    def _perf_counts(self):
+        counts, err = None, self.perf_why or "perf unavailable"
+        if self.perf is not None:
+            if self.perf.poll() is None:
+                counts, err = perf_stop(self.perf, self.perf_out)
+            else:
+                err = "perf exited early: %s" % (self.perf.stderr.read() or "").strip()[-200:]
+            self._close_perf()
+        return counts, err
+
+    def stop(self):
+        end = proc_snapshot(self.root)
+        start = self.t_start
+        out = {"start": start, "end": end,
+               "cpu_user_s": (end["user_ticks"] - start["user_ticks"]) / CLK_TCK,
+               "cpu_sys_s": (end["sys_ticks"] - start["sys_ticks"]) / CLK_TCK}
+        counts, err = self._perf_counts()
+        if counts:
+            invol = counts["switches_invol"]
+            out.update(ctx_vol=counts["switches"] - invol, ctx_invol=invol,
+                       ctx_method="perf sched:sched_switch split by prev_state; every thread "
+                                  "and child, including those that exited",
+                       syscalls=counts["syscalls"],
+                       perf_task_clock_s=counts["task_clock_ms"] / 1000.0)
+        else:
+            out.update(ctx_vol=end["vol"] - start["vol"], ctx_invol=end["invol"] - start["invol"],
+                       ctx_method="/proc per-thread counters (threads that exited during the "
+                                  "window are not counted)",
+                       syscalls=None, syscalls_unavailable=err, perf_task_clock_s=None)
+            if self.use_perf:
+                out["warning"] = "perf: " + err
+        return out
+
+    def _close_perf(self):
+        if self.perf is not None and self.perf.poll() is None:
+            self.perf.kill()
+            self.perf.wait()
+        self.perf = None
+        for fd in (self.ctl, self.ack):
+            if fd is not None:
+                os.close(fd)
+        self.ctl = self.ack = None
+
+    def kill(self):
+        self._close_perf()
+
+
+# --- softirqs, load, steal -----------------------------------------------------
+
+
+def parse_softirqs(text):
+    """/proc/softirqs -> {"NET_RX": n, "NET_TX": n, ...} summed over CPUs."""
+    out = {}
+    for line in text.splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        try:
+            out[name.strip()] = sum(int(x) for x in rest.split())
+        except ValueError:
+            continue
+    return out
+
+
+def softirqs():
+    """NET_RX and NET_TX softirqs so far, or None if /proc/softirqs is unreadable."""
+    counts = parse_softirqs(read_file("/proc/softirqs"))
+    if "NET_RX" not in counts or "NET_TX" not in counts:
+        return None
+    return {"net_rx": counts["NET_RX"], "net_tx": counts["NET_TX"]}
+
+
+def softirq_delta(start, end, requests):
+    """The window's softirq counters for a repeat; None when unreadable."""
+    out = {}
+    for k in ("net_rx", "net_tx"):
+        d = end[k] - start[k] if start and end else None
+        out["softirq_" + k] = d
+        out["softirq_%s_per_req" % k] = d / requests if d is not None and requests else None
+    return out
+
+
+def parse_cpu_times(text):
+    """The aggregate 'cpu' line of /proc/stat -> (steal, total) in ticks."""
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0] == "cpu" and len(f) >= 9:
+            v = [int(x) for x in f[1:9]]  # user nice system idle iowait irq softirq steal
+            return v[7], sum(v)           # guest time is already inside user and nice
+    return None
+
+
+def loadavg_1m(text=None):
+    text = read_file("/proc/loadavg") if text is None else text
+    try:
+        return float(text.split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
+class MachineSampler:
+    """Load average and CPU steal, sampled before each cell of each round:
+    steal_pct is the share of all CPU time the hypervisor took from this
+    machine since the previous sample (0 on bare metal)."""
+
+    def __init__(self):
+        self.prev = parse_cpu_times(read_file("/proc/stat"))
+
+    def sample(self):
+        now = parse_cpu_times(read_file("/proc/stat"))
+        steal = None
+        if now and self.prev and now[1] > self.prev[1]:
+            steal = 100.0 * (now[0] - self.prev[0]) / (now[1] - self.prev[1])
+        self.prev = now
+        return {"loadavg_1m": loadavg_1m(), "steal_pct": steal}
+
+
+# --- samplers during the window ------------------------------------------------------
+
+
+class Periodic(threading.Thread):
+    """Calls sample() every interval until finish()."""
+
+    def __init__(self, interval):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.stop_event = threading.Event()
+
+    def run(self):
+        while not self.stop_event.wait(self.interval):
+            self.sample()
+
+    def finish(self):
+        self.stop_event.set()
+        if self.is_alive():
+            self.join(5)
+
+
+class TreeSampler(Periodic):
+    """Peak memory, threads and processes of the server tree, and peak
+    established client connections to its port, every 0.5 s."""
+
+    def __init__(self, root, port, diag=None, interval=0.5):
+        super().__init__(interval)
+        self.root, self.port, self.diag = root, port, diag
+        self.peak = {"rss_kib": 0, "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "threads": 0,
+                     "procs": 0, "established": 0}
+        self.samples = 0
+
+    def established(self):
+        if self.diag is not None:
+            try:
+                return self.diag.established_to(self.port)
+            except OSError:
+                pass
+        return proc_tcp_counts(self.port)[0]
+
+    def sample(self, conns=True):
+        """conns=False: the tree only (before or after the load, when there
+        are no client connections to count and a dump of the established
+        sockets would only cost the client CPU)."""
+        # no per-thread files here: the sampler shares the client CPU with the load
+        snap = proc_snapshot(self.root, tasks=False)
+        if HAVE_SMAPS_ROLLUP:
+            self.peak["pss_kib"] = max(self.peak["pss_kib"], snap["pss_kib"])
+        for k, v in (("rss_kib", snap["rss_kib"]), ("threads", snap["threads"]),
+                     ("procs", snap["procs"])):
+            self.peak[k] = max(self.peak[k], v)
+        if conns:
+            self.peak["established"] = max(self.peak["established"], self.established())
+        self.samples += 1
+
+
+class QueueSampler(Periodic):
+    """The listener's accept queue every 50 ms (20 Hz: 40 samples in a 2 s
+    window, so 10% of the window is 4 samples): how often it held a
+    connection the server had not accepted yet, and its peak."""
+
+    HZ = 20
+
+    def __init__(self, port, diag=None):
+        super().__init__(1.0 / self.HZ)
+        self.port, self.diag = port, diag
+        self.method = "netlink sock_diag" if diag is not None else "/proc/net/tcp"
+        self.samples = self.nonempty = self.peak = 0
+
+    def queue(self):
+        if self.diag is not None:
+            try:
+                return self.diag.accept_queue(self.port)[0]
+            except OSError:
+                self.diag, self.method = None, "/proc/net/tcp (netlink failed mid-window)"
+        return proc_tcp_counts(self.port)[1]
+
+    def sample(self):
+        q = self.queue()
+        self.samples += 1
+        self.nonempty += q > 0
+        self.peak = max(self.peak, q)
+
+    def wait_frac(self):
+        return self.nonempty / self.samples if self.samples else None
+
+
+def window_diag():
+    """A netlink sock_diag socket for one window's samplers, or None (and the
+    samplers read /proc/net/tcp)."""
+    return open_sockdiag()[0]
+
+
+# --- the model's stats file (CONTRACTS.md section 3) ----------------------------------
+
+
+def read_stats_file(path):
+    """{name: number} from the model's stats file, or None and why."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return None, "no stats file %s" % os.path.basename(path)
+    except (OSError, ValueError) as e:
+        return None, "stats file unreadable: %s" % e
+    counters = doc.get("counters") if isinstance(doc, dict) else None
+    if not isinstance(counters, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in counters.values()):
+        return None, "stats file has no {name: number} counters"
+    return counters, None
+
+
+def read_fresh_stats(path, since_ns, timeout=0.75):
+    """The stats file once the server has rewritten it after since_ns (it
+    does every 250 ms): counters as of a moment when the load was idle, so
+    the start and end of a window are exact. (counters or None, why)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fresh = os.stat(path).st_mtime_ns > since_ns
+        except OSError:
+            fresh = False
+        if fresh or time.monotonic() >= deadline:
+            counters, why = read_stats_file(path)
+            if counters is not None and not fresh:
+                return None, "stats file not rewritten within %.2f s" % timeout
+            return counters, why
+        time.sleep(0.02)
+
+
+def counters_delta(start, end):
+    """Per-window deltas of the model's cumulative counters."""
+    if start is None or end is None:
+        return None
+    return {k: end[k] - start.get(k, 0) for k in sorted(end)}

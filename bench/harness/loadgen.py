@@ -1,0 +1,132 @@
+"""The load generator of closed-loop scenarios: wrk, pinned to the client
+CPUs, with bench/wrk_report.lua writing its results as JSON. (The open-loop
+generator, `c10k load`, joins here.)"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+
+from .docroot import file_name
+from .util import HERE, MiB, cpus_text, read_file
+
+LUA = os.path.join(HERE, "wrk_report.lua")
+WRK_TIMEOUT_S = 2  # wrk's --timeout: a response slower than this is a timeout error
+
+
+def wrk_threads(connections, client_cpus):
+    return max(1, min(connections, len(client_cpus)))
+
+
+def wrk_argv(port, scenario, seconds, client_cpus):
+    conns = scenario["connections"]
+    argv = ["taskset", "-c", cpus_text(client_cpus), "wrk",
+            "-t", str(wrk_threads(conns, client_cpus)), "-c", str(conns),
+            "-d", "%ds" % seconds, "--timeout", "%ds" % WRK_TIMEOUT_S, "-s", LUA]
+    if not scenario["keepalive"]:
+        argv += ["-H", "Connection: close"]
+    return argv + ["http://127.0.0.1:%d/%s" % (port, file_name(scenario["size"]))]
+
+
+def _reap(p, t0, deadline, stop_at, until):
+    """Wait for wrk; SIGINT at stop_at, or once until(seconds since t0) is
+    true (wrk stops and reports, as at its deadline). Returns the rusage,
+    or None if it had to be killed."""
+    interrupted = False
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            p.returncode = os.waitstatus_to_exitcode(status)
+            return ru
+        now = time.monotonic()
+        if not interrupted and ((stop_at is not None and now >= stop_at)
+                                or (until is not None and until(now - t0))):
+            os.killpg(p.pid, signal.SIGINT)
+            interrupted = True
+        if now > deadline:
+            os.killpg(p.pid, signal.SIGKILL)
+            os.wait4(p.pid, 0)
+            p.returncode = -9
+            return None
+        time.sleep(0.02)
+
+
+def run_wrk(run, port, scenario, seconds, json_path, raw_path, until=None):
+    """Run wrk for `seconds` (a fraction is allowed: wrk runs for whole
+    seconds and is stopped early with SIGINT, which it treats as its end),
+    or until until(elapsed) says so. Returns (report dict or None, client
+    CPU seconds, error text or None)."""
+    whole = max(1, math.ceil(seconds))
+    argv = wrk_argv(port, scenario, whole, run.plan.client_cpus)
+    env = dict(os.environ, WRK_REPORT=json_path or "",
+               WRK_CONNECTIONS=str(scenario["connections"]))
+    if json_path and os.path.exists(json_path):
+        os.unlink(json_path)
+    out = open(raw_path, "w") if raw_path else subprocess.DEVNULL
+    if raw_path:
+        out.write("$ %s\n" % " ".join(argv))
+        out.flush()
+    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    run.children.add(p)
+    t0 = time.monotonic()
+    try:
+        ru = _reap(p, t0, t0 + whole + 30, t0 + seconds if seconds < whole else None, until)
+    finally:
+        if p.returncode is None:  # interrupted: never leave wrk behind
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+                os.waitpid(p.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        run.children.discard(p)
+        if raw_path:
+            out.close()
+    if ru is None:
+        return None, 0.0, "wrk did not finish within %.0f s; killed" % (whole + 30)
+    client_cpu = ru.ru_utime + ru.ru_stime
+    if p.returncode != 0:
+        tail = read_file(raw_path).strip().splitlines()[-2:] if raw_path else []
+        return None, client_cpu, "wrk exit status %d: %s" % (p.returncode, " | ".join(tail))
+    if not json_path:
+        return None, client_cpu, None
+    try:
+        with open(json_path) as f:
+            return json.load(f), client_cpu, None
+    except (OSError, ValueError) as e:
+        return None, client_cpu, "wrk_report.lua wrote no JSON (%s)" % e
+
+
+def wrk_metrics(wrk, window_s):
+    """A repeat's load-side metrics from wrk_report.lua's JSON."""
+    req = wrk["requests"]
+    dur_s = wrk["duration_us"] / 1e6 if wrk["duration_us"] else window_s
+    e = wrk["errors"]
+    pct = {p: v for p, v in wrk["percentiles_us"]}
+    return dict(
+        requests=req, bytes=wrk["bytes"], duration_s=dur_s,
+        rps=req / dur_s if dur_s else 0.0,
+        mib_per_s=wrk["bytes"] / dur_s / MiB if dur_s else 0.0,
+        errors_connect=e["connect"], errors_read=e["read"], errors_write=e["write"],
+        errors_timeout=e["timeout"], errors_status=e["status"],
+        errors_total=e["connect"] + e["read"] + e["write"] + e["timeout"] + e["status"],
+        lat_p50_us=pct.get(50), lat_p90_us=pct.get(90), lat_p99_us=pct.get(99),
+        lat_p999_us=pct.get(99.9), lat_max_us=wrk["latency_us"]["max"],
+        lat_mean_us=wrk["latency_us"]["mean"],
+        lat_percentiles_us=wrk["percentiles_us"], lat_histogram_us=wrk.get("histogram_us"),
+        lat_histogram_recorded=wrk.get("recorded"), lat_co_synthetic=wrk.get("co_synthetic"),
+        lat_histogram_unavailable=wrk.get("histogram_unavailable"))
+
+
+def wrk_degraded(m):
+    """Why the load side of a repeat is degraded (errors, nothing done)."""
+    out = []
+    if m["errors_total"]:
+        out.append("wrk errors: connect %d, read %d, write %d, timeout %d, status>=400 %d"
+                   % (m["errors_connect"], m["errors_read"], m["errors_write"],
+                      m["errors_timeout"], m["errors_status"]))
+    if m["requests"] == 0:
+        out.append("no request completed in the window")
+    return out

@@ -1,0 +1,105 @@
+"""Reference servers: what the models are measured against in the same run.
+
+A reference is a class with a name, available(bin_path) -> (ok, why) (the
+c10k binary's path: a reference built beside it is found from there) and a
+Server subclass that starts it. nginx is the reference row of every run. Adding a
+reference (the ceiling server of issue 16) is one more class here and its
+name in plan.REFERENCES.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+
+from .servers import Server
+from .util import cpus_text
+
+NGINX_CONF = """\
+# nginx reference configuration written by c10k bench: the same settings the
+# c10k models get (workers, keep-alive and header timeouts, unlimited requests
+# per connection), sendfile on, access log off, symlinks refused below the
+# root. "from=$document_root" checks components below the root only, as the
+# c10k handler does (openat2 RESOLVE_BENEATH from an open root): plain "on"
+# also re-opens every directory above the root on each request (one openat
+# and one close per component), so nginx's cost would grow with the depth
+# of the run directory. No open_file_cache: c10k opens the file per request too.
+{user}worker_processes {workers};
+worker_rlimit_nofile {nofile};
+daemon off;
+master_process on;
+pid {rundir}/nginx.pid;
+error_log {rundir}/nginx-error.log warn;
+events {{
+    worker_connections {worker_connections};
+    multi_accept off;
+}}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nodelay on;
+    server_tokens off;
+    default_type application/octet-stream;
+    keepalive_timeout {keepalive}s;
+    keepalive_requests 1000000000;
+    client_header_timeout {header}s;
+    disable_symlinks on from=$document_root;
+    client_body_temp_path {rundir}/tmp/body;
+    proxy_temp_path {rundir}/tmp/proxy;
+    fastcgi_temp_path {rundir}/tmp/fastcgi;
+    uwsgi_temp_path {rundir}/tmp/uwsgi;
+    scgi_temp_path {rundir}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {root};
+    }}
+}}
+"""
+
+TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def nginx_conf(run_dir, docroot, port, workers, nofile, keepalive, header, as_root):
+    return NGINX_CONF.format(
+        user="user root;\n" if as_root else "", workers=workers, nofile=nofile,
+        worker_connections=max(1024, nofile - 64), rundir=run_dir, keepalive=keepalive,
+        header=header, port=port, root=docroot)
+
+
+class NginxServer(Server):
+    """nginx from the configuration the harness writes, under taskset."""
+
+    stop_signal = signal.SIGQUIT  # graceful: finish in-flight requests
+
+    def start(self):
+        r, p = self.run, self.run.plan
+        for d in TEMP_DIRS:
+            os.makedirs(os.path.join(r.run_dir, "tmp", d), exist_ok=True)
+        conf = os.path.join(r.run_dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(nginx_conf(r.run_dir, r.docroot, self.port, p.workers, r.nofile,
+                               p.keepalive_timeout, p.header_timeout, os.geteuid() == 0))
+        self.argv = ["taskset", "-c", cpus_text(p.server_cpus), "nginx", "-p", r.run_dir,
+                     "-e", os.path.join(r.run_dir, "nginx-error.log"), "-c", conf]
+        log = self._open_log()
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        return self._wait_listening(10.0)
+
+    def command(self):
+        return ["nginx", "-c", os.path.join(self.run.run_dir, "nginx.conf")]
+
+
+class Nginx:
+    name = "nginx"
+    server_class = NginxServer
+
+    @staticmethod
+    def available(bin_path):
+        if not shutil.which("nginx"):
+            return False, "nginx is not installed (apt-get install nginx-light)"
+        return True, ""
+
+
+REFERENCES = {ref.name: ref for ref in (Nginx,)}

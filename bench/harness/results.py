@@ -1,0 +1,226 @@
+"""results.json (schema "c10k-bench-results" version 2) and results.csv.
+
+A cell is one server on one scenario; its repeats are its rounds. After
+each round a cell is summarised again: min/median/max of every scalar
+metric, the spread of req/s over rounds, and its flags:
+
+  starved  in some round, connections waited in the accept queue in more
+           than 10% of the window's samples, or (keep-alive) fewer
+           connections were established than the load generator opened:
+           the latency measured came from the connections that were served,
+           so it is not comparable with other cells;
+  noisy    req/s spread over rounds, 100 * (max - min) / median, above 10%.
+
+A flagged cell never gets a star or a win in the report.
+"""
+
+import csv
+import datetime
+import json
+import os
+import statistics
+
+SCHEMA = "c10k-bench-results"
+SCHEMA_VERSION = 2
+STARVED_WAIT_FRAC = 0.10   # accept queue non-empty in more than 10% of samples
+NOISY_SPREAD_PCT = 10.0    # 100 * (max - min) / median of rps over rounds
+
+SCALAR_METRICS = [
+    "rps", "mib_per_s", "requests", "bytes", "duration_s", "errors_total", "errors_connect",
+    "errors_read", "errors_write", "errors_timeout", "errors_status", "lat_p50_us",
+    "lat_p90_us", "lat_p99_us", "lat_p999_us", "lat_max_us", "lat_mean_us", "cpu_user_s",
+    "cpu_sys_s", "cpu_s", "cpu_us_per_req", "cpu_user_us_per_req", "cpu_sys_us_per_req",
+    "server_cpu_util", "ctx_vol", "ctx_invol", "ctx_vol_per_req", "ctx_invol_per_req",
+    "syscalls", "syscalls_per_req", "perf_task_clock_s", "rss_baseline_kib", "rss_peak_kib",
+    "pss_baseline_kib", "pss_peak_kib", "mem_per_conn_kib", "threads_max", "procs_max",
+    "conns_established", "slow_established", "accept_queue_max", "client_cpu_s",
+    "client_cpu_util",
+    # schema 2
+    "accept_queue_wait_frac", "softirq_net_rx", "softirq_net_tx", "softirq_net_rx_per_req",
+    "softirq_net_tx_per_req", "loadavg_1m", "steal_pct", "lat_co_synthetic",
+]
+
+FLAG_RULES_TEXT = {
+    "starved": "connections waited in the accept queue in more than %d%% of a round's "
+               "window samples, or fewer keep-alive connections were established than "
+               "opened; latency not comparable" % round(STARVED_WAIT_FRAC * 100),
+    "noisy": "req/s spread over rounds, 100 * (max - min) / median, above %g%%"
+             % NOISY_SPREAD_PCT,
+}
+
+
+# --- one repeat --------------------------------------------------------------
+
+
+def starvation(rep, sc):
+    """Why one round of a cell is starved (empty list: it is not)."""
+    out = []
+    frac = rep.get("accept_queue_wait_frac")
+    if frac is not None and frac > STARVED_WAIT_FRAC:
+        out.append("connections waited in the accept queue in %.0f%% of the window's "
+                   "samples (more than %.0f%%; up to %s waiting)"
+                   % (100 * frac, 100 * STARVED_WAIT_FRAC, rep.get("accept_queue_max")))
+    est = rep.get("conns_established")
+    if sc["keepalive"] and est is not None and est < sc["connections"]:
+        out.append("only %d of the %d connections opened were established"
+                   % (est, sc["connections"]))
+    return out
+
+
+# --- one cell, over its rounds ---------------------------------------------------
+
+
+def ran(repeats):
+    return [r for r in repeats if r.get("status") != "failed"]
+
+
+def summarize(repeats):
+    """min/median/max of every scalar metric over the repeats that ran.
+    A metric that is unavailable (None) in any repeat stays None."""
+    out = {}
+    done = ran(repeats)
+    for k in SCALAR_METRICS:
+        vals = [r.get(k) for r in done]
+        if not vals or any(v is None for v in vals):
+            out[k] = None
+            continue
+        out[k] = {"min": min(vals), "median": statistics.median(vals), "max": max(vals)}
+    return out
+
+
+def spread_pct(values):
+    """100 * (max - min) / median; None with fewer than two values or a zero
+    median (nothing to compare)."""
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    med = statistics.median(values)
+    if not med:
+        return None
+    return 100.0 * (max(values) - min(values)) / med
+
+
+def cell_flags(cell):
+    """The flags of a cell, from its repeats and spread."""
+    flags = []
+    if any(r.get("starved") for r in ran(cell["repeats"])):
+        flags.append("starved")
+    if cell.get("spread_pct") is not None and cell["spread_pct"] > NOISY_SPREAD_PCT:
+        flags.append("noisy")
+    return flags
+
+
+def new_cell(server, sc):
+    return {"model": server, "scenario": sc["id"], "status": "ok", "reasons": [],
+            "repeats": [], "flags": [], "spread_pct": None, "summary": summarize([])}
+
+
+def add_repeat(cell, rep):
+    """Record one round of a cell and summarise the cell again."""
+    cell["repeats"].append(rep)
+    r = rep["round"]
+    if rep["status"] == "failed":
+        cell["status"] = "failed"
+        cell["reasons"].append("round %d: %s" % (r, rep["failure"]))
+    elif rep["status"] == "degraded" and cell["status"] == "ok":
+        cell["status"] = "degraded"
+    for why in rep.get("degraded_by", []):
+        cell["reasons"].append("round %d: %s" % (r, why))
+    for why in rep.get("starved_by", []):
+        cell["reasons"].append("round %d: starved: %s" % (r, why))
+    cell["summary"] = summarize(cell["repeats"])
+    cell["spread_pct"] = spread_pct([x.get("rps") for x in ran(cell["repeats"])])
+    cell["flags"] = cell_flags(cell)
+    return cell
+
+
+def fail_cell(cell, why):
+    """A cell that cannot run at all (its server is unavailable)."""
+    cell["status"] = "failed"
+    if why not in cell["reasons"]:
+        cell["reasons"].append(why)
+    return cell
+
+
+# --- the document ----------------------------------------------------------------
+
+
+def now_iso():
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def settings(run):
+    p = run.plan
+    return {
+        "models": p.names, "duration_s": p.duration, "warmup_s": p.warmup,
+        "rounds": p.rounds, "repeat": p.rounds, "round_orders": p.orders, "seed": p.seed,
+        "variants": p.variants(), "workers": p.workers,
+        "per_connection_models": run.binary.per_connection,
+        "server_cpus": p.server_cpus, "client_cpus": p.client_cpus,
+        "wrk_threads_rule": "min(connections, number of client CPUs)",
+        "wrk_timeout_s": run.wrk_timeout_s,
+        "keepalive_timeout_s": p.keepalive_timeout, "header_timeout_s": p.header_timeout,
+        "port": run.args.port or "free port per cell", "sizes": p.sizes,
+        "bin": run.binary.path, "out": run.run_dir, "nofile": run.nofile,
+        "accept_queue_sample_hz": run.queue_hz, "accept_queue_method": run.queue_method,
+        "stats_file": run.stats_file_supported, "flag_rules": FLAG_RULES_TEXT,
+    }
+
+
+def results_doc(run, status):
+    from .docroot import file_name
+    p = run.plan
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "run": {"id": run.run_id, "started": run.started, "finished": now_iso(),
+                "status": status, "profile": p.profile, "command_line": run.command_line,
+                "settings": settings(run)},
+        "environment": run.env,
+        "tools": {name: {"available": ok, "reason": why or None}
+                  for name, (ok, why) in run.tools.items()},
+        "docroot": {"path": "docroot",
+                    "files": [{"name": file_name(s), "size": s, "sha256": run.digests[s]}
+                              for s in p.sizes]},
+        "models": p.names,
+        "scenarios": p.scenarios,
+        "cells": run.cells_in_order(),
+    }
+
+
+def save(run_dir, doc):
+    tmp = os.path.join(run_dir, "results.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, os.path.join(run_dir, "results.json"))
+    write_csv(os.path.join(run_dir, "results.csv"), doc)
+
+
+CSV_HEAD = ["model", "scenario", "size", "keepalive", "connections", "slow_kind", "slow_count",
+            "cell_status", "cell_flags", "round", "repeat", "repeat_status", "starved",
+            "server_exit"]
+
+
+def csv_value(v):
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return int(v)
+    return "%.6g" % v if isinstance(v, float) else v
+
+
+def write_csv(path, doc):
+    scen = {s["id"]: s for s in doc["scenarios"]}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_HEAD + SCALAR_METRICS)
+        for c in doc["cells"]:
+            s = scen[c["scenario"]]
+            slow = s["slow"] or {}
+            for r in c["repeats"] or [{}]:
+                row = [c["model"], c["scenario"], s["size"], int(s["keepalive"]),
+                       s["connections"], slow.get("kind", ""), slow.get("count", ""),
+                       c["status"], " ".join(c.get("flags", [])), r.get("round", ""),
+                       r.get("repeat", ""), r.get("status", ""), csv_value(r.get("starved")),
+                       r.get("server_exit", "")]
+                w.writerow(row + [csv_value(r.get(k)) for k in SCALAR_METRICS])

@@ -1,0 +1,216 @@
+"""A run: the plan's cells in order, round after round, with progress, the
+results saved after every cell, Ctrl-C handled, and the report at the end."""
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import results
+from .cell import CellRunner
+from .counters import MachineSampler, QueueSampler
+from .docroot import make_docroot
+from .env import check_fd_limit, check_tools, environment
+from .loadgen import WRK_TIMEOUT_S
+from .plan import summary_line
+from .sockdiag import open_sockdiag
+from .util import HERE, REPO, Interrupted, cpus_text, fmt_duration
+
+
+class Run:
+    def __init__(self, args, plan, binary):
+        self.args, self.plan, self.binary = args, plan, binary
+        self.children = set()
+        self.cells = {}
+        self.interrupted = False
+        self.wrk_timeout_s = WRK_TIMEOUT_S
+        self.queue_hz = QueueSampler.HZ
+        diag, why = open_sockdiag()
+        if diag is not None:
+            diag.close()
+        self.queue_method = "netlink sock_diag" if diag is not None else "/proc/net/tcp: " + why
+        # CONTRACTS.md 3: pass --stats-file only to a binary that lists it
+        self.stats_file_supported = binary.has_serve_flag("stats-file")
+        self.runner = CellRunner(self)
+
+    # -- before the first cell --
+
+    def prepare(self):
+        self.tools = check_tools(self.args.port, self.binary.path)
+        self.nofile = check_fd_limit(self.plan.scenarios, self.plan.profile)
+        self.env = environment(self.binary.path)
+        self.command_line = ["c10k", "bench"] + self.args.argv_tail
+        self.started = results.now_iso()
+        self.machine = MachineSampler()  # steal is counted from here on
+        self.make_run_dir()
+        # The harness itself (samplers, slow clients) runs on the client
+        # CPUs, off the server's CPU.
+        try:
+            os.sched_setaffinity(0, self.plan.client_cpus)
+        except OSError:
+            pass
+
+    def make_run_dir(self):
+        base = os.path.abspath(self.args.out or os.path.join(REPO, "results"))
+        os.makedirs(base, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir, n = os.path.join(base, stamp), 1
+        while os.path.exists(run_dir):
+            n += 1
+            run_dir = os.path.join(base, "%s-%d" % (stamp, n))
+        os.makedirs(os.path.join(run_dir, "raw"))
+        self.run_dir, self.run_id = run_dir, os.path.basename(run_dir)
+        self.link_latest(base)
+        self.docroot = os.path.join(run_dir, "docroot")
+        self.digests = make_docroot(self.docroot, self.plan.sizes)
+
+    def link_latest(self, base):
+        latest = os.path.join(base, "latest")
+        try:
+            if os.path.islink(latest) or not os.path.exists(latest):
+                tmp = latest + ".tmp"
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                os.symlink(self.run_id, tmp)
+                os.replace(tmp, latest)
+        except OSError as e:
+            print("c10k bench: warning: cannot update %s: %s" % (latest, e), file=sys.stderr)
+
+    # -- cells --
+
+    def cells_in_order(self):
+        """Cells by scenario, then server in the plan's order (not run order);
+        a cell interrupted in its first round has nothing to keep."""
+        cells = (self.cells.get((name, sc["id"])) for sc in self.plan.scenarios
+                 for name in self.plan.names)
+        return [c for c in cells if c is not None and (c["repeats"] or c["status"] == "failed")]
+
+    def cell(self, name, sc):
+        key = (name, sc["id"])
+        if key not in self.cells:
+            self.cells[key] = results.new_cell(name, sc)
+        return self.cells[key]
+
+    def run_one(self, round_no, sc, name, machine):
+        """One cell of one round; returns False if it was skipped."""
+        cell = self.cell(name, sc)
+        spec = self.plan.server(name)
+        if cell["status"] == "failed":
+            return False  # a cell that failed is not retried in later rounds
+        if spec.reference and not self.tools[spec.model][0]:
+            results.fail_cell(cell, "%s cannot run: %s" % (name, self.tools[spec.model][1]))
+            return False
+        rep = self.runner.run_round(spec, sc, round_no, machine.sample())
+        if self.interrupted:
+            raise Interrupted()  # an unfinished cell is not kept
+        results.add_repeat(cell, rep)
+        if spec.reference and rep["status"] == "failed" and "could not start" in rep["failure"]:
+            self.tools[spec.model] = (False, rep["failure"])
+            print("\nc10k bench: %s CANNOT RUN: %s. The run continues without its row."
+                  % (name.upper(), rep["failure"]), file=sys.stderr)
+        return True
+
+    def progress(self, i, n, round_no, name, sc, eta):
+        line = "[%d/%d] round %d/%d %-18s %-34s ETA %s" % (
+            i, n, round_no, self.plan.rounds, name, sc["label"], fmt_duration(eta))
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K" + line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def run_cells(self):
+        cells = self.plan.cells()
+        total = sum(self.plan.cell_seconds(sc) for _, sc, _ in cells)
+        t_start, done_est = time.monotonic(), 0.0
+        for i, (round_no, sc, name) in enumerate(cells, 1):
+            # ETA: the plan, corrected by how far off the plan was so far
+            scale = (time.monotonic() - t_start) / done_est if done_est > 0 else 1.0
+            self.progress(i, len(cells), round_no, name, sc, (total - done_est) * scale)
+            if self.run_one(round_no, sc, name, self.machine):
+                done_est += self.plan.cell_seconds(sc)
+            else:
+                total -= self.plan.cell_seconds(sc)
+            self.save("running")
+
+    # -- output --
+
+    def save(self, status):
+        results.save(self.run_dir, results.results_doc(self, status))
+
+    def cleanup_children(self):
+        for p in list(self.children):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.runner.kill_current()
+
+    def announce(self):
+        p = self.plan
+        print("c10k bench: " + summary_line(p) + "; planned total %s"
+              % fmt_duration(p.estimate_s(not self.args.no_report)))
+        print("c10k bench: server on CPU %s, wrk on CPU %s, %d worker(s) (%s: a thread or "
+              "process per connection); perf %s; accept queue via %s; model counters %s; "
+              "run dir %s"
+              % (cpus_text(p.server_cpus), cpus_text(p.client_cpus), p.workers,
+                 ", ".join(self.binary.per_connection) or "none",
+                 "on" if self.tools["perf"][0] else "UNAVAILABLE", self.queue_method,
+                 "from --stats-file" if self.stats_file_supported else
+                 "unavailable (c10k serve has no --stats-file)", self.run_dir))
+        sys.stdout.flush()
+
+    def report(self):
+        """c10k report on the run; its failure never fails the bench."""
+        p = subprocess.run([sys.executable, os.path.join(HERE, "report.py"), self.run_dir],
+                           stderr=subprocess.PIPE, text=True)
+        if p.returncode == 0:
+            sys.stderr.write(p.stderr)
+            print("c10k bench: report: %s" % os.path.join(self.run_dir, "report.html"))
+            print("c10k bench: report: %s" % os.path.join(self.run_dir, "report.md"))
+            return
+        said = (p.stderr.strip().splitlines() or ["no message"])[-1]
+        if "schema version" in said:
+            print("c10k bench: NO REPORT: this report generator cannot read results.json "
+                  "schema version %d yet (it said: %s). The results are complete in %s."
+                  % (results.SCHEMA_VERSION, said, os.path.join(self.run_dir, "results.json")),
+                  file=sys.stderr)
+        else:
+            sys.stderr.write(p.stderr)
+            print("c10k bench: NO REPORT: the report generator failed (status %d); the results "
+                  "are kept in %s" % (p.returncode, os.path.join(self.run_dir, "results.json")),
+                  file=sys.stderr)
+
+    def main(self):
+        self.prepare()
+        self.announce()
+        self.save("running")
+        t_start, status = time.monotonic(), "complete"
+        try:
+            self.run_cells()
+        except (Interrupted, KeyboardInterrupt):
+            status = "interrupted"
+            self.interrupted = True
+            self.cleanup_children()
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+            print("c10k bench: interrupted: servers and wrk stopped; keeping the finished "
+                  "rounds of %d cell(s)" % len(self.cells), file=sys.stderr)
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")
+        self.save(status)
+        cells = self.cells_in_order()
+        flagged = sum(bool(c["flags"]) for c in cells)
+        print("c10k bench: %s: %d cells x %d round(s) in %s (%d ok, %d degraded, %d failed; "
+              "%d flagged starved or noisy)"
+              % (status, len(cells), self.plan.rounds, fmt_duration(time.monotonic() - t_start),
+                 sum(c["status"] == "ok" for c in cells),
+                 sum(c["status"] == "degraded" for c in cells),
+                 sum(c["status"] == "failed" for c in cells), flagged))
+        print("c10k bench: results: %s" % os.path.join(self.run_dir, "results.json"))
+        if not self.args.no_report:
+            self.report()
+        return 130 if status == "interrupted" else 0
+

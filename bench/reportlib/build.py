@@ -1,0 +1,381 @@
+"""report.md and report.html for one run: what the run says first (ranked
+tables, findings), then latency, the operating-system concepts, the full
+tables, the environment and how to read it all."""
+
+import os
+
+from . import charts as C
+from . import concepts, fmt, summary
+from .data import is_num
+from .page import (Bullets, Figures, Heading, Legend, Page, Para, Row, Table, TCell,
+                   write_html, write_md)
+
+CEILING = summary.CEILING
+
+
+# --- chart data -------------------------------------------------------------------
+
+
+def representative(cell):
+    """The round whose req/s is the median one (its spectrum is drawn)."""
+    reps = [r for r in cell.repeats if is_num(r.get("rps"))]
+    med = cell.med("rps")
+    if not reps or med is None:
+        return None
+    return min(reps, key=lambda r: abs(r["rps"] - med))
+
+
+def hist_percentiles(hist):
+    """[(percentile, upper_us)] at each bucket boundary of a latency histogram."""
+    rows = sorted((u, c) for u, c in (hist or []) if is_num(u) and is_num(c) and c > 0)
+    total = sum(c for _, c in rows)
+    out, cum = [], 0
+    for upper, count in rows:
+        cum += count
+        p = 100.0 * cum / total
+        if p < 100:
+            out.append((p, upper))
+    return out
+
+
+def spectrum_series(run, sc):
+    out = {}
+    for c in summary.contenders(run, sc.id):
+        if sc.open_loop:
+            st = c.knee_step() or (c.steps[0] if c.steps else None)
+            pts = hist_percentiles(st.get("lat_histogram_us")) if st else []
+        else:
+            rep = representative(c)
+            pts = [tuple(p) for p in (rep or {}).get("lat_percentiles_us") or []
+                   if isinstance(p, (list, tuple)) and len(p) == 2]
+        if pts:
+            out[c.model] = pts
+    return out
+
+
+def rps_getter(run, key, div=1.0):
+    def get(model, sid):
+        c = run.cell(model, sid)
+        st = c.stat(key) if c else None
+        if st is None:
+            return None
+        return C.Bar(type(st)(st.min / div, st.median / div, st.max / div, st.n), not c.clean)
+    return get
+
+
+def group_figures(ch, run, group):
+    if not group.closed:
+        return []
+    clusters = [(s.short if len(group.closed) > 1 else s.label, s.id) for s in group.closed]
+    models = [m for m in run.models if any(run.cell(m, s.id) for s in group.closed)]
+    cells = [c for s in group.closed for c in run.cells_of(s.id)]
+    note = " ".join(filter(None, [
+        "Whiskers: min–max over %d rounds." % run.rounds if any(c.rounds > 1 for c in cells)
+        else "One round: no spread to draw.",
+        "Hatched: flagged or degraded, not ranked." if any(not c.clean for c in cells)
+        else ""]))
+    rps = C.bars(ch, "rps-%s.svg" % C.slug(group.id), "Requests per second: " + group.label,
+                 "requests per second", clusters, models, rps_getter(run, "rps"), note=note)
+    p99 = C.bars(ch, "p99-%s.svg" % C.slug(group.id), "p99 latency: " + group.label,
+                 "p99 latency (ms, log scale)", clusters,
+                 [m for m in models if m != CEILING], rps_getter(run, "lat_p99_us", 1000.0),
+                 logy=True, note=note)
+    return [rps, p99]
+
+
+def open_loop_figures(ch, run, sc):
+    series, knees, lines = {}, {}, {}
+    for c in summary.contenders(run, sc.id):
+        series[c.model] = [(s.get("achieved_rps"), s.get("lat_p99_us")) for s in c.steps]
+        ks = c.knee_step()
+        if ks and is_num(ks.get("achieved_rps")) and is_num(ks.get("lat_p99_us")):
+            knees[c.model] = (ks["achieved_rps"], ks["lat_p99_us"])
+        pts, t = [], 0
+        for s in c.steps:
+            for e in s.get("timeline") or []:
+                if isinstance(e, dict) and is_num(e.get("completed")):
+                    t += 1
+                    pts.append((t, e["completed"], e.get("p99_us")))
+        lines[c.model] = pts
+    lat = C.latency_vs_throughput(ch, "latency-%s.svg" % C.slug(sc.id),
+                                  "Latency against throughput: " + sc.label, series, sc.slo_us,
+                                  knees)
+    if lat:
+        lat.note = ("One point per offered rate of the open-loop ladder; latency counts from "
+                    "each request's intended send time. Dashed: the SLO. Circle: the knee.")
+    tl = C.timeline(ch, "timeline-%s.svg" % C.slug(sc.id), "Per-second timeline: " + sc.label,
+                    lines)
+    return [lat, tl]
+
+
+# --- full tables -----------------------------------------------------------------
+
+# (key, header, format, better): better is "max", "min" or None (no star)
+FULL = [
+    ("rps", "req/s", fmt.rps, "max"),
+    ("rps~", "req/s min–max", fmt.rps, None),
+    ("ratio", "× nginx", lambda v: fmt.num(v, 2), "max"),
+    ("lat_p50_us", "p50 ms", fmt.ms, "min"),
+    ("lat_p99_us", "p99 ms", fmt.ms, "min"),
+    ("lat_p99_us~", "p99 min–max", fmt.ms, None),
+    ("lat_p999_us", "p99.9 ms", fmt.ms, "min"),
+    ("errors_total", "errors", fmt.rps, None),   # zero is not a win
+    ("cpu_us_per_req", "CPU µs/req", fmt.num, "min"),
+    ("ctx_vol_per_req", "vol sw/req", fmt.switches, "min"),
+    ("ctx_invol_per_req", "invol sw/req", fmt.switches, "min"),
+    ("syscalls_per_req", "syscalls/req", fmt.num, "min"),
+    ("softirq_net_rx_per_req", "NET_RX/req", lambda v: fmt.num(v, 2), None),
+    ("softirq_net_tx_per_req", "NET_TX/req", lambda v: fmt.num(v, 3), None),
+    ("rss_peak_kib", "peak RSS MiB", fmt.mib, "min"),
+    ("mem_per_conn_kib", "KiB/conn", fmt.kib, "min"),
+    ("threads_max", "threads", lambda v: fmt.num(v, 0), None),
+    ("procs_max", "procs", lambda v: fmt.num(v, 0), None),
+]
+OPTIONAL = ("softirq_net_rx_per_req", "softirq_net_tx_per_req")
+
+
+def full_value(run, c, key):
+    if key == "ratio":
+        ref = run.cell("nginx", c.scenario.id)
+        mine, base = c.med("rps"), ref.med("rps") if ref else None
+        return mine / base if mine is not None and base else None
+    return c.med(key)
+
+
+def full_order(run, sid):
+    cells = run.cells_of(sid)
+    rps = {c.model: c.med("rps") or 0 for c in cells}
+    return sorted(cells, key=lambda c: (c.model == CEILING, c.failed, not c.clean,
+                                        -rps[c.model]))
+
+
+def full_table(run, sc):
+    cells = full_order(run, sc.id)
+    cols = [col for col in FULL if col[0] not in OPTIONAL
+            or any(c.med(col[0]) is not None for c in cells)]
+    counters = []
+    for c in cells:
+        counters += [n for n in c.counters() if n not in counters]
+    clean = [c for c in cells if c.clean and c.model != CEILING]
+    best = {}
+    for key, _, _, better in cols:
+        vals = [full_value(run, c, key) for c in clean]
+        vals = [v for v in vals if v is not None]
+        if better and len(vals) >= 2 and len(set(vals)) > 1:   # a tie for all is no win
+            best[key] = (max if better == "max" else min)(vals)
+    rows = []
+    for c in cells:
+        out = [TCell(c.model, swatch=run.colours.get(c.model)), TCell(c.status, left=True),
+               TCell(", ".join(c.flags) or "–", left=True)]
+        for key, _, f, _ in cols:
+            if key.endswith("~"):
+                out.append(TCell(fmt.spread(c.stat(key[:-1]), f) or "–"))
+                continue
+            v = full_value(run, c, key)
+            text = f(v)
+            if v is None and key == "syscalls_per_req" and not c.failed:
+                text = "unavailable"
+            out.append(TCell(text, win=c in clean and key in best and v == best[key]))
+        for n in counters:
+            st = c.counter_per_req(n)
+            out.append(TCell(fmt.num(st.median, 2) if st else "n/a"))
+        cls = "ref" if c.model == CEILING else "failed" if c.failed else \
+            "" if c.clean else "flagged"
+        rows.append(Row(out, cls))
+    head = ["model", "status", "flags"] + [h for _, h, _, _ in cols] + \
+        ["%s/req" % n for n in counters]
+    return Table(head, rows, left=3)
+
+
+STEP_COLS = [
+    ("offered_rps", "offered req/s", fmt.rps), ("achieved_rps", "achieved", fmt.rps),
+    ("goodput_rps", "goodput", fmt.rps), ("lat_p50_us", "p50 ms", fmt.ms),
+    ("lat_p99_us", "p99 ms", fmt.ms), ("lat_p999_us", "p99.9 ms", fmt.ms),
+    ("errors_total", "errors", fmt.rps), ("cpu_us_per_req", "CPU µs/req", fmt.num),
+    ("ctx_vol_per_req", "vol sw/req", fmt.switches),
+    ("fairness_jain", "Jain fairness", lambda v: fmt.num(v, 3)),
+]
+
+
+def steps_table(run, sc):
+    rows = []
+    for c in run.cells_of(sc.id):
+        if c.failed:
+            rows.append(Row([TCell(c.model, swatch=run.colours.get(c.model)), "failed"] +
+                            [""] * (len(STEP_COLS) + 1), "failed"))
+            continue
+        knee = c.knee_step()
+        for s in c.steps:
+            vals = [f(s.get(k)) if is_num(s.get(k)) else fmt.NA for k, _, f in STEP_COLS]
+            notes = []
+            if s is knee:
+                notes.append("knee")
+            if s.get("client_bound"):
+                notes.append("client-bound")
+            little = s.get("little")
+            if isinstance(little, dict) and little.get("ok") is False:
+                notes.append("Little's law off (%s vs %s)" % (
+                    fmt.num(little.get("expected"), 1) if is_num(little.get("expected")) else "?",
+                    fmt.num(little.get("observed"), 1) if is_num(little.get("observed")) else "?"))
+            rows.append(Row([TCell(c.model, swatch=run.colours.get(c.model)),
+                             TCell(", ".join([c.status] + c.flags), left=True)] + vals +
+                            [TCell("; ".join(notes), left=True)],
+                            "" if c.clean else "flagged"))
+    head = ["model", "status"] + [h for _, h, _ in STEP_COLS] + ["notes"]
+    return Table(head, rows, caption="One row per step of the ladder. Knee: the highest offered "
+                 "rate whose p99 stayed under %s ms." % fmt.slo(sc.slo_us), left=2)
+
+
+# --- text sections ------------------------------------------------------------------
+
+
+def per_conn_note(settings):
+    pc = settings.get("per_connection_models")
+    if not pc or not isinstance(pc, list):
+        return ""
+    return " (%s: a thread or process per connection, sized by the model)" % ", ".join(
+        map(str, pc))
+
+
+def env_lines(run):
+    doc = run.doc
+    env, info, st = doc.get("environment") or {}, run.info, run.settings
+    tools = doc.get("tools") or {}
+    v = env.get("versions") if isinstance(env.get("versions"), dict) else {}
+
+    def tool(name, word):
+        t = tools.get(name) if isinstance(tools.get(name), dict) else {}
+        if not t:
+            return "not recorded"
+        return "available" if t.get("available") else "%s: %s" % (word, t.get("reason"))
+    out = [
+        ("kernel", "%s (%s)" % (env.get("kernel"), env.get("kernel_version"))),
+        ("CPU", "%s, %s cores" % (env.get("cpu_model"), env.get("cores"))),
+        ("versions", ", ".join("%s %s" % (k, val) for k, val in v.items() if val)),
+        ("git commit", "%s%s" % (env.get("git_commit") or "none",
+                                  " (dirty)" if env.get("git_dirty") else "")),
+        ("pinning", "server CPUs %s, load generator CPUs %s, %s%s"
+         % (st.get("server_cpus"), st.get("client_cpus"),
+            fmt.count(st["workers"], "server worker") if is_num(st.get("workers"))
+            else "server workers: %s" % st.get("workers"), per_conn_note(st))),
+        ("window", "warm-up %s s, window %s s, %s%s"
+         % (st.get("warmup_s"), st.get("duration_s"), fmt.count(run.rounds, "round"),
+            ", servers visited in a different order each round" if st.get("round_orders")
+            else "")),
+        ("command line", " ".join(map(str, info.get("command_line") or []))),
+        ("run", "%s, %s, started %s" % (run.id, info.get("status"), info.get("started"))),
+        ("perf", tool("perf", "UNAVAILABLE")),
+        ("nginx", tool("nginx", "COULD NOT RUN")),
+    ]
+    variants = st.get("variants")
+    if isinstance(variants, dict) and variants:
+        out.append(("variants", "; ".join("%s = `c10k serve %s`" % (k, val)
+                                          for k, val in variants.items())))
+    return out
+
+
+HOWTO = [
+    "**Ranking**: only clean cells rank (status ok and no flag). **starved**: connections "
+    "waited in the accept queue for more than 10% of the window, or fewer were established "
+    "than opened; **noisy**: req/s varied by more than 10% of the median across rounds; "
+    "**client-bound**: the load generator, not the server, was the limit. Flagged, degraded "
+    "and failed cells are shown, never hidden, and never get a ★.",
+    "**Spread**: each cell ran once per round, the servers in a different order each round; "
+    "tables show the median and (min–max), charts draw min–max whiskers.",
+    "**Latency**: closed-loop latency (wrk) only counts requests a connection got to send, "
+    "so an overloaded server looks better than it is. The open-loop ladder sends at a fixed "
+    "rate and counts each request from its intended send time; its knee is the highest "
+    "offered rate whose p99 stayed under the SLO.",
+    "**Voluntary** context switches: the thread asked to sleep (a blocking read, poll, accept "
+    "or lock). **Involuntary**: the scheduler preempted a runnable thread.",
+    "Loopback numbers are **relative**: client and server share one machine, so compare "
+    "models within a run, not with numbers from elsewhere.",
+    "Server costs cover the captured window only and every thread and process of the "
+    "server. n/a or unavailable means the counter could not be measured, never zero.",
+    "Cell status: **degraded** = errors or timeouts, not every connection established, or "
+    "an unclean stop; **failed** = the server did not start, answered wrongly, or the load "
+    "generator could not run.",
+]
+
+
+def run_line(run):
+    st = run.settings
+    n_models = len(run.models)
+    env = run.doc.get("environment") or {}
+    return ("%s (%s) × %s, %s, %s s windows, on %s (%s cores); "
+            "server on CPU %s, load on CPU %s." % (
+                fmt.count(n_models, "server"), ", ".join(run.models),
+                fmt.count(len(run.scenarios), "scenario"), fmt.count(run.rounds, "round"),
+                st.get("duration_s", "?"),
+                env.get("cpu_model", "?"), env.get("cores", "?"),
+                ",".join(map(str, st.get("server_cpus") or ["?"])),
+                ",".join(map(str, st.get("client_cpus") or ["?"]))))
+
+
+# --- the page -----------------------------------------------------------------------
+
+
+def build(run, ch):
+    page = Page("c10k bench report: %s" % run.id)
+    if run.info.get("status") not in (None, "complete"):
+        page.add(Para("**This run is %s: only finished cells are shown.**"
+                      % run.info.get("status")))
+    page.add(Para(run_line(run)), Heading(2, "What this run says"),
+             Legend([(m, run.colours[m]) for m in run.models]))
+    for g in run.groups():
+        head, rows, caption = summary.ranked_table(run, g)
+        page.add(Heading(3, g.label, anchor="rank-" + g.id), Table(head, rows, caption, left=2),
+                 Figures(group_figures(ch, run, g)))
+    finds = summary.findings(run)
+    page.add(Heading(3, "Findings"),
+             Bullets(finds, cls="findings") if finds else
+             Para("No findings: the run has too few cells that can be compared."))
+    latency_section(page, ch, run)
+    page.add(Heading(2, "The operating-system concepts, measured"))
+    for c in concepts.concepts(run, ch):
+        page.add(Heading(3, c.title), Para(c.text), Figures(c.figures))
+    page.add(Heading(2, "Full tables"),
+             Para("Every cell of the run, medians over rounds, clean rows first; ★ marks the "
+                  "best value of a column among clean rows."))
+    for sc in run.scenarios:
+        page.add(Heading(3, sc.label, anchor="full-" + sc.id))
+        page.add(steps_table(run, sc) if sc.open_loop else full_table(run, sc))
+    reasons = ["%s, %s: %s" % (c.model, c.scenario.label, "; ".join(c.reasons))
+               for c in run.cells.values() if c.reasons]
+    if reasons:
+        page.add(Heading(3, "Why cells are degraded or failed"), Bullets(reasons))
+    page.add(Heading(2, "Environment"),
+             Bullets("**%s**: %s" % kv for kv in env_lines(run)),
+             Heading(2, "How to read this"), Bullets(HOWTO))
+    return page
+
+
+def latency_section(page, ch, run):
+    figs = []
+    for sc in run.scenarios:
+        if sc.open_loop:
+            figs += open_loop_figures(ch, run, sc)
+    for sc in run.scenarios:
+        series = spectrum_series(run, sc)
+        if series:
+            figs.append(C.spectrum(
+                ch, "spectrum-%s.svg" % C.slug(sc.id), "Latency percentiles: " + sc.label,
+                series, note="At each model's knee step." if sc.open_loop else
+                "Closed loop (wrk); the round with the median req/s."))
+    figs = [f for f in figs if f]
+    if figs:
+        page.add(Heading(2, "Latency"),
+                 Para("The percentile charts space 90%, 99%, 99.9% and 99.99% evenly (x is "
+                      "1/(1−p) on a log scale), so the tail gets as much room as the median."),
+                 Figures(figs))
+
+
+def write(run_dir, run):
+    """Write report.md, report.html and charts/*.svg; return (paths, chart errors)."""
+    chart_dir = os.path.join(run_dir, "charts")
+    ch = C.Charts(chart_dir, run.colours)
+    page = build(run, ch)
+    md, htm = os.path.join(run_dir, "report.md"), os.path.join(run_dir, "report.html")
+    write_md(page, md)
+    write_html(page, htm)
+    return [htm, md] + ([chart_dir + os.sep] if os.path.isdir(chart_dir) else []), ch.errors
