@@ -20,6 +20,9 @@ import json
 import os
 import statistics
 
+from .refs import nginx_open_file_cache
+from .servers import open_file_cache_flags
+
 SCHEMA = "c10k-bench-results"
 SCHEMA_VERSION = 2
 STARVED_WAIT_FRAC = 0.10   # accept queue non-empty in more than 10% of samples
@@ -163,7 +166,17 @@ def settings(run):
         "bin": run.binary.path, "out": run.run_dir, "nofile": run.nofile,
         "accept_queue_sample_hz": run.queue_hz, "accept_queue_method": run.queue_method,
         "stats_file": run.stats_file_supported, "flag_rules": FLAG_RULES_TEXT,
+        "open_file_cache": open_file_cache_setting(p.open_file_cache),
     }
+
+
+def open_file_cache_setting(cache):
+    """What c10k bench --open-file-cache gave every server: null when off."""
+    if not cache:
+        return None
+    return {"max": cache["max"], "valid_s": cache["valid_s"],
+            "c10k_flags": " ".join(open_file_cache_flags(cache)),
+            "nginx": nginx_open_file_cache(cache)}
 
 
 def results_doc(run, status):
