@@ -1192,10 +1192,15 @@ static size_t location_len(const char *rel, view_t query)
 
 static void plan_request(ctx_t *c, view_t path)
 {
-    char rel[C10K_URI_MAX + 16] = ""; /* a refused path leaves it empty */
+    char rel[C10K_URI_MAX + 16];
     file_t f;
-    int status = open_target(c, path, rel, sizeof(rel), &f);
-    view_t loc[2] = {{rel, strlen(rel)}, c->query};
+    int status;
+    view_t loc[2];
+
+    rel[0] = '\0'; /* a path refused before it was decoded leaves it empty */
+    status = open_target(c, path, rel, sizeof(rel), &f);
+    loc[0] = (view_t){rel, strlen(rel)};
+    loc[1] = c->query;
 
     if (status == 301 && location_len(rel, c->query) > C10K_URI_MAX)
         status = 414; /* its Location would not fit the head buffer */
