@@ -10,7 +10,6 @@ name in plan.REFERENCES.
 import os
 import shutil
 import signal
-import subprocess
 
 from .servers import Server
 from .util import cpus_text
@@ -52,13 +51,14 @@ http {{
     uwsgi_temp_path {rundir}/tmp/uwsgi;
     scgi_temp_path {rundir}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen {bind}:{port} backlog=4096;
         root {root};
     }}
 }}
 """
 
 TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
+
 
 # nginx drops an entry nobody asked for in `inactive`; c10k's cache has no
 # such clock (an entry leaves by LRU or revalidation only). An hour, longer
@@ -78,11 +78,11 @@ def nginx_open_file_cache(cache):
 
 
 def nginx_conf(run_dir, docroot, port, workers, nofile, keepalive, header, as_root,
-               open_file_cache=None):
+               bind="127.0.0.1", open_file_cache=None):
     return NGINX_CONF.format(
         user="user root;\n" if as_root else "", workers=workers, nofile=nofile,
         worker_connections=max(1024, nofile - 64), rundir=run_dir, keepalive=keepalive,
-        header=header, port=port, root=docroot,
+        header=header, port=port, root=docroot, bind=bind,
         open_file_cache=nginx_open_file_cache(open_file_cache))
 
 
@@ -92,24 +92,30 @@ class NginxServer(Server):
     stop_signal = signal.SIGQUIT  # graceful: finish in-flight requests
 
     def start(self):
-        r, p = self.run, self.run.plan
+        r, p, side = self.run, self.run.plan, self.side
         for d in TEMP_DIRS:
             os.makedirs(os.path.join(r.run_dir, "tmp", d), exist_ok=True)
-        conf = os.path.join(r.run_dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(nginx_conf(r.run_dir, r.docroot, self.port, p.workers, r.nofile,
-                               p.keepalive_timeout, p.header_timeout, os.geteuid() == 0,
-                               p.open_file_cache))
-        self.argv = ["taskset", "-c", cpus_text(p.server_cpus), "nginx", "-p", r.run_dir,
-                     "-e", os.path.join(r.run_dir, "nginx-error.log"), "-c", conf]
+        # paths as the server host sees them (the same, unless it is remote)
+        run_dir, conf = side.path(r.run_dir), side.path(os.path.join(r.run_dir, "nginx.conf"))
+        # the local run directory keeps a copy of the configuration either way
+        text = nginx_conf(run_dir, side.path(r.docroot), self.port, p.workers, r.nofile,
+                          p.keepalive_timeout, p.header_timeout,
+                          r.server_euid() == 0, side.bind, p.open_file_cache)
+        with open(os.path.join(r.run_dir, "nginx.conf"), "w") as f:
+            f.write(text)
+        if side.remote:
+            side.write(conf, text)
+        self.argv = ["taskset", "-c", cpus_text(p.server_cpus), "nginx", "-p", run_dir,
+                     "-e", os.path.join(run_dir, "nginx-error.log"), "-c", conf]
         log = self._open_log()
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
+        try:
+            self.proc = side.start(self.argv, log, first_line=False)
+        finally:
+            log.close()
         return self._wait_listening(10.0)
 
     def command(self):
-        return ["nginx", "-c", os.path.join(self.run.run_dir, "nginx.conf")]
+        return ["nginx", "-c", self.side.path(os.path.join(self.run.run_dir, "nginx.conf"))]
 
 
 class Nginx:

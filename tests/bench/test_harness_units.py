@@ -235,7 +235,8 @@ class OpenFileCacheTest(unittest.TestCase):
                                       10, open_file_cache=p.open_file_cache)
             i = argv.index("--open-file-cache")
             self.assertEqual(argv[i:i + 4], flags, spec.name)
-        conf = refs.nginx_conf("/r", "/d", 1, 1, 1024, 5, 10, False, p.open_file_cache)
+        conf = refs.nginx_conf("/r", "/d", 1, 1, 1024, 5, 10, False,
+                               open_file_cache=p.open_file_cache)
         http = conf[conf.index("http {"):]
         self.assertIn("open_file_cache max=64 inactive=3600s; open_file_cache_valid 2s;", http)
         self.assertNotIn("open_file_cache off", conf)
@@ -256,7 +257,7 @@ class OpenFileCacheTest(unittest.TestCase):
             conf = os.path.join(d, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(refs.nginx_conf(d, d, 1, 1, 1024, 5, 10, os.geteuid() == 0,
-                                        {"max": 64, "valid_s": 1}))
+                                        open_file_cache={"max": 64, "valid_s": 1}))
             p = subprocess.run(["nginx", "-t", "-p", d, "-c", conf, "-e",
                                 os.path.join(d, "error.log")], capture_output=True, text=True)
             self.assertEqual(p.returncode, 0, p.stderr)
