@@ -509,6 +509,7 @@ static const c10k_opt_t epoll_opts[] = {
 static const char *const epoll_variants[] = {
     "--level-triggered",
     "--shared-listener",
+    "--open-file-cache 64 --open-file-cache-valid 1",
     NULL,
 };
 
