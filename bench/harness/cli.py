@@ -21,6 +21,10 @@ every model; nginx always runs. Sizes take B, KiB, MiB or GiB.
 Rounds: each round runs every cell once, visiting the servers in a fresh
 random order (recorded with its --seed); cells report the median and
 min..max over rounds and are flagged starved or noisy (bench/README.md).
+Open loop (--profile latency or crossover): c10k load sends on a schedule
+fixed in advance; each step of the ladder visits every server in a fresh
+random order; --connections sets the ladder's connections (latency) or the
+connection counts (crossover).
 """
 
 
@@ -28,7 +32,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="c10k bench", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
-            "Benchmark every c10k model against nginx with wrk (loopback only). Profiles: "
+            "Benchmark every c10k model against nginx with wrk, or with the open-loop "
+            "c10k load (loopback only). Profiles: "
             + "; ".join("%s: %s" % (k, v["about"]) for k, v in PROFILES.items()), 79))
     p.add_argument("--bin", required=True, help="the c10k binary (c10k bench passes it)")
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -54,6 +59,19 @@ def parse_args(argv):
     p.add_argument("--no-report", action="store_true", help="do not run c10k report at the end")
     p.add_argument("--dry-run", action="store_true",
                    help="print the cells in order and the estimated time, run nothing")
+    o = p.add_argument_group("open-loop profiles (latency, crossover)")
+    o.add_argument("--slo-p99", help="the p99 target the knee is judged by, e.g. 1ms, 500us "
+                                     "(a bare number is ms; default 1ms)")
+    o.add_argument("--rates", help="latency: a fixed list of offered req/s instead of the "
+                                   "ladder scaled from each server's closed-loop peak")
+    o.add_argument("--ladder", help="latency: the ladder's steps in %% of each server's "
+                                    "closed-loop peak (default 10,25,50,70,80,90,100,120,150,"
+                                    "200)")
+    o.add_argument("--rate", help="crossover: the offered req/s (default: half of epoll's "
+                                  "closed-loop peak in the same run)")
+    o.add_argument("--max-lag", help="c10k load's --max-lag: how late the generator may send "
+                                     "or read (p99) before its run is invalid and the step "
+                                     "client-bound, e.g. 2ms (default: half of --slo-p99)")
 
     def error(message):
         raise UsageError(message)

@@ -159,7 +159,8 @@ def ranked_caption(group, rows, knee_sc):
                 "One round: no spread was measured."))
     if knee_sc:
         text += (" Knee: the highest offered rate whose p99 stayed under the SLO in the "
-                 "open-loop ladder (none: not even at the lowest step).")
+                 "open-loop ladder (none: not even at the lowest step; not measured: the load "
+                 "generator limited every step).")
     if any(r.model == CEILING for r in rows):
         text += " ceiling: the reference server that answers from memory, never ranked."
     return text
@@ -167,6 +168,8 @@ def ranked_caption(group, rows, knee_sc):
 
 def ranked_table(run, group):
     """(head, rows, caption) of one group's ranked table, as page cells."""
+    if group.crossover:
+        return crossover_table(run, group)
     rows = group_rows(run, group)
     ref = ref_scenario(group)
     knee_sc = next((s for s in group.open if s.kind == "latency"), None)
@@ -198,7 +201,8 @@ def ranked_table(run, group):
         if knee_sc:
             c = cell(m, knee_sc.id)
             text = "–" if c is None else "failed" if c.failed else \
-                fmt.rps(c.knee) if c.knee is not None else "none"
+                fmt.rps(c.knee) if c.knee is not None else \
+                "not measured" if c.steps and not steps_shown(c) else "none"
             cells.append(TCell(text, win=m in win["knee"]))
         cells.append(TCell(fmt.with_spread(cost(run, m, ref, "cpu_us_per_req"), fmt.num),
                            win=m in win["cpu_us_per_req"]))
@@ -209,6 +213,74 @@ def ranked_table(run, group):
             "failed" if all(c.failed for c in r.cells) else "flagged"
         out.append(Row(cells, cls))
     return ranked_head(run, group, ref, knee_sc), out, ranked_caption(group, rows, knee_sc)
+
+
+# --- the crossover table -----------------------------------------------------------
+
+
+def steps_shown(cell):
+    """The steps of an open-loop cell whose figures are the server's: the
+    client-bound ones (limited by the generator) are never shown as such."""
+    return [] if cell is None or cell.failed else \
+        [s for s in cell.steps if not s.get("client_bound")]
+
+
+def crossover_conns(run, sc):
+    conns = sorted({s.get("connections") for c in run.cells_of(sc.id) for s in c.steps
+                    if s.get("connections")})
+    return conns or sorted(sc.d.get("connections_steps") or [])
+
+
+def crossover_table(run, group):
+    """One row per model: p99 at each connection count, and what the most
+    connections cost (memory, threads, switches, syscalls). Not ranked: the
+    question is where the models part, not who wins; a ★ marks the lowest
+    p99 among clean cells at each count."""
+    sc = group.open[0]
+    conns = crossover_conns(run, sc)
+    top = conns[-1] if conns else None
+    cells = [c for c in run.cells_of(sc.id) if c.model != CEILING]
+    clean = [c for c in cells if c.clean]
+
+    def at(c, n, key, timing=True):
+        """A step's figure; timing figures (latency, costs per request, which
+        a lagging generator's bursts change) not from a client-bound step.
+        Memory and threads held for n connections are the server's anyway."""
+        st = c.step_at(n) if c else None
+        if st is None or (timing and st.get("client_bound")):
+            return None
+        return st.get(key)
+
+    win = {}
+    for n in conns:
+        vals = {c.model: at(c, n, "lat_p99_us") for c in clean}
+        vals = {m: v for m, v in vals.items() if v is not None}
+        best = min(vals.values()) if len(set(vals.values())) > 1 else None
+        win[n] = {m for m, v in vals.items() if v == best}
+    rows = []
+    for c in cells:
+        out = [TCell(c.model, swatch=run.colours.get(c.model))]
+        for n in conns:
+            st = c.step_at(n)
+            text = "–" if st is None else "client-bound" if st.get("client_bound") else \
+                fmt.ms(st.get("lat_p99_us"))
+            out.append(TCell(text, win=c.model in win[n]))
+        out += [TCell(fmt.kib(at(c, top, "mem_per_conn_kib", False))),
+                TCell(fmt.rps(at(c, top, "threads_max", False))),
+                TCell(fmt.switches(at(c, top, "ctx_vol_per_req"))),
+                TCell(fmt.num(at(c, top, "syscalls_per_req")))]
+        out.append(TCell("; ".join(problems(c)) or "ok", left=True, wrap=True))
+        rows.append(Row(out, "failed" if c.failed else "" if c.clean else "flagged"))
+    n = "{:,}".format(top) if top else "?"
+    head = (["model"] + ["p99 ms, %s conns" % "{:,}".format(k) for k in conns] +
+            ["KiB/conn at %s" % n, "threads at %s" % n, "vol sw/req at %s" % n,
+             "syscalls/req at %s" % n, "status"])
+    rate = sc.offered_rps
+    caption = ("The same offered rate%s spread over more and more keep-alive connections, so "
+               "most of them are idle at any moment. Not ranked: ★ marks the lowest p99 among "
+               "clean cells at each count. client-bound: the load generator, not the server, "
+               "limited that step." % (" (%s req/s)" % fmt.rps(rate) if rate else ""))
+    return head, rows, caption
 
 
 # --- findings --------------------------------------------------------------------
@@ -304,8 +376,10 @@ def knee_finding(run):
             continue
         cells = contenders(run, sc.id)
         with_knee = {c.model: c.knee for c in cells if c.knee is not None}
-        without = [c for c in cells if c.knee is None and c.steps]
-        if not with_knee and not without:
+        without = [c for c in cells if c.knee is None and steps_shown(c)]
+        unmeasured = [c.model for c in cells if c.knee is None and c.steps
+                      and not steps_shown(c)]
+        if not with_knee and not without and not unmeasured:
             continue
         slo = fmt.slo(sc.slo_us) if sc.slo_us else "?"
         text = "**Load before the tail breaks** (%s, open loop, p99 target %s ms): " % (
@@ -319,10 +393,94 @@ def knee_finding(run):
                 parts.append("%s only up to %s (%s less)" % (
                     lo, fmt.rps(with_knee[lo]), fmt.times(with_knee[hi], with_knee[lo])))
         for c in without:
-            parts.append("%s never did, even at its lowest step (%s req/s, p99 %s ms)" % (
-                c.model, fmt.rps(c.steps[0]["offered_rps"]), fmt.ms(c.steps[0].get("lat_p99_us"))))
+            st = steps_shown(c)[0]
+            parts.append("%s never did, even at its lowest step%s (%s req/s, p99 %s ms)" % (
+                c.model, "" if st is c.steps[0] else " the load generator did not limit",
+                fmt.rps(st["offered_rps"]), fmt.ms(st.get("lat_p99_us"))))
+        if unmeasured:
+            parts.append("no knee could be measured for %s: the load generator limited every "
+                         "step (client-bound)" % fmt.series(unmeasured))
         return text + "; ".join(parts) + "."
     return None
+
+
+def overload_finding(run):
+    """Beyond the closed-loop peak (the overload test): which models kept
+    their goodput and which collapsed, at the highest offered rate each one
+    ran that is not client-bound."""
+    for sc in run.scenarios:
+        if sc.kind != "latency":
+            continue
+        parts = []
+        for c in contenders(run, sc.id):
+            if not c.peak_closed:
+                continue
+            over = [s for s in steps_shown(c) if s["offered_rps"] > c.peak_closed
+                    and s.get("goodput_rps") is not None]
+            if not over:
+                continue
+            st = over[-1]
+            share = 100.0 * st["goodput_rps"] / c.peak_closed
+            jain = st.get("fairness_jain")
+            parts.append((share, "%s's goodput %s %.0f%% of its peak (%.0f%% offered), %s "
+                          "errors, p99.9 %s ms%s%s" % (
+                              c.model, "held at" if share >= 90 and not st.get("errors_total")
+                              else "fell to", share, 100.0 * st["offered_rps"] / c.peak_closed,
+                              fmt.rps(st.get("errors_total")), fmt.ms(st.get("lat_p999_us")),
+                              ", Jain fairness %.2f" % jain if jain is not None else "",
+                              flagged_note(run, sc.id, c.model))))
+        if len(parts) < 2:
+            continue
+        parts.sort(key=lambda p: -p[0])
+        return ("**Overload** (%s at %d conns, open loop, the highest rate offered beyond each "
+                "model's closed-loop peak): " % (sc.series, sc.connections)
+                + "; ".join(p for _, p in parts) + ".")
+    return None
+
+
+def crossover_finding(run):
+    """Where a thread or process per connection departs from the event
+    loops as the same rate spreads over more connections: the per-connection
+    model's p99 against the best event loop's, at the fewest and the most
+    connections both were measured at (steps not client-bound)."""
+    for sc in run.scenarios:
+        if not sc.crossover:
+            continue
+        cells = {c.model: c for c in contenders(run, sc.id)}
+        loops = [m for m in cells if architecture(m) == "event loop"]
+        blocking = [m for m in cells if architecture(m) in ("thread per connection",
+                                                             "process per connection")]
+        for m in blocking:
+            text = crossover_pair(run, sc, cells[m], [cells[e] for e in loops])
+            if text:
+                return text
+    return None
+
+
+def crossover_pair(run, sc, mine, loops):
+    mine_p99 = {s["connections"]: s["lat_p99_us"] for s in steps_shown(mine)
+                if s.get("lat_p99_us") is not None}
+    best = {}
+    for c in loops:
+        for s in steps_shown(c):
+            n, v = s["connections"], s.get("lat_p99_us")
+            if v is not None and n in mine_p99 and (n not in best or v < best[n][1]):
+                best[n] = (c.model, v)
+    common = sorted(best)
+    if len(common) < 2:
+        return None
+    lo, hi = common[0], common[-1]
+    top = mine.step_at(hi)
+    return ("**Idle connections** (%s req/s spread over %s to %s keep-alive connections): "
+            "%s's p99 was %s ms against %s's %s ms at %s connections (%s), and %s ms against "
+            "%s's %s ms at %s (%s), with %s and %s KiB per connection%s." % (
+                fmt.rps(sc.offered_rps) if sc.offered_rps else "one rate",
+                "{:,}".format(lo), "{:,}".format(hi), mine.model, fmt.ms(mine_p99[lo]),
+                best[lo][0], fmt.ms(best[lo][1]), "{:,}".format(lo),
+                fmt.times(mine_p99[lo], best[lo][1]), fmt.ms(mine_p99[hi]), best[hi][0],
+                fmt.ms(best[hi][1]), "{:,}".format(hi), fmt.times(mine_p99[hi], best[hi][1]),
+                fmt.count(top.get("threads_max"), "thread"), fmt.kib(top.get("mem_per_conn_kib")),
+                flagged_note(run, sc.id, mine.model)))
 
 
 def most_held(run):
@@ -514,8 +672,8 @@ def ceiling_finding(run):
     return None
 
 
-FINDINGS = [tail_latency, knee_finding, memory_finding, cpu_finding, slow_finding,
-            size_finding, close_finding, ceiling_finding]
+FINDINGS = [tail_latency, knee_finding, overload_finding, crossover_finding, memory_finding,
+            cpu_finding, slow_finding, size_finding, close_finding, ceiling_finding]
 
 
 def findings(run):
