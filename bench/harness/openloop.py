@@ -9,11 +9,14 @@ window cannot start when the generator is launched. The generator connects
 first and starts its schedule once every connection is up (or its connect
 timeout has passed), so the harness watches the connections come up (netlink
 sock_diag), takes that moment as the schedule's start t0, and places the
-server's window on the generator's: counters on at t0 + W, off at
-t0 + W + D. Both edges are estimates, good to a poll interval (20 ms, more
-with thousands of connections); the window's real length is recorded
-(`server_window_s`). Under an open-loop schedule the load is steady across
-an edge, so per-request costs do not depend on where exactly it falls.
+server's window inside the generator's: counters on at t0 + W, off at
+t0 + W + D less a margin (how late t0 may be, and 50 ms), since the
+generator's connections close right after its window. The edges are good
+to a poll interval (20 ms, more with thousands of connections); the real
+lengths of the counters' windows are recorded (`server_window_s`,
+`perf_window_s`), and per-request costs divide by the requests of each
+window, the achieved rate times its length: under an open-loop schedule
+the load is steady across an edge.
 
 A step's figures come from the generator's JSON (load/load.c): rate,
 goodput, errors, latency from the intended send time, its histogram and

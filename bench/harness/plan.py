@@ -538,8 +538,9 @@ def dry_run_text(plan, notes=(), report=True):
         key = (v.round, None, None) if v.step is None else (v.round, v.sc["id"], v.step)
         if key != prev:
             if v.step is None:
-                lines.append("round %d: order %s" % (v.round,
-                                                     ", ".join(plan.orders[v.round - 1])))
+                ran = {w.name for w in visits if w.round == v.round and w.step is None}
+                lines.append("round %d: order %s" % (v.round, ", ".join(
+                    n for n in plan.orders[v.round - 1] if n in ran)))
             else:
                 order = plan.step_orders[v.round - 1][steps.index((v.sc, v.step))]
                 lines.append("round %d, %s: order %s" % (v.round, step_text(v.sc, v.step),

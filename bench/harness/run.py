@@ -118,13 +118,14 @@ class Run:
         """The median req/s of a closed-loop cell that ran (an open-loop
         scenario's basis), or None and why not."""
         c = self.cells.get((name, sid))
-        if c is None or not c["repeats"]:
-            return None, "its closed-loop peak (%s) was not measured" % sid
+        if c is None or (not c["repeats"] and c["status"] != "failed"):
+            return None, "%s's closed-loop peak (%s) was not measured" % (name, sid)
         if c["status"] == "failed":
-            return None, "its closed-loop peak (%s) failed: %s" % (sid, "; ".join(c["reasons"]))
+            return None, "%s's closed-loop peak (%s) failed: %s" % (name, sid,
+                                                                   "; ".join(c["reasons"]))
         rps = [r.get("rps") for r in results.ran(c["repeats"]) if r.get("rps")]
         if not rps:
-            return None, "its closed-loop peak (%s) served no request" % sid
+            return None, "%s's closed-loop peak (%s) served no request" % (name, sid)
         return statistics.median(rps), None
 
     def step_for(self, sc, name, i):
@@ -134,8 +135,7 @@ class Run:
             basis_server = sc["rate_basis"]["server"] if sc.get("rate_basis") else name
             peak, why = self.peak(basis_server, sc["basis"])
             if peak is None:
-                return None, why if basis_server == name else "no rate: %s's %s" % (
-                    basis_server, why)
+                return None, "no offered rate to scale: " + why
             if sc["kind"] == "crossover" and sc.get("offered_rps") is None:
                 sc["offered_rps"] = step_spec(sc, i, peak)["offered_rps"]  # into results.json
         return dict(step_spec(sc, i, peak), peak_closed_rps=peak), None

@@ -440,24 +440,35 @@ def overload_finding(run):
 
 def crossover_finding(run):
     """Where a thread or process per connection departs from the event
-    loops as the same rate spreads over more connections: the per-connection
-    model's p99 against the best event loop's, at the fewest and the most
-    connections both were measured at (steps not client-bound)."""
+    loops as the same rate spreads over more connections: its p99 against
+    the best event loop's, at the fewest and the most connections both were
+    measured at (steps not client-bound); and whether coroutines follow the
+    event loops there."""
     for sc in run.scenarios:
         if not sc.crossover:
             continue
         cells = {c.model: c for c in contenders(run, sc.id)}
-        loops = [m for m in cells if architecture(m) == "event loop"]
-        blocking = [m for m in cells if architecture(m) in ("thread per connection",
-                                                             "process per connection")]
-        for m in blocking:
-            text = crossover_pair(run, sc, cells[m], [cells[e] for e in loops])
-            if text:
-                return text
+        loops = [cells[m] for m in cells if architecture(m) == "event loop"]
+        parts = [crossover_pair(run, sc, cells[m], loops) for m in cells
+                 if architecture(m) in ("thread per connection", "process per connection")]
+        parts = [p for p in parts if p][:1]
+        parts += [p for p in (crossover_pair(run, sc, cells[m], loops, short=True)
+                              for m in cells if architecture(m) == "coroutines") if p]
+        if parts:
+            return ("**Idle connections** (%s req/s spread over %s keep-alive connections): "
+                    % (fmt.rps(sc.offered_rps) if sc.offered_rps else "one rate",
+                       crossover_span(run, sc)) + "; ".join(parts) + ".")
     return None
 
 
-def crossover_pair(run, sc, mine, loops):
+def crossover_span(run, sc):
+    conns = crossover_conns(run, sc)
+    return "%s to %s" % ("{:,}".format(conns[0]), "{:,}".format(conns[-1])) if conns else "?"
+
+
+def p99_against(mine, loops):
+    """{connections: (my p99, best event loop, its p99)} where both have a
+    step that is not client-bound."""
     mine_p99 = {s["connections"]: s["lat_p99_us"] for s in steps_shown(mine)
                 if s.get("lat_p99_us") is not None}
     best = {}
@@ -466,21 +477,27 @@ def crossover_pair(run, sc, mine, loops):
             n, v = s["connections"], s.get("lat_p99_us")
             if v is not None and n in mine_p99 and (n not in best or v < best[n][1]):
                 best[n] = (c.model, v)
-    common = sorted(best)
-    if len(common) < 2:
+    return {n: (mine_p99[n],) + best[n] for n in best}
+
+
+def crossover_pair(run, sc, mine, loops, short=False):
+    at = p99_against(mine, loops)
+    if len(at) < (1 if short else 2):
         return None
-    lo, hi = common[0], common[-1]
+    lo, hi = min(at), max(at)
     top = mine.step_at(hi)
-    return ("**Idle connections** (%s req/s spread over %s to %s keep-alive connections): "
-            "%s's p99 was %s ms against %s's %s ms at %s connections (%s), and %s ms against "
-            "%s's %s ms at %s (%s), with %s and %s KiB per connection%s." % (
-                fmt.rps(sc.offered_rps) if sc.offered_rps else "one rate",
-                "{:,}".format(lo), "{:,}".format(hi), mine.model, fmt.ms(mine_p99[lo]),
-                best[lo][0], fmt.ms(best[lo][1]), "{:,}".format(lo),
-                fmt.times(mine_p99[lo], best[lo][1]), fmt.ms(mine_p99[hi]), best[hi][0],
-                fmt.ms(best[hi][1]), "{:,}".format(hi), fmt.times(mine_p99[hi], best[hi][1]),
-                fmt.count(top.get("threads_max"), "thread"), fmt.kib(top.get("mem_per_conn_kib")),
-                flagged_note(run, sc.id, mine.model)))
+    cost = "with %s and %s KiB per connection%s" % (
+        fmt.count(top.get("threads_max"), "thread"), fmt.kib(top.get("mem_per_conn_kib")),
+        flagged_note(run, sc.id, mine.model))
+    if short:
+        return "%s's p99 was %s ms against %s's %s ms at %s connections (%s), %s" % (
+            mine.model, fmt.ms(at[hi][0]), at[hi][1], fmt.ms(at[hi][2]), "{:,}".format(hi),
+            fmt.times(at[hi][0], at[hi][2]), cost)
+    return ("%s's p99 was %s ms against %s's %s ms at %s connections (%s), and %s ms against "
+            "%s's %s ms at %s (%s), %s" % (
+                mine.model, fmt.ms(at[lo][0]), at[lo][1], fmt.ms(at[lo][2]), "{:,}".format(lo),
+                fmt.times(at[lo][0], at[lo][2]), fmt.ms(at[hi][0]), at[hi][1],
+                fmt.ms(at[hi][2]), "{:,}".format(hi), fmt.times(at[hi][0], at[hi][2]), cost))
 
 
 def most_held(run):

@@ -12,6 +12,7 @@ exits 1 on any failure.
 """
 
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -714,6 +715,15 @@ class OpenResultsTest(unittest.TestCase):
         self.assertTrue(r["starved"])
         self.assertEqual(len(r["starved_by"]), 2)
 
+    def test_results_json_keeps_pairs_on_one_line(self):
+        doc = {"h": [[31, 1], [1.5e-05, -2]], "l": [1, 2, 3], "n": [[1, [2]]],
+               "s": [["a", "b"]]}
+        text = results.dumps(doc)
+        self.assertEqual(json.loads(text), doc)
+        self.assertIn("[31, 1]", text)
+        self.assertIn("[1.5e-05, -2]", text)
+        self.assertNotIn("[1, 2", text)   # longer lists stay one item a line
+
     def test_csv_has_a_row_per_step(self):
         c = self.cell_with([[ostep(0, 1000, 300, little={"expected": 1, "observed": 1,
                                                          "ok": True}),
@@ -822,6 +832,26 @@ class OpenPlanTest(unittest.TestCase):
         # without epoll, a fixed --rate is enough
         self.assertEqual(make_plan(["--profile", "crossover", "--models", "threaded", "--rate",
                                     "100"]).names, ["threaded", "nginx"])
+
+    def test_steps_scale_the_peak_measured_in_the_run(self):
+        from harness.run import Run
+        args = args_for(["--profile", "crossover", "--models", "epoll,threaded"])
+        p = plan.from_args(args, BINARY, ncpu=2)
+        r = Run(args, p, BINARY)
+        base, cross = p.scenarios
+        step, why = r.step_for(cross, "threaded", 0)
+        self.assertIsNone(step)
+        self.assertIn("epoll's closed-loop peak (1KiB-ka-c256) was not measured", why)
+        cell = r.cell("epoll", base)
+        for rnd, rps in ((1, 30000.0), (2, 50000.0), (3, 40000.0)):
+            results.add_repeat(cell, rep(rnd, rps))
+        step, why = r.step_for(cross, "threaded", 3)
+        self.assertEqual(step, {"index": 3, "offered_rps": 20000, "connections": 10000,
+                                "pct_of_peak": None, "peak_closed_rps": 40000.0})
+        self.assertEqual(cross["offered_rps"], 20000)   # recorded in results.json
+        results.fail_cell(cell, "did not start")
+        step, why = r.step_for(cross, "epoll", 0)
+        self.assertIn("failed: did not start", why)
 
     def test_slo_parsing(self):
         for text, us in (("1ms", 1000), ("500us", 500), ("0.25s", 250000), ("2", 2000),

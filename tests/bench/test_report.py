@@ -602,7 +602,7 @@ def crossover_doc():
         "kind": "crossover", "link": "loopback", "slo_p99_us": 1000, "offered_rps": 15000,
         "connections_steps": [10, 100, 1000, 10000]})
     shape = {"epoll": (300, 1.0, 0.2, 2, 0.1), "nginx": (420, 1.0, 0.6, 2, 0.1),
-             "threaded": (600, 2.2, 26.0, None, 1.0)}
+             "threaded": (600, 2.2, 26.0, None, 1.0), "coro": (330, 1.02, 8.5, 2, 0.01)}
     for model, (p99, growth, kib, threads, vol) in shape.items():
         steps = []
         for i, n in enumerate([10, 100, 1000, 10000]):
@@ -645,7 +645,7 @@ class OpenLoopReportTest(unittest.TestCase):
     def test_crossover_table(self):
         self.assertEqual(self.result.returncode, 0, self.result.stderr)
         table = md_table(self.md.split("## What this run says", 1)[1], CROSS_LABEL)
-        self.assertEqual(sorted(table), ["epoll", "nginx", "threaded"])
+        self.assertEqual(sorted(table), ["coro", "epoll", "nginx", "threaded"])
         self.assertEqual(table["threaded"]["p99 ms, 10,000 conns"], "6.39")   # 600 x 2.2^3
         self.assertEqual(table["threaded"]["threads at 10,000"], "10,002")
         self.assertEqual(table["epoll"]["KiB/conn at 10,000"], "0.2")
@@ -661,7 +661,7 @@ class OpenLoopReportTest(unittest.TestCase):
             self.assertIn("10,000 conns", svg)
         full = self.md.split("## Full tables", 1)[1].split("### " + CROSS_LABEL, 1)[1]
         rows = [ln for ln in full.split("\n\n")[2].splitlines() if ln.startswith("| ")]
-        self.assertEqual(len(rows), 1 + 3 * 4)   # the head, then a row per step
+        self.assertEqual(len(rows), 1 + 4 * 4)   # the head, then a row per step
         self.assertIn("| conns |", rows[0])
 
     def test_crossover_finding(self):
@@ -669,7 +669,9 @@ class OpenLoopReportTest(unittest.TestCase):
         self.assertIn("**Idle connections** (15,000 req/s spread over 10 to 10,000 keep-alive "
                       "connections): threaded's p99 was 0.60 ms against epoll's 0.30 ms at 10 "
                       "connections (2.0×), and 6.39 ms against epoll's 0.30 ms at 10,000 (21×), "
-                      "with 10,002 threads and 26.0 KiB per connection.", finds)
+                      "with 10,002 threads and 26.0 KiB per connection; coro's p99 was 0.35 ms "
+                      "against epoll's 0.30 ms at 10,000 connections (1.2×), with 2 threads and "
+                      "8.5 KiB per connection.", finds)
 
     def test_client_bound_steps_are_not_the_servers(self):
         doc = crossover_doc()
