@@ -15,9 +15,9 @@ worth is decided here:
   Little        in open loop, the time-average of requests sent and not
                 yet answered must equal the achieved rate times their mean
                 service time (from the actual send: the wait for a busy
-                connection happens before the send and is not in flight)
-                within 10%; a generator that lost track of its requests
-                fails it
+                connection happens before the send and is not in flight),
+                plus the requests that timed out times the timeout, within
+                10%; a generator that lost track of its requests fails it
   client-bound  c10k load said the run was invalid (it could not keep to
                 its schedule: its own CPU, or another process, held it
                 back), or the Little check failed: the step's figures are
@@ -95,13 +95,18 @@ def jain_ideal(rate_rps, seconds, connections, poisson):
     return (q + f) ** 2 / (q * q + 2 * f * q + f)
 
 
-def little(in_flight_mean, rate_rps, service_mean_us, tol=LITTLE_TOLERANCE):
-    """Little's law in open loop: in flight = rate x mean service time.
+def little(in_flight_mean, rate_rps, service_mean_us, timed_out_per_s=0.0, timeout_s=0.0,
+           tol=LITTLE_TOLERANCE):
+    """Little's law in open loop: requests in flight = the rate at which they
+    leave x the mean time each was in flight. They leave answered (rate_rps,
+    after service_mean_us) or timed out (timed_out_per_s, each after about
+    timeout_s: the generator gives up on a request --timeout after sending
+    it), so a server that times requests out does not fail the check.
     {"expected", "observed", "ok"}; ok is None when a figure is missing."""
     if not all(is_num(x) for x in (in_flight_mean, rate_rps, service_mean_us)):
         return {"expected": None, "observed": in_flight_mean if is_num(in_flight_mean)
                 else None, "ok": None}
-    expected = rate_rps * service_mean_us / 1e6
+    expected = rate_rps * service_mean_us / 1e6 + timed_out_per_s * timeout_s
     return {"expected": expected, "observed": in_flight_mean,
             "ok": abs(in_flight_mean - expected) <= tol * expected}
 

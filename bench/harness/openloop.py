@@ -71,7 +71,9 @@ def step_metrics(load, offered_rps):
     dur = load["duration_s"]
     requests = load["requests"]
     little = ladder.little(load.get("in_flight_mean"), load.get("rate_achieved"),
-                           load.get("service_latency_mean_us"))
+                           load.get("service_latency_mean_us"),
+                           e["timeout"] / dur if dur else 0.0,
+                           load.get("timeout_s") or LOAD_TIMEOUT_S)
     bound = ladder.client_bound_reasons(bool(load.get("valid")), load.get("invalid_reason"),
                                         little)
     goodput = load.get("goodput_rps")

@@ -390,8 +390,9 @@ def knee_finding(run):
             parts.append("%s kept p99 under %s ms up to %s req/s offered%s" % (
                 hi, slo, fmt.rps(with_knee[hi]), flagged_note(run, sc.id, hi)))
             if lo != hi:
-                parts.append("%s only up to %s (%s less)" % (
-                    lo, fmt.rps(with_knee[lo]), fmt.times(with_knee[hi], with_knee[lo])))
+                parts.append("%s only up to %s (%s less)%s" % (
+                    lo, fmt.rps(with_knee[lo]), fmt.times(with_knee[hi], with_knee[lo]),
+                    flagged_note(run, sc.id, lo)))
         for c in without:
             st = steps_shown(c)[0]
             parts.append("%s never did, even at its lowest step%s (%s req/s, p99 %s ms)" % (

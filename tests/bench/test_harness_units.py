@@ -594,6 +594,12 @@ class LadderTest(unittest.TestCase):
         self.assertFalse(ladder.little(11.01, 1000, 10000)["ok"])
         self.assertFalse(ladder.little(8.9, 1000, 10000)["ok"])
         self.assertIsNone(ladder.little(None, 1000, 10000)["ok"])
+        # a real overload step: 2,422 answered/s after 70.2 ms, 94 timeouts of
+        # 2 s in a 2 s window; every connection (256) busy
+        self.assertFalse(ladder.little(254.684, 2422, 70202.3)["ok"])
+        ok = ladder.little(254.684, 2422, 70202.3, 94 / 2.0, 2.0)
+        self.assertTrue(ok["ok"], ok)
+        self.assertAlmostEqual(ok["expected"], 2422 * 0.0702023 + 94.0)
 
     def test_client_bound(self):
         good = {"ok": True, "expected": 3.0, "observed": 3.0}
@@ -609,7 +615,7 @@ class LadderTest(unittest.TestCase):
         self.assertEqual(len(ladder.client_bound_reasons(False, "x", bad)), 2)
 
     def test_step_metrics_flag_client_bound(self):
-        load = {"errors": {"connect": 0, "read": 0, "write": 0, "timeout": 1, "status": 2},
+        load = {"errors": {"connect": 0, "read": 1, "write": 0, "timeout": 0, "status": 2},
                 "latency_us": {"p50": 100, "p90": 200, "p99": 300, "p999": 400, "p9999": 450,
                                "max": 500, "mean": 120},
                 "duration_s": 2.0, "requests": 2000, "rate_achieved": 1000.0,
@@ -628,6 +634,13 @@ class LadderTest(unittest.TestCase):
         m = openloop.step_metrics(dict(load, in_flight_mean=0.2), 1000)  # 0.12 expected
         self.assertTrue(m["client_bound"])
         self.assertFalse(m["little"]["ok"])
+        # one timeout in the 2 s window (0.5 a second), in flight for --timeout
+        # (2 s) before the generator gave up: one more request in flight
+        timed_out = dict(load, in_flight_mean=1.1, timeout_s=2.0,
+                         errors=dict(load["errors"], timeout=1))
+        m = openloop.step_metrics(timed_out, 1000)
+        self.assertAlmostEqual(m["little"]["expected"], 0.12 + 1.0)
+        self.assertTrue(m["little"]["ok"])
 
     def test_load_argv(self):
         p = make_plan(["--profile", "latency", "--rates", "100", "--duration", "3",
