@@ -214,11 +214,13 @@ def open_options(args, prof):
             "rates": None, "pcts": list(ladder.DEFAULT_LADDER_PCT), "rate": None}
     if args.slo_p99 is not None:
         opts["slo_us"] = _parsed("--slo-p99", ladder.parse_slo, args.slo_p99)
+    # a ladder climbs: its steps run lowest first, each once
     if args.rates is not None:
-        opts["rates"] = _parsed("--rates", ladder.parse_numbers, args.rates, 0.01, 1e9, "req/s")
+        opts["rates"] = sorted(set(_parsed("--rates", ladder.parse_numbers, args.rates, 0.01,
+                                           1e9, "req/s")))
     if args.ladder is not None:
-        opts["pcts"] = _parsed("--ladder", ladder.parse_numbers, args.ladder, 0.1, 1000,
-                               "% of the peak")
+        opts["pcts"] = sorted(set(_parsed("--ladder", ladder.parse_numbers, args.ladder, 0.1,
+                                          1000, "% of the peak")))
     if args.rate is not None:
         rate = _parsed("--rate", ladder.parse_numbers, args.rate, 0.01, 1e9, "req/s")
         if len(rate) != 1:

@@ -11,12 +11,11 @@ import time
 
 from . import results
 from .cell import CellRunner
-from .plan import step_spec, step_text
 from .counters import MachineSampler, QueueSampler
 from .docroot import make_docroot
 from .env import check_fd_limit, check_tools, environment
 from .loadgen import WRK_TIMEOUT_S
-from .plan import summary_line
+from .plan import step_spec, step_text, summary_line
 from .sockdiag import open_sockdiag
 from .util import HERE, REPO, Interrupted, cpus_text, fmt_duration
 

@@ -792,7 +792,7 @@ class OpenPlanTest(unittest.TestCase):
         self.assertEqual(p.max_lag_s, 0.002)
         self.assertEqual(plan.step_spec(sc, 1, None), {"index": 1, "offered_rps": 2500.5,
                                                        "connections": 64, "pct_of_peak": None})
-        p = make_plan(["--profile", "latency", "--ladder", "50,100,200"])
+        p = make_plan(["--profile", "latency", "--ladder", "200,50,100,50"])   # climbs
         sc = p.scenarios[1]
         self.assertEqual([plan.step_spec(sc, i, 10000)["offered_rps"] for i in range(3)],
                          [5000, 10000, 20000])
