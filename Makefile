@@ -136,9 +136,10 @@ system: all
 	@if echo " $(MODELS) " | grep -q " uring "; then $(PYTHON) tests/uring/test_uring.py --bin $(BUILD)/c10k; fi
 
 # The harness and the report generator: the harness's pure parts, a smoke
-# run (two rounds, a variant, nginx), the method check, the report on stored
-# fixture runs (schema 1 and 2), and the report in headless Chromium at
-# 1,400 and 420 px wide; and the ceiling reference server on both drivers.
+# run (two rounds, a variant, nginx), open-loop smoke runs (a 3-step latency
+# ladder on 2 models, a 2-step crossover), the method check, the report on
+# stored fixture runs (schema 1 and 2), and the report in headless Chromium
+# at 1,400 and 420 px wide; and the ceiling reference server on both drivers.
 benchtest: all ceilingtest
 	$(PYTHON) tests/bench/test_harness_units.py
 	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k

@@ -11,11 +11,12 @@ The result is one repeat of results.json: the metrics of the window, what
 went wrong (failed, degraded_by) and whether the server was starved.
 """
 
+import functools
 import os
 import time
 
 from . import counters as ct
-from . import netns
+from . import netns, openloop
 from .docroot import file_name, verify
 from .loadgen import run_wrk, wrk_degraded, wrk_metrics
 from .refs import REFERENCES
@@ -114,6 +115,7 @@ class Window:
                                    netns_pid=pid if ns else None)
         self.queue = ct.QueueSampler(port, self.diags[1], netns_pid=pid if ns else None)
         self.soft = [None, None]
+        self.soft_t = [None, None]  # when each was read (time.monotonic)
         self.cost = None
 
     def start(self):
@@ -121,10 +123,10 @@ class Window:
         self.tree.sample(conns=False)
         self.tree.start()
         self.queue.start()
-        self.soft[0] = ct.softirqs()
+        self.soft[0], self.soft_t[0] = ct.softirqs(), time.monotonic()
 
     def stop(self):
-        self.soft[1] = ct.softirqs()
+        self.soft[1], self.soft_t[1] = ct.softirqs(), time.monotonic()
         self.queue.finish()
         self.tree.finish()
         self.tree.sample(conns=False)
@@ -144,13 +146,15 @@ class Window:
 
 class CellRunner:
     """Runs one cell of one round. How the window is measured depends on the
-    scenario's kind: "closed" is wrk; a new kind (the open-loop ladder)
-    registers its own measure function in self.measures."""
+    scenario's kind: "closed" is wrk after a wrk warm-up; "latency" and
+    "crossover" are one step of c10k load (openloop.py), whose warm-up is
+    part of the generator's run, for the scenario's step in sc["step"]."""
 
     def __init__(self, run):
         self.run = run
         self.current_server = None
-        self.measures = {"closed": self._measure}
+        open_step = functools.partial(openloop.measure, self)
+        self.measures = {"closed": self._measure, "latency": open_step, "crossover": open_step}
 
     def make_server(self, spec, port, tag, side):
         if spec.reference:
@@ -166,6 +170,8 @@ class CellRunner:
         rep = {"round": round_no, "repeat": round_no, "status": "ok"}
         rep.update(machine)
         tag = "%s_%s_r%d" % (slug(spec.name), sc["id"], round_no)
+        if sc.get("step"):
+            tag += "_s%d" % (sc["step"]["index"] + 1)
         side = self.side = run.net.side(sc)
         port = run.args.port or side.free_port()
         if run.args.port and side.port_busy(port):
@@ -190,7 +196,8 @@ class CellRunner:
             window = side.window(srv.proc.pid, srv.port, self._raw("perf_%s.csv" % tag),
                                  run.tools["perf"][0], run.tools["perf"][1])
             slow = self._slow_clients(srv, sc)
-            self._warm_up(srv, sc, tag, rep, window.diag)
+            if sc["kind"] == "closed":
+                self._warm_up(srv, sc, tag, rep, window.diag)
             self.measures[sc["kind"]](srv, sc, tag, rep, window, slow, idle)
         finally:
             if window is not None:

@@ -28,6 +28,11 @@ benchmarking range; needs root and iproute2); --link-rate and --netem shape
 both ends and imply --netns. --server-host and --client-host put the server
 or the load generator on other hosts over ssh (key login, the same c10k
 installed there: README.md, "A second host"). Every scenario records its link.
+
+Open loop (--profile latency or crossover): c10k load sends on a schedule
+fixed in advance; each step of the ladder visits every server in a fresh
+random order; --connections sets the ladder's connections (latency) or the
+connection counts (crossover).
 """
 
 
@@ -35,7 +40,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="c10k bench", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
-            "Benchmark every c10k model against nginx with wrk. Profiles: "
+            "Benchmark every c10k model against nginx with wrk, or with the open-loop "
+            "c10k load. Profiles: "
             + "; ".join("%s: %s" % (k, v["about"]) for k, v in PROFILES.items()), 79))
     p.add_argument("--bin", required=True, help="the c10k binary (c10k bench passes it)")
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -85,6 +91,19 @@ def parse_args(argv):
     p.add_argument("--ssh-config", metavar="FILE", help="ssh -F FILE for the hosts")
     p.add_argument("--remote-c10k", metavar="PATH", default="c10k",
                    help="the c10k binary on the hosts (default: c10k on their PATH)")
+    o = p.add_argument_group("open-loop profiles (latency, crossover)")
+    o.add_argument("--slo-p99", help="the p99 target the knee is judged by, e.g. 1ms, 500us "
+                                     "(a bare number is ms; default 1ms)")
+    o.add_argument("--rates", help="latency: a fixed list of offered req/s instead of the "
+                                   "ladder scaled from each server's closed-loop peak")
+    o.add_argument("--ladder", help="latency: the ladder's steps in %% of each server's "
+                                    "closed-loop peak (default 10,25,50,70,80,90,100,120,150,"
+                                    "200)")
+    o.add_argument("--rate", help="crossover: the offered req/s (default: half of epoll's "
+                                  "closed-loop peak in the same run)")
+    o.add_argument("--max-lag", help="c10k load's --max-lag: how late the generator may send "
+                                     "or read (p99) before its run is invalid and the step "
+                                     "client-bound, e.g. 2ms (default: half of --slo-p99)")
 
     def error(message):
         raise UsageError(message)

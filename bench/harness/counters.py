@@ -229,6 +229,7 @@ class ServerCosts:
         self.ctl = self.ack = None  # our ends of perf's control pipes
         self.control = use_perf and perf_has_control()
         self.enabled = False
+        self.times = {}
 
     def attach(self):
         """Attach perf now, counters off, so attaching to a large tree
@@ -268,22 +269,29 @@ class ServerCosts:
         return False
 
     def start(self):
-        """The window starts: /proc snapshot, perf counting."""
-        self.t_start = proc_snapshot(self.root)
-        pids = self.t_start["pids"]
+        """The window starts: perf counting, then the /proc snapshot. The
+        per-thread switch counters are read only when perf does not count
+        switches: at 10,000 threads reading them takes over a second, which
+        an open-loop window (the load already running) cannot spare.
+        self.times records when each side started and stopped counting."""
         self.enabled = False
+        pids = None
         for _ in range(3 if self.use_perf else 0):
             if self.perf is None or self.perf.poll() is not None:
-                self._spawn(pids)
+                self._spawn(pids or proc_snapshot(self.root, tasks=False)["pids"])
             if self._enable():
                 self.enabled = True
-                return
+                break
             # perf gives up (ESRCH) when a thread exits while it attaches to
             # each one, as with 10,000 threads coming and going: try again.
             pids = proc_snapshot(self.root, tasks=False)["pids"]
-        if self.use_perf:
+        if self.use_perf and not self.enabled:
             self._close_perf()
             self.perf_why = "perf did not start counting after 3 attempts"
+        self.times = {"perf_on": time.monotonic() if self.enabled else None,
+                      "cpu_start": time.monotonic()}
+        self.t_start = proc_snapshot(self.root, tasks=not self.enabled)
+        self.t_start["tasks_read"] = not self.enabled
 
     def _perf_counts(self):
         counts, err = None, self.perf_why or "perf unavailable"
@@ -296,12 +304,16 @@ class ServerCosts:
         return counts, err
 
     def stop(self):
-        end = proc_snapshot(self.root)
+        self.times["cpu_end"] = time.monotonic()
+        end = proc_snapshot(self.root, tasks=not self.enabled)
+        end["tasks_read"] = not self.enabled
         start = self.t_start
         out = {"start": start, "end": end,
                "cpu_user_s": (end["user_ticks"] - start["user_ticks"]) / CLK_TCK,
                "cpu_sys_s": (end["sys_ticks"] - start["sys_ticks"]) / CLK_TCK}
+        self.times["perf_off"] = time.monotonic() if self.perf is not None else None
         counts, err = self._perf_counts()
+        out["times"] = self.times
         if counts:
             invol = counts["switches_invol"]
             out.update(ctx_vol=counts["switches"] - invol, ctx_invol=invol,
@@ -309,13 +321,19 @@ class ServerCosts:
                                   "and child, including those that exited",
                        syscalls=counts["syscalls"],
                        perf_task_clock_s=counts["task_clock_ms"] / 1000.0)
-        else:
+            return out
+        self.times["perf_on"] = self.times["perf_off"] = None
+        if start["tasks_read"] and end["tasks_read"]:
             out.update(ctx_vol=end["vol"] - start["vol"], ctx_invol=end["invol"] - start["invol"],
                        ctx_method="/proc per-thread counters (threads that exited during the "
-                                  "window are not counted)",
-                       syscalls=None, syscalls_unavailable=err, perf_task_clock_s=None)
-            if self.use_perf:
-                out["warning"] = "perf: " + err
+                                  "window are not counted)")
+        else:
+            out.update(ctx_vol=None, ctx_invol=None,
+                       ctx_method="unavailable: perf stopped counting during the window, and "
+                                  "the per-thread counters were not read at its start")
+        out.update(syscalls=None, syscalls_unavailable=err, perf_task_clock_s=None)
+        if self.use_perf:
+            out["warning"] = "perf: " + err
         return out
 
     def _close_perf(self):
@@ -435,6 +453,10 @@ class TreeSampler(Periodic):
         self.peak = {"rss_kib": 0, "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "threads": 0,
                      "procs": 0, "established": 0}
         self.samples = 0
+        # False: the periodic samples leave the connections out (an open-loop
+        # step counts them once, before its window: a count of 10,000 sockets
+        # every 0.5 s would take the generator's CPU)
+        self.count_conns = True
 
     def established(self):
         if self.diag is not None:
@@ -447,10 +469,11 @@ class TreeSampler(Periodic):
         return proc_tcp_counts(self.port, server_ends=self.server_ends,
                                pid=self.netns_pid)[0]
 
-    def sample(self, conns=True):
+    def sample(self, conns=None):
         """conns=False: the tree only (before or after the load, when there
         are no client connections to count and a dump of the established
-        sockets would only cost the client CPU)."""
+        sockets would only cost the client CPU); None: self.count_conns."""
+        conns = self.count_conns if conns is None else conns
         # no per-thread files here: the sampler shares the client CPU with the load
         snap = proc_snapshot(self.root, tasks=False)
         if HAVE_SMAPS_ROLLUP:

@@ -12,6 +12,11 @@
    plus nginx, two rounds of 1 s windows; results.json checked
    against schema 2, wrk's histogram must sum to the requests and its p100
    equal its max, and the counts must make sense.
+4. The open-loop smoke runs: --profile latency with 2 models (and nginx), a
+   3-step ladder scaled from each server's closed-loop peak; --profile
+   crossover with 1 model at a fixed rate over 2 connection counts. Every
+   step must be there with its figures, c10k load's histogram must sum to
+   its requests, and the report must render the steps.
 The pure parts are tested on their own in test_harness_units.py.
 Prints "bench: N passed, N failed, N skipped"; exits 1 on any failure.
 """
@@ -291,7 +296,7 @@ class CliTest(unittest.TestCase):
         self.assertRegex(lines[-1], r"^estimated time: \d+m\d\ds, at most ")
 
 
-def check_schema(tc, doc):
+def check_schema(tc, doc, kinds=("closed",)):
     """The parts of results.json (schema_version 2) the report relies on."""
     tc.assertEqual(doc["schema"], "c10k-bench-results")
     tc.assertEqual(doc["schema_version"], 2)
@@ -312,7 +317,10 @@ def check_schema(tc, doc):
         tc.assertEqual(sorted(order), sorted(doc["models"]))
     ids = {s["id"] for s in doc["scenarios"]}
     for s in doc["scenarios"]:
-        tc.assertEqual((s["kind"], s["link"]), ("closed", "loopback"))
+        tc.assertIn(s["kind"], kinds)
+        tc.assertEqual(s["link"], "loopback")
+        if s["kind"] != "closed":
+            tc.assertGreater(s["slo_p99_us"], 0)
     for c in doc["cells"]:
         tc.assertIn(c["scenario"], ids)
         tc.assertIn(c["status"], ("ok", "degraded", "failed"))
@@ -321,9 +329,26 @@ def check_schema(tc, doc):
         for r in c["repeats"]:
             if r["status"] == "failed":
                 continue
-            for k in results.SCALAR_METRICS + ["round", "model_counters", "starved"]:
-                tc.assertIn(k, r)
             tc.assertEqual(r["repeat"], r["round"])
+            for step in r.get("steps") or [r]:
+                if "steps" in r:
+                    for k in ("offered_rps", "achieved_rps", "goodput_rps", "requests",
+                              "errors_total", "lat_p50_us", "lat_p90_us", "lat_p99_us",
+                              "lat_p999_us", "lat_max_us", "lat_histogram_us", "timeline",
+                              "fairness_jain", "client_cpu_util", "little", "client_bound",
+                              "connections"):
+                        tc.assertIn(k, step)
+                for k in ("cpu_us_per_req", "ctx_vol_per_req", "ctx_invol_per_req",
+                          "syscalls_per_req", "mem_per_conn_kib", "threads_max",
+                          "accept_queue_wait_frac", "loadavg_1m", "steal_pct", "round",
+                          "model_counters", "starved"):
+                    tc.assertIn(k, step)
+                if "steps" not in r:
+                    for k in results.SCALAR_METRICS:
+                        tc.assertIn(k, r)
+        if any(s["id"] == c["scenario"] and s["kind"] != "closed" for s in doc["scenarios"]):
+            for k in ("steps", "knee_rps", "peak_closed_rps"):
+                tc.assertIn(k, c)
         for k in results.SCALAR_METRICS:
             s = c["summary"][k]
             if s is not None:
@@ -497,6 +522,106 @@ class SmokeTest(unittest.TestCase):
         self.assertNotIn("starved", ng["flags"], ng["reasons"])
         for rep in ng["repeats"]:
             self.assertLess(rep["accept_queue_wait_frac"], 0.10)
+
+
+class OpenLoopSmokeTest(unittest.TestCase):
+    """The open-loop profiles end to end, on 1 s windows (about 40 s)."""
+
+    def setUp(self):
+        if not os.access(BIN, os.X_OK):
+            self.skipTest("no c10k binary at %s (set C10K_BIN or pass --bin)" % BIN)
+
+    def run_profile(self, args):
+        env = dict(os.environ, C10K_REAL_BIN=BIN)
+        out = tempfile.mkdtemp()
+        self.addCleanup(subprocess.run, ["rm", "-rf", out])
+        r = run_bench(["--bin", STATS_BIN, "--duration", "1", "--warmup", "0.5", "--out", out]
+                      + args, env=env, timeout=180)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        run = os.path.join(out, "latest")
+        with open(os.path.join(run, "results.json")) as f:
+            doc = json.load(f)
+        check_schema(self, doc, kinds=("closed", "latency", "crossover"))
+        self.assertTrue(os.path.exists(os.path.join(run, "report.md")), r.stderr)
+        with open(os.path.join(run, "report.md")) as f:
+            return run, doc, f.read()
+
+    def test_latency_ladder(self):
+        run, doc, md = self.run_profile(["--profile", "latency", "--models", "epoll,threaded",
+                                         "--ladder", "50,100,200"])
+        self.assertEqual([s["kind"] for s in doc["scenarios"]], ["closed", "latency"])
+        closed, lat = doc["scenarios"]
+        o = doc["run"]["settings"]["open_loop"]
+        self.assertEqual((o["schedule"], o["slo_p99_us"], o["max_lag_s"]),
+                         ("poisson", 1000.0, 0.0005))
+        self.assertEqual(len(o["step_orders"]), 1)
+        for st in o["step_orders"][0]:
+            self.assertEqual(sorted(st["order"]), sorted(doc["models"]))
+        cells = {(c["model"], c["scenario"]): c for c in doc["cells"]}
+        self.assertEqual(len(cells), 3 * 2)
+        for model in ("epoll", "threaded", "nginx"):
+            peak = cells[model, closed["id"]]
+            c = cells[model, lat["id"]]
+            self.assertNotEqual(c["status"], "failed", c["reasons"])
+            self.assertAlmostEqual(c["peak_closed_rps"], peak["repeats"][0]["rps"])
+            self.assertEqual([s["offered_rps"] for s in c["steps"]],
+                             [max(1, round(c["peak_closed_rps"] * p / 100))
+                              for p in (50, 100, 200)])
+            self.assertEqual([len(r["steps"]) for r in c["repeats"]], [3])
+            for s in c["steps"]:
+                self.check_step(run, doc, model, s, 256)
+            counted = [s for s in c["steps"] if not s["client_bound"] and not s["starved"]
+                       and not s["errors_total"]]
+            under = [s["offered_rps"] for s in counted if s["lat_p99_us"] < 1000]
+            self.assertEqual(c["knee_rps"], max(under) if under else None, model)
+            self.assertEqual("client-bound" in c["flags"], any(
+                s["client_bound"] for s in c["steps"]
+                if c["knee_rps"] is None or s["offered_rps"] > c["knee_rps"]), model)
+        self.assertIn("### 1KiB keep-alive, 256 conns, open-loop ladder", md)
+        table = md.split("### 1KiB keep-alive, 256 conns, open-loop ladder", 2)[-1]
+        self.assertEqual(len([ln for ln in table.split("\n\n")[2].splitlines()
+                              if ln.startswith("| ")]), 1 + 3 * 3)   # head, a row per step
+
+    def test_crossover(self):
+        run, doc, md = self.run_profile(["--profile", "crossover", "--models", "epoll",
+                                         "--rate", "2000", "--connections", "10,200"])
+        self.assertEqual([s["kind"] for s in doc["scenarios"]], ["crossover"])
+        sc = doc["scenarios"][0]
+        self.assertEqual((sc["offered_rps"], sc["connections_steps"]), (2000, [10, 200]))
+        for c in doc["cells"]:
+            self.assertNotEqual(c["status"], "failed", c["reasons"])
+            self.assertEqual(c["knee_rps"], None)
+            self.assertEqual([s["connections"] for s in c["steps"]], [10, 200])
+            for s in c["steps"]:
+                self.check_step(run, doc, c["model"], s, s["connections"])
+                self.assertEqual(s["offered_rps"], 2000)
+        self.assertIn("p99 ms, 200 conns", md)
+
+    def check_step(self, run, doc, model, s, conns):
+        label = (model, s["offered_rps"], conns)
+        self.assertEqual(s["connections"], conns, label)
+        self.assertIn(s["status"], ("ok", "degraded"), (label, s.get("failure")))
+        self.assertGreater(s["requests"], 0, label)
+        self.assertEqual(sum(n for _, n in s["lat_histogram_us"]), s["requests"], label)
+        self.assertEqual(len(s["timeline"]), 1, label)           # one per second of window
+        self.assertLessEqual(s["lat_p50_us"], s["lat_p99_us"])
+        self.assertLessEqual(s["lat_p99_us"], s["lat_max_us"])
+        self.assertTrue(0 < s["fairness_jain"] <= 1.0 + 1e-9, label)
+        self.assertIsInstance(s["client_bound"], bool)
+        self.assertEqual(s["client_bound"], not s["load_valid"] or s["little"]["ok"] is False,
+                         label)
+        self.assertEqual(set(s["little"]), {"expected", "observed", "ok"})
+        self.assertGreater(s["client_cpu_util"], 0, label)
+        self.assertGreater(s["cpu_us_per_req"], 0, label)
+        self.assertGreater(s["threads_max"], 0, label)
+        self.assertEqual(s["conns_established"], conns, label)
+        self.assertGreater(s["server_window_s"], 0.3, label)
+        if doc["tools"]["perf"]["available"]:
+            self.assertGreater(s["syscalls_per_req"], 0, label)
+        self.assertTrue(os.path.exists(os.path.join(run, s["raw"]["load"])), label)
+        if model != "nginx":
+            self.assertIsInstance(s["model_counters"], dict,
+                                  (label, s.get("model_counters_unavailable")))
 
 
 def main():
