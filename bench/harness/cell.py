@@ -74,8 +74,8 @@ class Settled:
 
     MIN_S, QUIET = 0.25, 10
 
-    def __init__(self, port, diag):
-        self.port, self.diag = port, diag
+    def __init__(self, port, diag, min_s=MIN_S):
+        self.port, self.diag, self.min_s = port, diag, min_s
         self.quiet = 0
         self.settled = False
 
@@ -85,7 +85,7 @@ class Settled:
         except OSError:
             return False
         self.quiet = self.quiet + 1 if empty else 0
-        self.settled = elapsed >= self.MIN_S and self.quiet >= self.QUIET
+        self.settled = elapsed >= self.min_s and self.quiet >= self.QUIET
         return self.settled
 
 
@@ -142,9 +142,9 @@ class CellRunner:
         self.current_server = None
         self.measures = {"closed": self._measure}
 
-    def make_server(self, spec, port, tag):
+    def make_server(self, spec, port, tag, sc):
         if spec.reference:
-            return REFERENCES[spec.model].server_class(self.run, spec, port)
+            return REFERENCES[spec.model].server(self.run, spec, port, sc)
         stats = None
         if self.run.stats_file_supported:
             stats = os.path.join(self.run.run_dir, "raw", "stats-%s.json" % tag)
@@ -160,7 +160,7 @@ class CellRunner:
         if run.args.port and port_busy(port):
             rep.update(status="failed", failure="port %d is busy: %s" % (port, who_listens(port)))
             return rep
-        srv = self.make_server(spec, port, tag)
+        srv = self.make_server(spec, port, tag, sc)
         self.current_server = srv
         slow = window = None
         try:
@@ -169,7 +169,9 @@ class CellRunner:
                 rep.update(status="failed", failure="could not start: %s" % why)
                 return rep
             rep["server_command"] = srv.command()
-            why = verify(srv.port, run.plan.sizes, run.digests)
+            if getattr(srv, "backend", None):
+                rep["ceiling_backend"] = srv.backend
+            why = verify(srv.port, srv.verify_sizes(run.plan.sizes), run.digests)
             if why:
                 rep.update(status="failed", failure="verification failed: %s" % why)
                 return rep
@@ -201,7 +203,8 @@ class CellRunner:
         """Up to --warmup seconds of load, not recorded; it ends early once
         the server keeps up (Settled), when netlink can tell."""
         if self.run.plan.warmup > 0:
-            settled = Settled(srv.port, diag) if diag is not None else None
+            min_s = getattr(self.run.plan, "warmup_min", Settled.MIN_S)
+            settled = Settled(srv.port, diag, min_s) if diag is not None else None
             t0 = time.monotonic()
             _, _, err = run_wrk(self.run, srv.port, sc, self.run.plan.warmup, None,
                                 self._raw("wrk-warmup_%s.txt" % tag), settled)

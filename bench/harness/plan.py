@@ -203,6 +203,8 @@ class Plan:
         self.client_cpus = settings.get("client_cpus", [1])
         self.keepalive_timeout = settings.get("keepalive_timeout", 5)
         self.header_timeout = settings.get("header_timeout", 10)
+        # a warm-up lasts at least this long, however soon the server keeps up
+        self.warmup_min = settings.get("warmup_min", 0.25)
         self.orders = round_orders([s.name for s in servers], rounds, seed)
         self.sizes = sorted({s["size"] for s in scenarios})
 
@@ -218,17 +220,33 @@ class Plan:
         return {s.name: s.command_text() for s in self.servers if ":" in s.name}
 
     def cells(self):
-        """(round, scenario, server name) in the order they run."""
+        """(round, scenario, server name) in the order they run; a reference
+        that cannot serve a scenario (the ceiling, on a file too large to
+        hold in memory) has no cell there."""
         return [(r + 1, sc, name) for r in range(self.rounds) for sc in self.scenarios
-                for name in self.orders[r]]
+                for name in self.orders[r] if self.serves(name, sc)]
+
+    def serves(self, name, sc):
+        spec = self.server(name)
+        return not spec.reference or refs.REFERENCES[spec.model].serves(sc) is None
 
     def cell_seconds(self, sc, worst=False):
-        warmup = self.warmup if worst else min(self.warmup, WARMUP_SETTLED_S)
+        warmup = self.warmup if worst else min(self.warmup, max(self.warmup_min,
+                                                                 WARMUP_SETTLED_S))
         return (warmup + self.duration + CELL_OVERHEAD_S
                 + (SLOW_CLIENTS_S if sc["slow"] else 0.0))
 
+    def cell_cost(self, round_no, sc, name, worst=False):
+        """cell_seconds, plus what a reference needs before its first cell
+        of a scenario (the ceiling's probe of its backends)."""
+        spec = self.server(name)
+        setup = 0.0
+        if spec.reference and round_no == 1:
+            setup = refs.REFERENCES[spec.model].setup_seconds(sc)
+        return self.cell_seconds(sc, worst) + setup
+
     def estimate_s(self, report=True, worst=False):
-        cells = sum(self.cell_seconds(sc, worst) for _, sc, _ in self.cells())
+        cells = sum(self.cell_cost(r, sc, name, worst) for r, sc, name in self.cells())
         return SETUP_S + cells + (REPORT_S if report else 0.0)
 
 
@@ -243,15 +261,16 @@ def round_orders(names, rounds, seed):
     return out
 
 
-def pick_servers(profile, models_text, binary):
-    """The c10k servers (models and variants), then the references."""
+def pick_servers(profile, models_text, binary, references=REFERENCES):
+    """The c10k servers (models and variants), then the references that run
+    (nginx always; the ceiling when it can)."""
     text = models_text
     if not text:
         extra = [v for v in PROFILES[profile].get("variants", [])
                  if v.partition(":")[0] in binary.models]
         text = ",".join(["all"] + extra)
     servers = parse_models(text, binary.models, binary.help_flags, REFERENCES)
-    return servers + [Variant(r, r, reference=True) for r in REFERENCES]
+    return servers + [Variant(r, r, reference=True) for r in references]
 
 
 def summary_line(plan):
@@ -276,18 +295,35 @@ def dry_run_text(plan, notes=(), report=True):
             lines.append("round %d: order %s" % (r, ", ".join(plan.orders[r - 1])))
         lines.append("  [%*d] round %d  %-*s  %s" % (len(str(len(cells))), i, r, width, name,
                                                    sc["label"]))
+    setup = sum(plan.cell_cost(1, sc, n) - plan.cell_seconds(sc) for sc in plan.scenarios
+                for n in plan.names if plan.serves(n, sc))
+    for name in plan.names:
+        spec = plan.server(name)
+        skipped = {refs.REFERENCES[spec.model].serves(sc) for sc in plan.scenarios
+                   if not plan.serves(name, sc)} if spec.reference else set()
+        lines[1:1] = ["  note: %s: %s" % (name, why) for why in sorted(skipped)]
     lines.append("estimated time: %s, at most %s (%d cells: each a warm-up that ends once the "
                  "server keeps up, about %s s, at most %s s; a %d s window; about %s s to "
-                 "start, verify and stop; plus %s s setup%s)"
+                 "start, verify and stop; plus %s s setup%s%s)"
                  % (fmt_duration(plan.estimate_s(report)),
                     fmt_duration(plan.estimate_s(report, worst=True)), len(cells),
-                    fmt_seconds(min(plan.warmup, WARMUP_SETTLED_S)), fmt_seconds(plan.warmup),
-                    plan.duration, fmt_seconds(CELL_OVERHEAD_S), fmt_seconds(SETUP_S),
+                    fmt_seconds(min(plan.warmup, max(plan.warmup_min, WARMUP_SETTLED_S))),
+                    fmt_seconds(plan.warmup), plan.duration, fmt_seconds(CELL_OVERHEAD_S),
+                    fmt_seconds(SETUP_S),
+                    ", %s s for the ceiling's probes (one per scenario)" % fmt_seconds(
+                        round(setup, 1)) if setup else "",
                     " and %s s for the report" % fmt_seconds(REPORT_S) if report else ""))
     return "\n".join(lines) + "\n"
 
 
-def from_args(args, binary, ncpu=None):
+def runnable_references(bin_path):
+    """The references a run includes: those that are always in it (nginx,
+    failed cells when it cannot run) and those available here."""
+    return tuple(name for name, ref in refs.REFERENCES.items()
+                 if ref.always or ref.available(bin_path)[0])
+
+
+def from_args(args, binary, ncpu=None, references=REFERENCES):
     """The plan for parsed command-line args and a probed binary."""
     prof = PROFILES[args.profile]
     duration = args.duration if args.duration is not None else prof["duration"]
@@ -310,7 +346,7 @@ def from_args(args, binary, ncpu=None):
               file=sys.stderr)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
     return Plan(args.profile, make_scenarios(prof, args.sizes, args.connections, args.modes),
-                pick_servers(args.profile, args.models, binary), rounds, seed, warmup,
+                pick_servers(args.profile, args.models, binary, references), rounds, seed, warmup,
                 duration, workers=args.workers or len(server_cpus), server_cpus=server_cpus,
                 client_cpus=client_cpus,
                 keepalive_timeout=prof.get("keepalive_timeout", 5),

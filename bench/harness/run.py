@@ -8,13 +8,15 @@ import subprocess
 import sys
 import time
 
-from . import results
+from . import refs, results
+from .ceiling import CeilingChoice
 from .cell import CellRunner
 from .counters import MachineSampler, QueueSampler
 from .docroot import make_docroot
 from .env import check_fd_limit, check_tools, environment
 from .loadgen import WRK_TIMEOUT_S
 from .plan import summary_line
+from .refs import ceiling_backends
 from .sockdiag import open_sockdiag
 from .util import HERE, REPO, Interrupted, cpus_text, fmt_duration
 
@@ -34,6 +36,9 @@ class Run:
         # CONTRACTS.md 3: pass --stats-file only to a binary that lists it
         self.stats_file_supported = binary.has_serve_flag("stats-file")
         self.runner = CellRunner(self)
+        # the ceiling's backend per scenario (harness/ceiling.py)
+        self.ceiling = (CeilingChoice(self, *ceiling_backends(binary.path))
+                        if "ceiling" in plan.names else None)
 
     # -- before the first cell --
 
@@ -123,16 +128,16 @@ class Run:
 
     def run_cells(self):
         cells = self.plan.cells()
-        total = sum(self.plan.cell_seconds(sc) for _, sc, _ in cells)
+        total = sum(self.plan.cell_cost(*c) for c in cells)
         t_start, done_est = time.monotonic(), 0.0
         for i, (round_no, sc, name) in enumerate(cells, 1):
             # ETA: the plan, corrected by how far off the plan was so far
             scale = (time.monotonic() - t_start) / done_est if done_est > 0 else 1.0
             self.progress(i, len(cells), round_no, name, sc, (total - done_est) * scale)
             if self.run_one(round_no, sc, name, self.machine):
-                done_est += self.plan.cell_seconds(sc)
+                done_est += self.plan.cell_cost(round_no, sc, name)
             else:
-                total -= self.plan.cell_seconds(sc)
+                total -= self.plan.cell_cost(round_no, sc, name)
             self.save("running")
 
     # -- output --
@@ -160,7 +165,23 @@ class Run:
                  "on" if self.tools["perf"][0] else "UNAVAILABLE", self.queue_method,
                  "from --stats-file" if self.stats_file_supported else
                  "unavailable (c10k serve has no --stats-file)", self.run_dir))
+        print("c10k bench: ceiling: %s" % self.ceiling_text())
+        for name in p.names:
+            whys = sorted({refs.REFERENCES[p.server(name).model].serves(sc)
+                           for sc in p.scenarios if not p.serves(name, sc)})
+            for why in whys:
+                print("c10k bench: %s: %s" % (name, why))
         sys.stdout.flush()
+
+    def ceiling_text(self):
+        if self.ceiling is None:
+            return "NOT IN THIS RUN: %s" % self.tools.get("ceiling", (False, "unknown"))[1]
+        if len(self.ceiling.backends) == 1:
+            b = self.ceiling.backends[0]
+            return "%s only (%s)" % (b, "; ".join("%s: %s" % kv for kv in
+                                                 sorted(self.ceiling.unavailable.items())))
+        return ("the faster of %s per scenario, chosen by a probe before its first cell"
+                % " and ".join(self.ceiling.backends))
 
     def report(self):
         """c10k report on the run; its failure never fails the bench."""
@@ -209,6 +230,9 @@ class Run:
                  sum(c["status"] == "ok" for c in cells),
                  sum(c["status"] == "degraded" for c in cells),
                  sum(c["status"] == "failed" for c in cells), flagged))
+        if self.ceiling is not None and self.ceiling.choices:
+            print("c10k bench: ceiling backend per scenario (lead in the probe): %s"
+                  % self.ceiling.summary())
         print("c10k bench: results: %s" % os.path.join(self.run_dir, "results.json"))
         if not self.args.no_report:
             self.report()

@@ -66,6 +66,12 @@ class Server:
         """The command line recorded in results.json."""
         return self.argv
 
+    def verify_sizes(self, sizes):
+        """The file sizes whose answers are checked before the load: all of
+        the run's (a server that answers every request with one file, the
+        ceiling, checks only that one)."""
+        return sizes
+
     def _exit_text(self):
         rc = self.proc.poll()
         if rc is None:
@@ -158,17 +164,22 @@ def model_argv(bin_path, spec, port, docroot, workers, per_connection, server_cp
 
 
 class ModelServer(Server):
-    """`c10k serve MODEL [variant flags]`; the port comes from its start line."""
+    """`c10k serve MODEL [variant flags]`; the port comes from its start line.
+    A server that prints the same kind of start line (the ceiling) is a
+    subclass with its own build_argv()."""
 
     def __init__(self, run, spec, port, stats_file=None):
         super().__init__(run, spec, port)
         self.stats_file = stats_file
 
-    def start(self):
+    def build_argv(self):
         r, p = self.run, self.run.plan
-        self.argv = model_argv(r.binary.path, self.spec, self.port, r.docroot, p.workers,
-                               r.binary.per_connection, p.server_cpus, p.keepalive_timeout,
-                               p.header_timeout, self.stats_file)
+        return model_argv(r.binary.path, self.spec, self.port, r.docroot, p.workers,
+                          r.binary.per_connection, p.server_cpus, p.keepalive_timeout,
+                          p.header_timeout, self.stats_file)
+
+    def start(self):
+        self.argv = self.build_argv()
         log = self._open_log()
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
