@@ -10,7 +10,10 @@
     counters    what a server costs in a window: /proc, perf, softirqs,
                 CPU steal, the accept queue sampler, the model's stats file
     servers     starting and stopping one c10k model server
-    refs        reference servers (nginx), each behind one small class
+    refs        reference servers (nginx, the ceiling), each behind one
+                small class
+    ceiling     which of the ceiling's backends is the ceiling, per
+                scenario: the probe
     loadgen     the load generator (wrk + wrk_report.lua)
     slowclients idle and trickling clients held open beside the load
     cell        one cell of one round: start, verify, warm up, measure, stop
@@ -19,6 +22,8 @@
     env         the environment record and tool checks
     run         the run: rounds in order, progress, interrupts, the report
     cli         the command line
+    perfgate    make perfgate: counts per request and per idle connection
+                against bench/baseline.json (bench/perfgate.py)
 
 Python 3 standard library only.
 """

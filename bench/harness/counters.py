@@ -61,6 +61,11 @@ def read_status(path):
 
 # PSS needs /proc/PID/smaps_rollup (Linux 4.14); without it memory is RSS.
 HAVE_SMAPS_ROLLUP = os.path.exists("/proc/self/smaps_rollup")
+# Its anonymous part, Pss_Anon (Linux 5.4): heap, stacks and copy-on-write
+# pages, shared only inside a process tree. The file-backed part (libc's
+# text) is split with every other process on the machine that maps the same
+# file, so it moves with what else runs; the anonymous part does not.
+HAVE_PSS_ANON = "Pss_Anon:" in read_file("/proc/self/smaps_rollup")
 
 
 def _task_switches(pid, snap):
@@ -87,7 +92,8 @@ def proc_snapshot(root, tasks=True):
     takes its counts with it; they are the fallback when perf is unusable.
     """
     snap = {"user_ticks": 0, "sys_ticks": 0, "procs": 0, "threads": 0, "rss_kib": 0,
-            "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "hwm_kib": 0, "vol": 0, "invol": 0,
+            "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None,
+            "pss_anon_kib": 0 if HAVE_PSS_ANON else None, "hwm_kib": 0, "vol": 0, "invol": 0,
             "pids": []}
     for pid in tree_pids(root):
         stat = read_file("/proc/%d/stat" % pid)
@@ -104,8 +110,10 @@ def proc_snapshot(root, tasks=True):
         snap["rss_kib"] += int(st.get("VmRSS", "0 kB").split()[0])
         snap["hwm_kib"] += int(st.get("VmHWM", "0 kB").split()[0])
         if HAVE_SMAPS_ROLLUP:  # a process that just exited adds nothing
-            pss = read_status("/proc/%d/smaps_rollup" % pid).get("Pss", "0 kB")
-            snap["pss_kib"] += int(pss.split()[0])
+            rollup = read_status("/proc/%d/smaps_rollup" % pid)
+            snap["pss_kib"] += int(rollup.get("Pss", "0 kB").split()[0])
+            if HAVE_PSS_ANON:
+                snap["pss_anon_kib"] += int(rollup.get("Pss_Anon", "0 kB").split()[0])
         if tasks:
             _task_switches(pid, snap)
     return snap
