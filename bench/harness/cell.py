@@ -35,6 +35,8 @@ def cost_metrics(cost, requests, window):
              server_cpu_util=(user + syst) / window if window else None,
              ctx_method=cost["ctx_method"], syscalls=cost["syscalls"],
              syscalls_per_req=per_req(cost["syscalls"], requests),
+             syscalls_wait=cost.get("syscalls_wait"),
+             syscalls_wait_per_req=per_req(cost.get("syscalls_wait"), requests),
              perf_task_clock_s=cost["perf_task_clock_s"],
              ctx_vol=vol, ctx_invol=invol, ctx_vol_per_req=per_req(vol, requests),
              ctx_invol_per_req=per_req(invol, requests))

@@ -138,6 +138,20 @@ def check_perf():
     return True, ""
 
 
+# The system calls that wait for events, by number (raw_syscalls carries
+# only the number; asm/unistd.h of each architecture). How many of them a
+# request costs depends on how many requests each wait collects, that is on
+# the pace of the client against the server, not only on the model: counted
+# apart, so the rest of a request's syscalls can be compared run to run.
+WAIT_SYSCALLS = {
+    # poll, select, epoll_wait, pselect6, ppoll, epoll_pwait, io_uring_enter, epoll_pwait2
+    "x86_64": (7, 23, 232, 270, 271, 281, 426, 441),
+    # the generic table: pselect6, ppoll, epoll_pwait, io_uring_enter, epoll_pwait2
+    "aarch64": (72, 73, 22, 426, 441),
+    "riscv64": (72, 73, 22, 426, 441),
+}.get(os.uname().machine)
+WAIT_NAMES = "poll, select, epoll_wait, epoll_pwait, epoll_pwait2, io_uring_enter"
+
 PERF_EVENTS = [
     # (name in results, perf event args)
     ("syscalls", ["-e", "raw_syscalls:sys_enter"]),
@@ -149,6 +163,9 @@ PERF_EVENTS = [
     ("switches", ["-e", "sched:sched_switch"]),
     ("task_clock_ms", ["-e", "task-clock"]),
 ]
+if WAIT_SYSCALLS:
+    PERF_EVENTS.append(("syscalls_wait", ["-e", "raw_syscalls:sys_enter", "--filter",
+                                          " || ".join("id == %d" % n for n in WAIT_SYSCALLS)]))
 
 
 _CONTROL = []
@@ -219,7 +236,8 @@ class ServerCosts:
       CPU user/system: /proc snapshots at start and end (proc_snapshot:
         own + reaped-children ticks of every live process, so threads and
         children that exit during the window are counted).
-      Voluntary/involuntary context switches, syscalls, task-clock: perf stat
+      Voluntary/involuntary context switches, syscalls (and among them the
+        calls that wait for events, WAIT_SYSCALLS), task-clock: perf stat
         attached to every process of the tree for exactly the window. perf
         follows threads and children created after it attached (inherit),
         and an exiting task's counts are added to its parent's counter, so
@@ -315,13 +333,14 @@ class ServerCosts:
             out.update(ctx_vol=counts["switches"] - invol, ctx_invol=invol,
                        ctx_method="perf sched:sched_switch split by prev_state; every thread "
                                   "and child, including those that exited",
-                       syscalls=counts["syscalls"],
+                       syscalls=counts["syscalls"], syscalls_wait=counts.get("syscalls_wait"),
                        perf_task_clock_s=counts["task_clock_ms"] / 1000.0)
         else:
             out.update(ctx_vol=end["vol"] - start["vol"], ctx_invol=end["invol"] - start["invol"],
                        ctx_method="/proc per-thread counters (threads that exited during the "
                                   "window are not counted)",
-                       syscalls=None, syscalls_unavailable=err, perf_task_clock_s=None)
+                       syscalls=None, syscalls_wait=None, syscalls_unavailable=err,
+                       perf_task_clock_s=None)
             if self.use_perf:
                 out["warning"] = "perf: " + err
         return out

@@ -4,14 +4,23 @@ move with the machine's noise, against a committed baseline.
 Timings (req/s, latency, CPU per request) move by 20% from one run to the
 next on a shared machine. What a model does per request does not:
 
-    syscalls_per_req          perf raw_syscalls:sys_enter over the window,
-                              per request completed
+    syscalls_nowait_per_req   perf raw_syscalls:sys_enter over the window,
+                              per request completed, less the calls that
+                              wait for events (counters.WAIT_SYSCALLS:
+                              epoll_wait, io_uring_enter, poll, select ...)
     ctx_vol_per_req           voluntary context switches (the thread blocked)
                               per request, perf sched:sched_switch split by
                               prev_state, as the bench counts them
     idle_pss_bytes_per_conn   what the server's process tree grows by, in
                               anonymous PSS, per idle keep-alive connection
                               held (a request answered, then silence)
+
+The waits are left out of the syscalls because how many a request costs
+depends on how many requests each wait collects, which depends on the pace
+of wrk against the server: uring's io_uring_enter came to 0.06 to 0.29 per
+request from run to run, moving its total by 10%, while its other syscalls
+stayed at 2.00 to 2.02. They are printed, and kept in the baseline, but not
+gated.
 
 Each model `c10k models` lists is measured as the bench measures it (the
 harness's own server start, counters and load: cell.CellRunner, one worker,
@@ -79,10 +88,14 @@ MAX_ERROR_FRAC = 0.01
 REL_TOL = 0.10
 COUNTERS = [
     # (key, what, absolute tolerance, format)
-    ("syscalls_per_req", "syscalls per request", 0.05, "%.3f"),
-    ("ctx_vol_per_req", "voluntary switches per request", 0.05, "%.4f"),
+    ("syscalls_nowait_per_req", "syscalls per request besides waits", 0.05, "%.3f"),
+    # an event loop sleeps in at most one switch per wait: 0.003 to 0.04 per
+    # request here, with the waits per request moving as above
+    ("ctx_vol_per_req", "voluntary switches per request", 0.1, "%.4f"),
     ("idle_pss_bytes_per_conn", "bytes (PSS) per idle connection", 512, "%.0f"),
 ]
+# Measured and kept in the baseline for reading, not gated (see above).
+NOT_GATED = ("syscalls_wait_per_req",)
 RETRIES = 2
 UPDATE_RUNS = 3
 # A counter is steady when its runs stay within 5% of their median, or,
@@ -201,17 +214,18 @@ def baseline_doc(old_doc, runs_by_model, machine, replace_all):
     are kept as they were."""
     models = {} if replace_all else dict((old_doc or {}).get("models") or {})
     for m, runs in runs_by_model.items():
-        entry = {key: rounded(key, statistics.median(r[key] for r in runs))
-                 for key, _, _, _ in COUNTERS}
-        entry["runs"] = {key: [rounded(key, r[key]) for r in runs] for key, _, _, _ in COUNTERS}
+        keys = [k for k, _, _, _ in COUNTERS] + [k for k in NOT_GATED if k in runs[0]]
+        entry = {key: rounded(key, statistics.median(r[key] for r in runs)) for key in keys}
+        entry["runs"] = {key: [rounded(key, r[key]) for r in runs] for key in keys}
         entry["spread_pct"] = {key: round(spread_pct(entry["runs"][key]) or 0.0, 1)
-                               for key, _, _, _ in COUNTERS}
+                               for key in keys}
         entry["recorded"] = machine["recorded"]
         models[m] = entry
     return {
         "schema": SCHEMA,
         "about": "The counts make perfgate checks (bench/README.md, The perfgate). Written by "
-                 "make perfgate-update; each change is a commit that says why.",
+                 "make perfgate-update; each change is a commit that says why. "
+                 "syscalls_wait_per_req is kept for reading, not gated.",
         "method": {"size": SIZE, "keepalive": True, "connections": CONNECTIONS,
                    "warmup_s": [WARMUP_MIN_S, WARMUP_MAX_S], "window_s": WINDOW_S,
                    "idle_connections": IDLE_CONNECTIONS, "workers": 1,
@@ -283,7 +297,12 @@ def measure_load(gr, spec):
         warnings += why
     if rep.get("syscalls") is None:
         return None, "syscalls unavailable: %s" % rep.get("syscalls_unavailable")
-    got = {"syscalls_per_req": rep["syscalls_per_req"], "ctx_vol_per_req": rep["ctx_vol_per_req"],
+    if rep.get("syscalls_wait") is None:
+        return None, ("the calls that wait for events cannot be told apart on %s (add its "
+                      "syscall numbers to counters.WAIT_SYSCALLS)" % os.uname().machine)
+    got = {"syscalls_nowait_per_req": (rep["syscalls"] - rep["syscalls_wait"]) / rep["requests"],
+           "ctx_vol_per_req": rep["ctx_vol_per_req"],
+           "syscalls_wait_per_req": rep["syscalls_wait_per_req"],
            "requests": rep["requests"], "rps": rep["rps"]}
     if rep.get("starved"):
         warnings.append("starved: " + "; ".join(rep.get("starved_by", [])))
@@ -424,10 +443,10 @@ def row(m, got, verdict=""):
     if "error" in got:
         return "  %-10s %s" % (m, "ERROR: " + got["error"])
     cells = "  ".join("%s %s" % (fmt(k, got[k]), short) for (k, _, _, _), short in
-                      zip(COUNTERS, ("syscalls/req", "vol sw/req", "B/idle conn")))
-    return "  %-10s %s  (%.0f req/s)%s%s" % (m, cells, got["rps"], "  " + verdict if verdict
-                                             else "", "  [%s]" % got["warning"]
-                                             if got.get("warning") else "")
+                      zip(COUNTERS, ("syscalls/req besides waits", "vol sw/req", "B/idle conn")))
+    return "  %-10s %s  (not gated: %.3f waits/req, %.0f req/s)%s%s" % (
+        m, cells, got["syscalls_wait_per_req"], got["rps"], "  " + verdict if verdict else "",
+        "  [%s]" % got["warning"] if got.get("warning") else "")
 
 
 def machine_record(binary_path):

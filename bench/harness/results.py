@@ -38,6 +38,7 @@ SCALAR_METRICS = [
     # schema 2
     "accept_queue_wait_frac", "softirq_net_rx", "softirq_net_tx", "softirq_net_rx_per_req",
     "softirq_net_tx_per_req", "loadavg_1m", "steal_pct", "lat_co_synthetic", "ceiling_ratio",
+    "syscalls_wait", "syscalls_wait_per_req",
 ]
 CEILING = "ceiling"
 

@@ -136,6 +136,53 @@ class MethodTest(unittest.TestCase):
         self.assertIn("not counted", cost["ctx_method"])
 
 
+# Waits for events 500 times (epoll, poll and select, none blocking) and makes
+# 500 other syscalls, once told.
+WAITER = r"""
+import os, select, sys
+sys.stdin.readline()
+ep = select.epoll()
+for _ in range(200):
+    ep.poll(0)
+for _ in range(200):
+    select.poll().poll(0)
+for _ in range(100):
+    select.select([], [], [], 0)
+for _ in range(500):
+    os.getppid()
+print("done", flush=True)
+sys.stdin.readline()
+"""
+WAITS = 500
+
+
+class WaitCountTest(unittest.TestCase):
+    def test_waits_counted_apart(self):
+        """syscalls_wait counts the calls that wait for events (epoll, poll,
+        select, io_uring_enter) among all syscalls, and nothing else."""
+        ok, why = counters.check_perf()
+        if not ok:
+            self.skipTest("perf unusable: " + why)
+        if not counters.WAIT_SYSCALLS:
+            self.skipTest("the wait syscalls' numbers are not known on this architecture")
+        p = subprocess.Popen([sys.executable, "-c", WAITER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                costs = counters.ServerCosts(p.pid, os.path.join(tmp, "perf.csv"), True)
+                costs.start()
+                p.stdin.write("go\n")
+                p.stdin.flush()
+                self.assertEqual(p.stdout.readline().strip(), "done")
+                cost = costs.stop()
+        finally:
+            p.kill()
+            p.wait()
+        self.assertGreaterEqual(cost["syscalls_wait"], WAITS, cost)
+        self.assertLess(cost["syscalls_wait"], WAITS + 20, cost)
+        self.assertGreater(cost["syscalls"], cost["syscalls_wait"] + 500, cost)
+
+
 # Makes 3 threads and a child when told (perf attached, counters still off),
 # which sleep 100 times each only once the counters are on.
 LATE = r"""

@@ -521,9 +521,12 @@ class CountersTest(unittest.TestCase):
         text = ("# started on x\n\n12,,raw_syscalls:sys_enter,1,100.00,,\n"
                 "3,,sched:sched_switch,1,100,,\n10,,sched:sched_switch,1,100,,\n"
                 "5.5,msec,task-clock,1,100,,\n")
-        self.assertEqual(counters.parse_perf_csv(text),
-                         {"syscalls": 12.0, "switches_invol": 3.0, "switches": 10.0,
-                          "task_clock_ms": 5.5})
+        want = {"syscalls": 12.0, "switches_invol": 3.0, "switches": 10.0, "task_clock_ms": 5.5}
+        if counters.WAIT_SYSCALLS:  # the waits among the syscalls, by number
+            text += "4,,raw_syscalls:sys_enter,1,100.00,,\n"
+            want["syscalls_wait"] = 4.0
+            self.assertIn("id == 426", counters.PERF_EVENTS[-1][1][-1])  # io_uring_enter
+        self.assertEqual(counters.parse_perf_csv(text), want)
         self.assertIsNone(counters.parse_perf_csv(text.replace("12,", "<not counted>,")))
         self.assertIsNone(counters.parse_perf_csv("# nothing\n"))
 
