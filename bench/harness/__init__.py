@@ -10,7 +10,10 @@
     counters    what a server costs in a window: /proc, perf, softirqs,
                 CPU steal, the accept queue sampler, the model's stats file
     servers     starting and stopping one c10k model server
-    refs        reference servers (nginx), each behind one small class
+    refs        reference servers (nginx, the ceiling), each behind one
+                small class
+    ceiling     which of the ceiling's backends is the ceiling, per
+                scenario: the probe
     loadgen     the load generator (wrk + wrk_report.lua)
     ladder      the open-loop rules as pure functions: the ladder, Jain's
                 index, the Little check, client-bound, the knee, rounds
@@ -33,6 +36,8 @@
                 measures with this same package there
     merge       several load generators' reports as one: counts summed,
                 histograms merged, percentiles never averaged
+    perfgate    make perfgate: counts per request and per idle connection
+                against bench/baseline.json (bench/perfgate.py)
 
 Python 3 standard library only.
 """

@@ -37,6 +37,8 @@ def cost_metrics(cost, requests, window):
              server_cpu_util=(user + syst) / window if window else None,
              ctx_method=cost["ctx_method"], syscalls=cost["syscalls"],
              syscalls_per_req=per_req(cost["syscalls"], requests),
+             syscalls_wait=cost.get("syscalls_wait"),
+             syscalls_wait_per_req=per_req(cost.get("syscalls_wait"), requests),
              perf_task_clock_s=cost["perf_task_clock_s"],
              ctx_vol=vol, ctx_invol=invol, ctx_vol_per_req=per_req(vol, requests),
              ctx_invol_per_req=per_req(invol, requests))
@@ -76,8 +78,8 @@ class Settled:
 
     MIN_S, QUIET = 0.25, 10
 
-    def __init__(self, port, diag):
-        self.port, self.diag = port, diag
+    def __init__(self, port, diag, min_s=MIN_S):
+        self.port, self.diag, self.min_s = port, diag, min_s
         self.quiet = 0
         self.settled = False
 
@@ -87,7 +89,7 @@ class Settled:
         except OSError:
             return False
         self.quiet = self.quiet + 1 if empty else 0
-        self.settled = elapsed >= self.MIN_S and self.quiet >= self.QUIET
+        self.settled = elapsed >= self.min_s and self.quiet >= self.QUIET
         return self.settled
 
 
@@ -156,9 +158,9 @@ class CellRunner:
         open_step = functools.partial(openloop.measure, self)
         self.measures = {"closed": self._measure, "latency": open_step, "crossover": open_step}
 
-    def make_server(self, spec, port, tag, side):
+    def make_server(self, spec, port, tag, sc, side):
         if spec.reference:
-            return REFERENCES[spec.model].server_class(self.run, spec, port, side)
+            return REFERENCES[spec.model].server(self.run, spec, port, sc, side)
         stats = None
         if self.run.stats_file_supported:
             stats = os.path.join(self.run.run_dir, "raw", "stats-%s.json" % tag)
@@ -178,7 +180,7 @@ class CellRunner:
             rep.update(status="failed", failure="port %d is busy%s" % (
                 port, "" if side.remote else ": " + who_listens(port)))
             return rep
-        srv = self.make_server(spec, port, tag, side)
+        srv = self.make_server(spec, port, tag, sc, side)
         self.current_server = srv
         slow = window = None
         try:
@@ -187,7 +189,10 @@ class CellRunner:
                 rep.update(status="failed", failure="could not start: %s" % why)
                 return rep
             rep["server_command"] = srv.command()
-            why = side.in_client(verify, srv.port, run.plan.sizes, run.digests, side.host)
+            if getattr(srv, "backend", None):
+                rep["ceiling_backend"] = srv.backend
+            why = side.in_client(verify, srv.port, srv.verify_sizes(run.plan.sizes), run.digests,
+                                 side.host)
             if why:
                 rep.update(status="failed", failure="verification failed: %s" % why)
                 return rep
@@ -220,7 +225,8 @@ class CellRunner:
         """Up to --warmup seconds of load, not recorded; it ends early once
         the server keeps up (Settled), when netlink can tell."""
         if self.run.plan.warmup > 0:
-            settled = Settled(srv.port, diag) if diag is not None else None
+            min_s = getattr(self.run.plan, "warmup_min", Settled.MIN_S)
+            settled = Settled(srv.port, diag, min_s) if diag is not None else None
             t0 = time.monotonic()
             _, _, err = run_wrk(self.run, srv.port, sc, self.run.plan.warmup, None,
                                 self._raw("wrk-warmup_%s.txt" % tag), settled, self.side)

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 from . import remote
-from .plan import PROFILES, dry_run_text, from_args, probe_binary
+from .plan import PROFILES, dry_run_text, from_args, probe_binary, runnable_references
 from .refs import REFERENCES
 from .run import Run
 from .util import EXIT_USAGE, UsageError
@@ -18,7 +18,9 @@ EPILOG = """\
 Models and variants: --models threaded,threaded:pool=64,epoll:level-triggered
 (after the colon, flag=value or flag items joined with '+', e.g.
 uring:entries=16+zc; c10k serve --help lists every model's flags). 'all' is
-every model; nginx always runs. Sizes take B, KiB, MiB or GiB.
+every model; nginx always runs, and the ceiling (build/c10k-ceiling, the
+faster of its epoll and io_uring backends per scenario) whenever it can.
+Sizes take B, KiB, MiB or GiB.
 Rounds: each round runs every cell once, visiting the servers in a fresh
 random order (recorded with its --seed); cells report the median and
 min..max over rounds and are flagged starved or noisy (bench/README.md).
@@ -168,14 +170,21 @@ def check_variants(binary, plan):
                                  % (spec.name, spec.command_text(), why))
 
 
-def dry_run_notes(bin_path):
+def dry_run_notes(bin_path, plan):
     notes = []
     if not shutil.which("wrk"):
         notes.append("wrk is not installed: a real run would stop here (apt-get install wrk)")
     for name, ref in REFERENCES.items():
         ok, why = ref.available(bin_path)
         if not ok:
-            notes.append("%s cannot run (%s): its cells would be failed" % (name, why))
+            notes.append("%s cannot run (%s): %s" % (name, why, "its cells would be failed"
+                                                       if ref.always else "no row for it"))
+        elif ref.note(bin_path):
+            notes.append("%s: %s" % (name, ref.note(bin_path)))
+    if "ceiling" in plan.names and not REFERENCES["ceiling"].note(bin_path):
+        notes.append("ceiling: before its first cell of each scenario, its uring and epoll "
+                     "backends are probed (bursts A B B A); the faster is the ceiling of that "
+                     "scenario in every round")
     return notes
 
 
@@ -192,10 +201,11 @@ def main(argv):
         if not os.access(args.bin, os.X_OK):
             raise UsageError("--bin %s is not an executable c10k binary" % args.bin)
         binary = probe_binary(os.path.abspath(args.bin))
-        plan = from_args(args, binary)
+        plan = from_args(args, binary, references=runnable_references(binary.path))
         check_variants(binary, plan)
         if args.dry_run:
-            sys.stdout.write(dry_run_text(plan, dry_run_notes(binary.path), not args.no_report))
+            sys.stdout.write(dry_run_text(plan, dry_run_notes(binary.path, plan),
+                                          not args.no_report))
             return 0
         run = Run(args, plan, binary)
         signal.signal(signal.SIGINT, on_signal)

@@ -61,6 +61,11 @@ def read_status(path):
 
 # PSS needs /proc/PID/smaps_rollup (Linux 4.14); without it memory is RSS.
 HAVE_SMAPS_ROLLUP = os.path.exists("/proc/self/smaps_rollup")
+# Its anonymous part, Pss_Anon (Linux 5.4): heap, stacks and copy-on-write
+# pages, shared only inside a process tree. The file-backed part (libc's
+# text) is split with every other process on the machine that maps the same
+# file, so it moves with what else runs; the anonymous part does not.
+HAVE_PSS_ANON = "Pss_Anon:" in read_file("/proc/self/smaps_rollup")
 
 
 def _task_switches(pid, snap):
@@ -87,7 +92,8 @@ def proc_snapshot(root, tasks=True):
     takes its counts with it; they are the fallback when perf is unusable.
     """
     snap = {"user_ticks": 0, "sys_ticks": 0, "procs": 0, "threads": 0, "rss_kib": 0,
-            "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "hwm_kib": 0, "vol": 0, "invol": 0,
+            "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None,
+            "pss_anon_kib": 0 if HAVE_PSS_ANON else None, "hwm_kib": 0, "vol": 0, "invol": 0,
             "pids": []}
     for pid in tree_pids(root):
         stat = read_file("/proc/%d/stat" % pid)
@@ -104,8 +110,10 @@ def proc_snapshot(root, tasks=True):
         snap["rss_kib"] += int(st.get("VmRSS", "0 kB").split()[0])
         snap["hwm_kib"] += int(st.get("VmHWM", "0 kB").split()[0])
         if HAVE_SMAPS_ROLLUP:  # a process that just exited adds nothing
-            pss = read_status("/proc/%d/smaps_rollup" % pid).get("Pss", "0 kB")
-            snap["pss_kib"] += int(pss.split()[0])
+            rollup = read_status("/proc/%d/smaps_rollup" % pid)
+            snap["pss_kib"] += int(rollup.get("Pss", "0 kB").split()[0])
+            if HAVE_PSS_ANON:
+                snap["pss_anon_kib"] += int(rollup.get("Pss_Anon", "0 kB").split()[0])
         if tasks:
             _task_switches(pid, snap)
     return snap
@@ -130,6 +138,20 @@ def check_perf():
     return True, ""
 
 
+# The system calls that wait for events, by number (raw_syscalls carries
+# only the number; asm/unistd.h of each architecture). How many of them a
+# request costs depends on how many requests each wait collects, that is on
+# the pace of the client against the server, not only on the model: counted
+# apart, so the rest of a request's syscalls can be compared run to run.
+WAIT_SYSCALLS = {
+    # poll, select, epoll_wait, pselect6, ppoll, epoll_pwait, io_uring_enter, epoll_pwait2
+    "x86_64": (7, 23, 232, 270, 271, 281, 426, 441),
+    # the generic table: pselect6, ppoll, epoll_pwait, io_uring_enter, epoll_pwait2
+    "aarch64": (72, 73, 22, 426, 441),
+    "riscv64": (72, 73, 22, 426, 441),
+}.get(os.uname().machine)
+WAIT_NAMES = "poll, select, epoll_wait, epoll_pwait, epoll_pwait2, io_uring_enter"
+
 PERF_EVENTS = [
     # (name in results, perf event args)
     ("syscalls", ["-e", "raw_syscalls:sys_enter"]),
@@ -141,6 +163,9 @@ PERF_EVENTS = [
     ("switches", ["-e", "sched:sched_switch"]),
     ("task_clock_ms", ["-e", "task-clock"]),
 ]
+if WAIT_SYSCALLS:
+    PERF_EVENTS.append(("syscalls_wait", ["-e", "raw_syscalls:sys_enter", "--filter",
+                                          " || ".join("id == %d" % n for n in WAIT_SYSCALLS)]))
 
 
 _CONTROL = []
@@ -211,7 +236,8 @@ class ServerCosts:
       CPU user/system: /proc snapshots at start and end (proc_snapshot:
         own + reaped-children ticks of every live process, so threads and
         children that exit during the window are counted).
-      Voluntary/involuntary context switches, syscalls, task-clock: perf stat
+      Voluntary/involuntary context switches, syscalls (and among them the
+        calls that wait for events, WAIT_SYSCALLS), task-clock: perf stat
         attached to every process of the tree for exactly the window. perf
         follows threads and children created after it attached (inherit),
         and an exiting task's counts are added to its parent's counter, so
@@ -319,7 +345,7 @@ class ServerCosts:
             out.update(ctx_vol=counts["switches"] - invol, ctx_invol=invol,
                        ctx_method="perf sched:sched_switch split by prev_state; every thread "
                                   "and child, including those that exited",
-                       syscalls=counts["syscalls"],
+                       syscalls=counts["syscalls"], syscalls_wait=counts.get("syscalls_wait"),
                        perf_task_clock_s=counts["task_clock_ms"] / 1000.0)
             return out
         self.times["perf_on"] = self.times["perf_off"] = None
@@ -331,7 +357,8 @@ class ServerCosts:
             out.update(ctx_vol=None, ctx_invol=None,
                        ctx_method="unavailable: perf stopped counting during the window, and "
                                   "the per-thread counters were not read at its start")
-        out.update(syscalls=None, syscalls_unavailable=err, perf_task_clock_s=None)
+        out.update(syscalls=None, syscalls_wait=None, syscalls_unavailable=err,
+                   perf_task_clock_s=None)
         if self.use_perf:
             out["warning"] = "perf: " + err
         return out

@@ -451,9 +451,13 @@ class Plan:
         self.open_file_cache = settings.get("open_file_cache")
         self.open = settings.get("open")  # open_options(), or None
         self.max_lag_s = self.open["max_lag_s"] if self.open else None
+        # a warm-up lasts at least this long, however soon the server keeps up
+        self.warmup_min = settings.get("warmup_min", 0.25)
         self.orders = round_orders([s.name for s in servers], rounds, seed)
-        self.step_orders = step_orders([s.name for s in servers], self.open_steps(), rounds,
-                                       seed)
+        # references with no open-loop steps (the ceiling) are in no step's order
+        stepping = [s.name for s in servers if not s.reference or refs.REFERENCES[s.model]
+                    .serves({"kind": "latency", "size": 0}) is None]
+        self.step_orders = step_orders(stepping, self.open_steps(), rounds, seed)
         self.sizes = sorted({s["size"] for s in scenarios})
 
     @property
@@ -472,13 +476,19 @@ class Plan:
         return [(sc, i) for sc in self.scenarios if sc["kind"] != "closed"
                 for i in range(step_count(sc))]
 
+    def serves(self, name, sc):
+        """False for a reference that has no cell in scenario sc (the
+        ceiling: a file too large to hold in memory, or an open-loop step)."""
+        spec = self.server(name)
+        return not spec.reference or refs.REFERENCES[spec.model].serves(sc) is None
+
     def visits(self):
         """Visit(round, scenario, server name, step or None) in the order they run."""
         out = []
         closed = [sc for sc in self.scenarios if sc["kind"] == "closed"]
         for r in range(self.rounds):
             out += [Visit(r + 1, sc, name, None) for sc in closed for name in self.orders[r]
-                    if name in sc.get("only", [name])]
+                    if name in sc.get("only", [name]) and self.serves(name, sc)]
         for r in range(self.rounds):
             for (sc, i), order in zip(self.open_steps(), self.step_orders[r]):
                 out += [Visit(r + 1, sc, name, i) for name in order]
@@ -495,12 +505,22 @@ class Plan:
                 sc["connections_steps"][step]
             return (self.warmup + self.duration + OPEN_STEP_OVERHEAD_S
                     + conns * OPEN_STEP_PER_CONN_S)
-        warmup = self.warmup if worst else min(self.warmup, WARMUP_SETTLED_S)
+        warmup = self.warmup if worst else min(self.warmup, max(self.warmup_min,
+                                                                 WARMUP_SETTLED_S))
         return (warmup + self.duration + CELL_OVERHEAD_S
                 + (SLOW_CLIENTS_S if sc["slow"] else 0.0))
 
+    def cell_cost(self, round_no, sc, name, worst=False, step=None):
+        """cell_seconds, plus what a reference needs before its first cell
+        of a scenario (the ceiling's probe of its backends)."""
+        spec = self.server(name)
+        setup = 0.0
+        if spec.reference and round_no == 1 and step is None:
+            setup = refs.REFERENCES[spec.model].setup_seconds(sc)
+        return self.cell_seconds(sc, worst, step) + setup
+
     def visit_seconds(self, v, worst=False):
-        return self.cell_seconds(v.sc, worst, v.step)
+        return self.cell_cost(v.round, v.sc, v.name, worst, v.step)
 
     def estimate_s(self, report=True, worst=False):
         cells = sum(self.visit_seconds(v, worst) for v in self.visits())
@@ -534,15 +554,16 @@ def step_orders(names, steps, rounds, seed):
     return out
 
 
-def pick_servers(profile, models_text, binary):
-    """The c10k servers (models and variants), then the references."""
+def pick_servers(profile, models_text, binary, references=REFERENCES):
+    """The c10k servers (models and variants), then the references that run
+    (nginx always; the ceiling when it can)."""
     text = models_text
     if not text:
         extra = [v for v in PROFILES[profile].get("variants", [])
                  if v.partition(":")[0] in binary.models]
         text = ",".join(["all"] + extra)
     servers = parse_models(text, binary.models, binary.help_flags, REFERENCES)
-    return servers + [Variant(r, r, reference=True) for r in REFERENCES]
+    return servers + [Variant(r, r, reference=True) for r in references]
 
 
 def summary_line(plan):
@@ -608,23 +629,40 @@ def dry_run_text(plan, notes=(), report=True):
                                                                step_text(v.sc, v.step))
         lines.append("  [%*d] round %d  %-*s  %s" % (len(str(len(visits))), i, v.round, width,
                                                    v.name, what))
+    setup = sum(plan.cell_cost(1, sc, n) - plan.cell_seconds(sc) for sc in plan.scenarios
+                if sc["kind"] == "closed" for n in plan.names if plan.serves(n, sc))
+    for name in plan.names:
+        spec = plan.server(name)
+        skipped = {refs.REFERENCES[spec.model].serves(sc) for sc in plan.scenarios
+                   if not plan.serves(name, sc)} if spec.reference else set()
+        lines[1:1] = ["  note: %s: %s" % (name, why) for why in sorted(skipped)]
     lines.append("estimated time: %s, at most %s (%d cells: each a warm-up that ends once the "
                  "server keeps up, about %s s, at most %s s; a %d s window; about %s s to "
-                 "start, verify and stop%s; plus %s s setup%s)"
+                 "start, verify and stop%s; plus %s s setup%s%s)"
                  % (fmt_duration(plan.estimate_s(report)),
                     fmt_duration(plan.estimate_s(report, worst=True)), len(visits),
-                    fmt_seconds(min(plan.warmup, WARMUP_SETTLED_S)), fmt_seconds(plan.warmup),
+                    fmt_seconds(min(plan.warmup, max(plan.warmup_min, WARMUP_SETTLED_S))),
+                    fmt_seconds(plan.warmup),
                     plan.duration, fmt_seconds(CELL_OVERHEAD_S),
                     "; an open-loop step: the generator's %s s warm-up, its window, about %s s "
                     "more and %g ms per connection" % (
                         fmt_seconds(plan.warmup), fmt_seconds(OPEN_STEP_OVERHEAD_S),
                         OPEN_STEP_PER_CONN_S * 1e3) if plan.open else "",
                     fmt_seconds(SETUP_S),
+                    ", %s s for the ceiling's probes (one per scenario)" % fmt_seconds(
+                        round(setup, 1)) if setup else "",
                     " and %s s for the report" % fmt_seconds(REPORT_S) if report else ""))
     return "\n".join(lines) + "\n"
 
 
-def from_args(args, binary, ncpu=None):
+def runnable_references(bin_path):
+    """The references a run includes: those that are always in it (nginx,
+    failed cells when it cannot run) and those available here."""
+    return tuple(name for name, ref in refs.REFERENCES.items()
+                 if ref.always or ref.available(bin_path)[0])
+
+
+def from_args(args, binary, ncpu=None, references=REFERENCES):
     """The plan for parsed command-line args and a probed binary."""
     prof = PROFILES[args.profile]
     duration = args.duration if args.duration is not None else prof["duration"]
@@ -648,7 +686,10 @@ def from_args(args, binary, ncpu=None):
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
     links = pick_links(args, args.profile)
     opts = open_options(args, prof)
-    servers = pick_servers(args.profile, args.models, binary)
+    if args.server_host and "ceiling" in references:
+        # the ceiling is built beside this c10k; the server host has its own
+        references = tuple(r for r in references if r != "ceiling")
+    servers = pick_servers(args.profile, args.models, binary, references)
     if opts:
         if args.server_host or args.client_host:
             raise UsageError("--profile %s runs its open-loop generator on this host (or across "

@@ -47,8 +47,10 @@ SCALAR_METRICS = [
     "client_cpu_util",
     # schema 2
     "accept_queue_wait_frac", "softirq_net_rx", "softirq_net_tx", "softirq_net_rx_per_req",
-    "softirq_net_tx_per_req", "loadavg_1m", "steal_pct", "lat_co_synthetic",
+    "softirq_net_tx_per_req", "loadavg_1m", "steal_pct", "lat_co_synthetic", "ceiling_ratio",
+    "syscalls_wait", "syscalls_wait_per_req",
 ]
+CEILING = "ceiling"
 
 FLAG_RULES_TEXT = {
     "starved": "connections waited in the accept queue in more than %d%% of a round's "
@@ -184,6 +186,23 @@ def add_repeat(cell, rep):
     return cell
 
 
+def set_ceiling_ratios(cells):
+    """ceiling_ratio of every repeat that ran: its req/s over the ceiling's
+    in the same round of the same scenario (CONTRACTS.md 2); null for the
+    ceiling itself, and when the ceiling has no such round (not run, failed,
+    or not reached yet). Summaries are made again to include it."""
+    ceiling = {(c["scenario"], r["round"]): r.get("rps") for c in cells
+               if c["model"] == CEILING for r in ran(c["repeats"])}
+    for c in cells:
+        for r in ran(c["repeats"]):
+            base = ceiling.get((c["scenario"], r["round"]))
+            mine = r.get("rps")
+            r["ceiling_ratio"] = (mine / base if c["model"] != CEILING and base
+                                  and mine is not None else None)
+        c["summary"] = summarize(c["repeats"])
+    return cells
+
+
 def fail_cell(cell, why):
     """A cell that cannot run at all (its server is unavailable)."""
     cell["status"] = "failed"
@@ -219,6 +238,7 @@ def settings(run):
         "server_host": run.args.server_host, "client_hosts": run.args.client_host,
         "open_file_cache": open_file_cache_setting(p.open_file_cache),
         "open_loop": open_settings(run),
+        "ceiling": run.ceiling.record() if run.ceiling is not None else None,
     }
 
 
@@ -276,7 +296,7 @@ def results_doc(run, status):
                               for s in p.sizes]},
         "models": p.names,
         "scenarios": p.scenarios,
-        "cells": run.cells_in_order(),
+        "cells": set_ceiling_ratios(run.cells_in_order()),
     }
 
 

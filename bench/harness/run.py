@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 
-from . import results
+from . import refs, results
+from .ceiling import CeilingChoice
 from .cell import CellRunner
 from .counters import MachineSampler, QueueSampler
 from .docroot import make_docroot
@@ -18,6 +19,7 @@ from .env import check_fd_limit, check_tools, environment
 from .loadgen import WRK_TIMEOUT_S
 from .net import Net
 from .plan import step_spec, step_text, summary_line
+from .refs import ceiling_backends
 from .sockdiag import open_sockdiag
 from .util import HERE, Interrupted, UsageError, cpus_text, default_out, fmt_duration
 
@@ -38,6 +40,9 @@ class Run:
         # CONTRACTS.md 3: pass --stats-file only to a binary that lists it
         self.stats_file_supported = binary.has_serve_flag("stats-file")
         self.runner = CellRunner(self)
+        # the ceiling's backend per scenario (harness/ceiling.py)
+        self.ceiling = (CeilingChoice(self, *ceiling_backends(binary.path))
+                        if "ceiling" in plan.names else None)
 
     # -- before the first cell --
 
@@ -263,11 +268,27 @@ class Run:
                  "on" if self.tools["perf"][0] else "UNAVAILABLE", self.queue_method,
                  "from --stats-file" if self.stats_file_supported else
                  "unavailable (c10k serve has no --stats-file)", self.run_dir))
+        print("c10k bench: ceiling: %s" % self.ceiling_text())
+        for name in p.names:
+            whys = sorted({refs.REFERENCES[p.server(name).model].serves(sc)
+                           for sc in p.scenarios if not p.serves(name, sc)})
+            for why in whys:
+                print("c10k bench: %s: %s" % (name, why))
         if p.open:
             print("c10k bench: open loop: %s arrivals, SLO p99 %g ms, c10k load --max-lag %g ms "
                   "(%s)" % (p.open["schedule"], p.open["slo_us"] / 1e3, p.max_lag_s * 1e3,
                             p.open["max_lag_rule"].split(":")[0]))
         sys.stdout.flush()
+
+    def ceiling_text(self):
+        if self.ceiling is None:
+            return "NOT IN THIS RUN: %s" % self.tools.get("ceiling", (False, "unknown"))[1]
+        if len(self.ceiling.backends) == 1:
+            b = self.ceiling.backends[0]
+            return "%s only (%s)" % (b, "; ".join("%s: %s" % kv for kv in
+                                                 sorted(self.ceiling.unavailable.items())))
+        return ("the faster of %s per scenario, chosen by a probe before its first cell"
+                % " and ".join(self.ceiling.backends))
 
     def report(self):
         """c10k report on the run; its failure never fails the bench."""
@@ -322,6 +343,9 @@ class Run:
                  sum(c["status"] == "ok" for c in cells),
                  sum(c["status"] == "degraded" for c in cells),
                  sum(c["status"] == "failed" for c in cells), flagged))
+        if self.ceiling is not None and self.ceiling.choices:
+            print("c10k bench: ceiling backend per scenario (lead in the probe): %s"
+                  % self.ceiling.summary())
         print("c10k bench: results: %s" % os.path.join(self.run_dir, "results.json"))
         if not self.args.no_report:
             self.report()

@@ -161,6 +161,8 @@ FULL = [
     ("rps", "req/s", fmt.rps, "max"),
     ("rps~", "req/s min–max", fmt.rps, None),
     ("ratio", "× nginx", lambda v: fmt.num(v, 2), "max"),
+    # median over rounds of req/s / the ceiling's req/s in the same round
+    ("ceiling_ratio", "share of ceiling", lambda v: fmt.num(v, 2), "max"),
     ("lat_p50_us", "p50 ms", fmt.ms, "min"),
     ("lat_p99_us", "p99 ms", fmt.ms, "min"),
     ("lat_p99_us~", "p99 min–max", fmt.ms, None),
@@ -177,7 +179,7 @@ FULL = [
     ("threads_max", "threads", lambda v: fmt.num(v, 0), None),
     ("procs_max", "procs", lambda v: fmt.num(v, 0), None),
 ]
-OPTIONAL = ("softirq_net_rx_per_req", "softirq_net_tx_per_req")
+OPTIONAL = ("softirq_net_rx_per_req", "softirq_net_tx_per_req", "ceiling_ratio")
 
 
 def full_value(run, c, key):
@@ -218,7 +220,7 @@ def full_table(run, sc):
                 out.append(TCell(fmt.spread(c.stat(key[:-1]), f) or "–"))
                 continue
             v = full_value(run, c, key)
-            text = f(v)
+            text = "–" if key == "ceiling_ratio" and c.model == CEILING else f(v)
             if v is None and key == "syscalls_per_req" and not c.failed:
                 text = "unavailable"
             out.append(TCell(text, win=c in clean and key in best and v == best[key]))
@@ -317,6 +319,21 @@ def per_conn_note(settings):
         map(str, pc))
 
 
+def ceiling_line(st, availability):
+    """The ceiling's backends: which ran, and which one each scenario used."""
+    ce = st.get("ceiling")
+    if not isinstance(ce, dict):
+        return availability
+    out = "%s; backends %s" % (availability, ", ".join(map(str, ce.get("backends") or [])))
+    if isinstance(ce.get("unavailable"), dict):
+        out += " (%s)" % "; ".join("%s unavailable: %s" % kv for kv in ce["unavailable"].items())
+    chosen = ce.get("scenarios") if isinstance(ce.get("scenarios"), dict) else {}
+    if chosen:
+        out += "; the faster, per scenario: " + ", ".join(
+            "%s %s" % (sid, c.get("backend")) for sid, c in chosen.items() if isinstance(c, dict))
+    return out
+
+
 def env_lines(run):
     doc = run.doc
     env, info, st = doc.get("environment") or {}, run.info, run.settings
@@ -360,6 +377,8 @@ def env_lines(run):
             out.append((word, "%s (%s, %s): %s, %s cores, kernel %s, %s" % (
                 h.get("spec"), h.get("hostname"), h.get("address"), h.get("cpu_model"),
                 h.get("cores"), h.get("kernel"), h.get("c10k_version"))))
+    if "ceiling" in tools:  # runs from before the ceiling have no word on it
+        out.append(("ceiling", ceiling_line(st, tool("ceiling", "COULD NOT RUN"))))
     variants = st.get("variants")
     if isinstance(variants, dict) and variants:
         out.append(("variants", "; ".join("%s = `c10k serve %s`" % (k, val)

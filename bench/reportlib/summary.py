@@ -167,6 +167,14 @@ def ranked_caption(group, rows, knee_sc):
     return text
 
 
+def pct_missing(c):
+    """What the % column says when a row has no percentage: its cell failed,
+    or no cell of the scenario is clean, so there is no best to divide by."""
+    if c is None:
+        return "–"
+    return "failed" if c.failed else fmt.NA
+
+
 def ranked_table(run, group):
     """(head, rows, caption) of one group's ranked table, as page cells."""
     if group.crossover:
@@ -194,7 +202,7 @@ def ranked_table(run, group):
         for s in group.closed:
             st = r.pct[s.id]
             cells.append(TCell(fmt.with_spread(st, lambda v: "%.0f" % v, "%") if st else
-                               "failed" if cell(m, s.id) else "–", win=m in win["pct", s.id]))
+                               pct_missing(cell(m, s.id)), win=m in win["pct", s.id]))
         for s in group.closed:
             c = cell(m, s.id)
             cells.append(TCell(fmt.with_spread(c.stat("lat_p99_us"), fmt.ms) if c else "–",

@@ -9,7 +9,8 @@
    exited children burned.
 2. CLI errors exit with status 2 and a message; --dry-run prints the plan.
 3. The smoke run: prefork:workers=1 (a variant, which must come out starved)
-   plus nginx, two rounds of 1 s windows; results.json checked
+   plus nginx and the ceiling (its backend chosen by the probe, its share
+   in every other repeat), two rounds of 1 s windows; results.json checked
    against schema 2, wrk's histogram must sum to the requests and its p100
    equal its max, and the counts must make sense.
 4. The open-loop smoke runs: --profile latency with 2 models (and nginx), a
@@ -35,6 +36,10 @@ from harness import counters, results  # noqa: E402
 
 BIN = os.environ.get("C10K_BIN") or os.path.join(REPO, "build", "c10k")
 STATS_BIN = os.path.join(HERE, "stats_c10k.py")
+
+
+def ceiling_bin():
+    return os.path.join(os.path.dirname(BIN), "c10k-ceiling")
 
 THREADS, CHILDREN, SLEEPS = 3, 2, 60
 KNOWN_SLEEPS = (THREADS + CHILDREN) * SLEEPS
@@ -134,6 +139,53 @@ class MethodTest(unittest.TestCase):
         # without perf: syscalls are unavailable, never 0
         self.assertIsNone(cost["syscalls"])
         self.assertIn("not counted", cost["ctx_method"])
+
+
+# Waits for events 500 times (epoll, poll and select, none blocking) and makes
+# 500 other syscalls, once told.
+WAITER = r"""
+import os, select, sys
+sys.stdin.readline()
+ep = select.epoll()
+for _ in range(200):
+    ep.poll(0)
+for _ in range(200):
+    select.poll().poll(0)
+for _ in range(100):
+    select.select([], [], [], 0)
+for _ in range(500):
+    os.getppid()
+print("done", flush=True)
+sys.stdin.readline()
+"""
+WAITS = 500
+
+
+class WaitCountTest(unittest.TestCase):
+    def test_waits_counted_apart(self):
+        """syscalls_wait counts the calls that wait for events (epoll, poll,
+        select, io_uring_enter) among all syscalls, and nothing else."""
+        ok, why = counters.check_perf()
+        if not ok:
+            self.skipTest("perf unusable: " + why)
+        if not counters.WAIT_SYSCALLS:
+            self.skipTest("the wait syscalls' numbers are not known on this architecture")
+        p = subprocess.Popen([sys.executable, "-c", WAITER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                costs = counters.ServerCosts(p.pid, os.path.join(tmp, "perf.csv"), True)
+                costs.start()
+                p.stdin.write("go\n")
+                p.stdin.flush()
+                self.assertEqual(p.stdout.readline().strip(), "done")
+                cost = costs.stop()
+        finally:
+            p.kill()
+            p.wait()
+        self.assertGreaterEqual(cost["syscalls_wait"], WAITS, cost)
+        self.assertLess(cost["syscalls_wait"], WAITS + 20, cost)
+        self.assertGreater(cost["syscalls"], cost["syscalls_wait"] + 500, cost)
 
 
 # Makes 3 threads and a child when told (perf attached, counters still off),
@@ -288,12 +340,34 @@ class CliTest(unittest.TestCase):
         lines = r.stdout.splitlines()
         cells = [line for line in lines if "] round " in line]
         # quick: 3 rounds x (epoll, threaded:pool=64, nginx) x (2 sizes x its 2 modes x
-        # its 3 connection counts)
-        self.assertEqual(len(cells), 3 * 3 * 12, r.stdout)
+        # its 3 connection counts), and the ceiling on the 128 B file only (it
+        # holds the file in memory: not 2 GiB of it)
+        self.assertEqual(len(cells), 3 * (3 * 12 + 6), r.stdout)
+        ceiling = [line for line in cells if " ceiling " in line]
+        self.assertEqual(len(ceiling), 3 * 6, r.stdout)
+        self.assertFalse([line for line in ceiling if "2GiB" in line])
+        self.assertIn("note: ceiling: no cell for files over 256 MiB", r.stdout)
         self.assertIn("seed 42", lines[0])
         self.assertIn("2GiB keep-alive, 16 conns", r.stdout)
         self.assertIn("variant threaded:pool=64 = c10k serve threaded --pool 64", r.stdout)
         self.assertRegex(lines[-1], r"^estimated time: \d+m\d\ds, at most ")
+
+    def test_dry_run_says_when_the_ceiling_cannot_run(self):
+        """c10k-ceiling missing beside c10k: the plan has no ceiling row and
+        says why; present: it has one, and says how its backend is chosen."""
+        with tempfile.TemporaryDirectory() as d:
+            os.symlink(BIN, os.path.join(d, "c10k"))
+            args = ["--bin", os.path.join(d, "c10k"), "--dry-run", "--models", "epoll"]
+            r = run_bench(args, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("note: ceiling cannot run (%s is missing (make builds it beside "
+                          "c10k)): no row for it" % os.path.join(d, "c10k-ceiling"), r.stdout)
+            self.assertNotIn("ceiling", r.stdout.splitlines()[0])
+            os.symlink(ceiling_bin(), os.path.join(d, "c10k-ceiling"))
+            r = run_bench(args, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("(epoll, nginx, ceiling)", r.stdout.splitlines()[0])
+        self.assertIn("for the ceiling's probes", r.stdout)
 
 
 def check_schema(tc, doc, kinds=("closed",)):
@@ -381,15 +455,20 @@ class SmokeTest(unittest.TestCase):
         if not os.access(BIN, os.X_OK):
             self.skipTest("no c10k binary at %s (set C10K_BIN or pass --bin)" % BIN)
 
-    def test_two_rounds_starved_variant_and_nginx(self):
+    def test_two_rounds_starved_variant_nginx_and_ceiling(self):
         # the binary as the bench sees it takes --stats-file (stats_c10k.py
-        # adds it until the models have it), so the model counters are read
+        # adds it until the models have it), so the model counters are read;
+        # the ceiling is found beside it, so a link to the real one goes there
         env = dict(os.environ, C10K_REAL_BIN=BIN)
         with tempfile.TemporaryDirectory() as out:
-            r = run_bench(["--bin", STATS_BIN, "--models", "prefork:workers=1",
-                           "--connections", "16", "--sizes", "1KiB", "--modes", "keepalive",
-                           "--duration", "1", "--warmup", "0", "--rounds", "2", "--out", out],
-                          env=env)
+            bindir = os.path.join(out, "bin")
+            os.mkdir(bindir)
+            os.symlink(STATS_BIN, os.path.join(bindir, "c10k"))
+            os.symlink(ceiling_bin(), os.path.join(bindir, "c10k-ceiling"))
+            r = run_bench(["--bin", os.path.join(bindir, "c10k"), "--models",
+                           "prefork:workers=1", "--connections", "16", "--sizes", "1KiB",
+                           "--modes", "keepalive", "--duration", "1", "--warmup", "0",
+                           "--rounds", "2", "--out", out], env=env)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             run = os.path.join(out, "latest")
             for f in ("results.json", "results.csv", "raw", "nginx.conf", "docroot"):
@@ -400,7 +479,7 @@ class SmokeTest(unittest.TestCase):
             check_schema(self, doc)
             self.check_run(doc)
             with open(os.path.join(run, "results.csv")) as f:
-                self.assertEqual(len(f.read().strip().splitlines()), 1 + 2 * 2)
+                self.assertEqual(len(f.read().strip().splitlines()), 1 + 3 * 2)
             cells = {c["model"]: c for c in doc["cells"]}
             for model, c in cells.items():
                 self.assertNotEqual(c["status"], "failed", (model, c["reasons"]))
@@ -410,6 +489,44 @@ class SmokeTest(unittest.TestCase):
                     check_wrk_histogram(self, run, rep, (model, rep["round"]))
                 self.check_spread(c)
             self.check_starved(cells)
+            self.check_ceiling(doc, cells, r.stdout)
+            with open(os.path.join(run, "report.md")) as f:
+                self.assertIn("share of ceiling", f.read())
+
+    def check_ceiling(self, doc, cells, stdout):
+        """The ceiling ran as nginx does, on the backend its probe chose, and
+        every other repeat has its share of the ceiling in the same round."""
+        ce = doc["run"]["settings"]["ceiling"]
+        self.assertEqual(doc["tools"]["ceiling"], {"available": True, "reason": None})
+        chosen = ce["scenarios"]["1KiB-ka-c16"]
+        self.assertIn(chosen["backend"], ce["backends"])
+        if len(ce["backends"]) == 2:  # io_uring works here: both were probed
+            self.assertEqual(sorted(chosen["probe_rps"]), ["epoll", "uring"])
+            self.assertEqual(len(chosen["order"]), 4)
+            means = {b: sum(v) / len(v) for b, v in chosen["probe_rps"].items()}
+            self.assertEqual(chosen["backend"], max(means, key=means.get))
+            self.assertIn("chosen by a probe", stdout)
+        else:
+            self.assertIn("%s only" % ce["backends"][0], stdout)
+        self.assertIn("ceiling backend per scenario (lead in the probe): 1KiB-ka-c16 %s"
+                      % chosen["backend"], stdout)
+        ceiling = {r["round"]: r for r in cells["ceiling"]["repeats"]}
+        for rep in ceiling.values():
+            cmd = rep["server_command"]
+            self.assertEqual(rep["ceiling_backend"], chosen["backend"])
+            self.assertEqual(cmd[cmd.index("--backend") + 1], chosen["backend"])
+            self.assertTrue(cmd[cmd.index("--file") + 1].endswith("/docroot/f-1KiB.bin"), cmd)
+            self.assertEqual((cmd[cmd.index("--workers") + 1], cmd[cmd.index("--cpus") + 1]),
+                             ("1", "0"))  # as nginx: the bench's workers and server CPUs
+            self.assertIsNone(rep["ceiling_ratio"])
+        for model in ("prefork:workers=1", "nginx"):
+            ratios = []
+            for rep in cells[model]["repeats"]:
+                want = rep["rps"] / ceiling[rep["round"]]["rps"]
+                self.assertAlmostEqual(rep["ceiling_ratio"], want, places=9, msg=model)
+                ratios.append(want)
+            s = cells[model]["summary"]["ceiling_ratio"]
+            self.assertAlmostEqual(s["median"], sum(ratios) / 2, places=9)
 
     def test_open_file_cache_in_every_server(self):
         """--open-file-cache: the c10k model gets the flags, nginx the same
@@ -459,7 +576,7 @@ class SmokeTest(unittest.TestCase):
     def check_run(self, doc):
         st = doc["run"]["settings"]
         self.assertEqual(doc["run"]["status"], "complete")
-        self.assertEqual(doc["models"], ["prefork:workers=1", "nginx"])
+        self.assertEqual(doc["models"], ["prefork:workers=1", "nginx", "ceiling"])
         self.assertEqual(st["variants"], {"prefork:workers=1": "prefork --workers 1"})
         self.assertEqual(st["rounds"], 2)
         self.assertTrue(st["stats_file"])
@@ -491,7 +608,7 @@ class SmokeTest(unittest.TestCase):
                                rep["softirq_net_rx"] / rep["requests"], model)
         self.assertGreater(rep["accept_queue_samples"], 10, model)  # 20 Hz over 1 s
         self.assertTrue(0.0 <= rep["accept_queue_wait_frac"] <= 1.0, model)
-        if model == "nginx":
+        if model in ("nginx", "ceiling"):
             self.assertIsNone(rep["model_counters"], model)  # unavailable: null, never {}
             self.assertTrue(rep["model_counters_unavailable"], model)
             return

@@ -20,13 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 from harness import cell, cli, counters, docroot, loadgen, plan, refs, results  # noqa: E402
-from harness import ladder, openloop, servers, sockdiag, variants  # noqa: E402
+from harness import ceiling, ladder, openloop, servers, sockdiag, variants  # noqa: E402
 from harness.util import GiB, KiB, MiB, UsageError  # noqa: E402
 
 # `c10k serve --help` as the binary prints it (shortened), the source of
@@ -286,21 +287,32 @@ class PlanTest(unittest.TestCase):
     def test_quick(self):
         p = make_plan()
         self.assertEqual((p.rounds, p.duration, p.warmup), (3, 2, 1))
-        self.assertEqual(p.names, MODELS + ["nginx"])
+        self.assertEqual(p.names, MODELS + ["nginx", "ceiling"])
         self.assertEqual([s["id"] for s in p.scenarios],
                          ["1KiB-ka-c16", "1KiB-ka-c256", "1KiB-close-c64", "1MiB-ka-c16"])
         self.assertTrue(all(s["kind"] == "closed" and s["link"] == "loopback"
                             for s in p.scenarios))
         self.assertEqual((p.server_cpus, p.client_cpus, p.workers), ([0], [1], 1))
-        self.assertEqual(len(p.cells()), 3 * 6 * 4)
+        self.assertEqual(len(p.cells()), 3 * 7 * 4)
 
     def test_quick_takes_about_the_old_time(self):
         """quick was 1 round of 1 s + 5 s per cell, 7 servers x 4 scenarios,
-        about 3.5 min. Three rounds of 2 s windows must stay near it."""
+        about 3.5 min; three rounds of 2 s windows came to about 4.2 min.
+        The ceiling adds a row (12 cells) and a probe per scenario: about
+        50 s, of which the probes are under 15 s."""
         real = plan.from_args(args_for([]), plan.Binary("c", MODELS + ["libuv"], [], HELP),
                               ncpu=2)
-        self.assertEqual(len(real.cells()), 84)
-        self.assertLess(real.estimate_s(), 4.6 * 60)
+        self.assertEqual(len(real.cells()), 96)
+        self.assertLess(real.estimate_s(), 5.1 * 60)
+        no_ceiling = plan.from_args(args_for([]), plan.Binary("c", MODELS + ["libuv"], [],
+                                                              HELP), ncpu=2,
+                                    references=("nginx",))
+        self.assertEqual(len(no_ceiling.cells()), 84)
+        self.assertLess(no_ceiling.estimate_s(), 4.3 * 60)
+        probes = sum(real.cell_cost(1, sc, "ceiling") - real.cell_seconds(sc)
+                     for sc in real.scenarios)
+        self.assertLess(probes, 15)
+        self.assertEqual(probes, sum(ceiling.probe_seconds(sc) for sc in real.scenarios))
 
     def test_rounds_visit_every_server_in_a_seeded_random_order(self):
         p = make_plan(["--rounds", "5", "--seed", "7"])
@@ -333,19 +345,19 @@ class PlanTest(unittest.TestCase):
                          ["128B-close-c1", "128B-close-c16", "1MiB-close-c1",
                           "1MiB-close-c16"])
         self.assertEqual((p.rounds, p.duration, p.warmup, p.workers), (2, 3, 0.5, 2))
-        self.assertEqual(p.names, ["epoll", "threaded:pool=64", "nginx"])
+        self.assertEqual(p.names, ["epoll", "threaded:pool=64", "nginx", "ceiling"])
         self.assertEqual(p.variants(), {"threaded:pool=64": "threaded --pool 64"})
         self.assertEqual((p.server_cpus, p.client_cpus), ([1], [0]))
 
     def test_full_includes_the_thread_pool(self):
         p = make_plan(["--profile", "full"])
         self.assertIn("threaded:pool=64", p.names)
-        self.assertEqual(p.names[-1], "nginx")
+        self.assertEqual(p.names[-2:], ["nginx", "ceiling"])
         self.assertEqual(p.rounds, 3)
         # a binary without threaded: the variant is left out, not an error
         other = plan.Binary("c", ["epoll"], [], HELP)
         self.assertEqual(plan.from_args(args_for(["--profile", "full"]), other, 2).names,
-                         ["epoll", "nginx"])
+                         ["epoll", "nginx", "ceiling"])
 
     def test_usage_errors(self):
         for argv, want in ((["--rounds", "2", "--repeat", "3"], "disagree"),
@@ -369,8 +381,9 @@ class PlanTest(unittest.TestCase):
         text = plan.dry_run_text(p, ["nginx cannot run (x): its cells would be failed"])
         lines = text.splitlines()
         cells = [line for line in lines if "] round " in line]
-        self.assertEqual(len(cells), 2 * 3 * 4)
+        self.assertEqual(len(cells), 2 * 4 * 4)
         self.assertEqual(sum(line.startswith("round ") for line in lines), 2)
+        self.assertIn("for the ceiling's probes (one per scenario)", lines[-1])
         self.assertIn("seed 1", lines[0])
         self.assertIn("variant threaded:pool=64 = c10k serve threaded --pool 64", text)
         self.assertIn("nginx cannot run", text)
@@ -467,6 +480,98 @@ class SummaryTest(unittest.TestCase):
                                                                 "starved"))
 
 
+FAKE_CEILING = """#!/bin/sh
+# a c10k-ceiling whose io_uring backend is unavailable, as in a sandbox
+case "$*" in
+*"--backend uring"*)
+    echo "c10k-ceiling: uring: io_uring is unavailable: io_uring_setup: Operation not permitted" >&2
+    exit 2;;
+esac
+echo "c10k-ceiling: serving x (1 bytes, precomputed) at http://127.0.0.1:1/ with epoll"
+exec sleep 30
+"""
+
+
+class CeilingTest(unittest.TestCase):
+    """The ceiling reference: found beside c10k, left out when it cannot
+    run, epoll alone when io_uring cannot, ceiling_ratio per round."""
+
+    def test_missing_binary_leaves_the_row_out(self):
+        with tempfile.TemporaryDirectory() as d:
+            bin_path = os.path.join(d, "c10k")
+            ok, why = refs.Ceiling.available(bin_path)
+            self.assertFalse(ok)
+            self.assertIn(os.path.join(d, "c10k-ceiling") + " is missing", why)
+            self.assertEqual(plan.runnable_references(bin_path), ("nginx",))
+            self.assertIsNone(refs.Ceiling.note(bin_path))
+            notes = cli.dry_run_notes(bin_path, make_plan(["--models", "epoll"]))
+            self.assertTrue(any(n.startswith("ceiling cannot run (") and "no row" in n
+                                for n in notes), notes)
+
+    def test_uring_unavailable_falls_back_to_epoll(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "c10k-ceiling")
+            with open(path, "w") as f:
+                f.write(FAKE_CEILING)
+            os.chmod(path, 0o755)
+            bin_path = os.path.join(d, "c10k")
+            backends, why = refs.ceiling_backends(bin_path)
+            self.assertEqual(backends, ("epoll",))
+            self.assertIn("io_uring is unavailable", why["uring"])
+            self.assertEqual(refs.Ceiling.available(bin_path), (True, ""))
+            self.assertIn("the ceiling runs on epoll only", refs.Ceiling.note(bin_path))
+            self.assertEqual(plan.runnable_references(bin_path), ("nginx", "ceiling"))
+
+    def test_server_command(self):
+        p = make_plan(["--models", "epoll", "--workers", "2", "--server-cpus", "0"])
+        run = types.SimpleNamespace(run_dir="/r", docroot="/r/docroot", plan=p,
+                                    binary=types.SimpleNamespace(path="/b/c10k"))
+        side = types.SimpleNamespace(bind="127.0.0.1", host="127.0.0.1", remote=False)
+        srv = refs.CeilingServer(run, variants.Variant("ceiling", "ceiling", reference=True),
+                                 0, side, CLOSE64, "uring")
+        self.assertEqual(srv.build_argv(), [
+            "/b/c10k-ceiling", "--backend", "uring", "--file", "/r/docroot/f-1KiB.bin",
+            "--port", "0", "--workers", "2", "--cpus", "0"])
+        # it answers every request with one file: only that one is verified
+        self.assertEqual(srv.verify_sizes([KiB, MiB]), [KiB])
+        self.assertEqual(srv.log_path, "/r/raw/server-ceiling-uring.log")
+
+    def test_choose_the_higher_mean(self):
+        best, margin = ceiling.choose({"uring": [100.0, 120.0], "epoll": [90.0, 110.0]})
+        self.assertEqual(best, "uring")
+        self.assertAlmostEqual(margin, 10.0)
+        best, margin = ceiling.choose({"uring": [100.0], "epoll": [150.0, 150.0]})
+        self.assertEqual((best, margin), ("epoll", 50.0))
+        self.assertEqual(ceiling.choose({"epoll": [5.0]}), ("epoll", None))
+        self.assertEqual([["uring", "epoll"][i] for i in ceiling.PROBE_ORDER],
+                         ["uring", "epoll", "epoll", "uring"])
+
+    def test_ceiling_ratio_per_round(self):
+        ceil = results.new_cell("ceiling", KA16)
+        for r, rps in ((1, 2000.0), (2, 1000.0)):
+            results.add_repeat(ceil, rep(r, rps))
+        epoll = results.new_cell("epoll", KA16)
+        for r, rps in ((1, 1000.0), (2, 900.0), (3, 800.0)):
+            results.add_repeat(epoll, rep(r, rps))
+        other = results.new_cell("nginx", CLOSE64)  # no ceiling in its scenario
+        results.add_repeat(other, rep(1, 500.0))
+        failed = results.new_cell("threaded", KA16)
+        results.add_repeat(failed, rep(1, status="failed"))
+        results.set_ceiling_ratios([epoll, ceil, other, failed])
+        # the same round of the same scenario, not the ceiling's median
+        self.assertEqual([r["ceiling_ratio"] for r in epoll["repeats"]], [0.5, 0.9, None])
+        self.assertEqual([r["ceiling_ratio"] for r in ceil["repeats"]], [None, None])
+        self.assertIsNone(other["repeats"][0]["ceiling_ratio"])
+        self.assertNotIn("ceiling_ratio", failed["repeats"][0])
+        # a round without a ceiling leaves the summary unavailable, never 0
+        self.assertIsNone(epoll["summary"]["ceiling_ratio"])
+        epoll["repeats"].pop()
+        results.set_ceiling_ratios([epoll, ceil])
+        self.assertEqual(epoll["summary"]["ceiling_ratio"],
+                         {"min": 0.5, "median": 0.7, "max": 0.9})
+        self.assertIn("ceiling_ratio", results.SCALAR_METRICS)
+
+
 class CountersTest(unittest.TestCase):
     def test_softirqs(self):
         text = ("                    CPU0       CPU1\n"
@@ -500,9 +605,12 @@ class CountersTest(unittest.TestCase):
         text = ("# started on x\n\n12,,raw_syscalls:sys_enter,1,100.00,,\n"
                 "3,,sched:sched_switch,1,100,,\n10,,sched:sched_switch,1,100,,\n"
                 "5.5,msec,task-clock,1,100,,\n")
-        self.assertEqual(counters.parse_perf_csv(text),
-                         {"syscalls": 12.0, "switches_invol": 3.0, "switches": 10.0,
-                          "task_clock_ms": 5.5})
+        want = {"syscalls": 12.0, "switches_invol": 3.0, "switches": 10.0, "task_clock_ms": 5.5}
+        if counters.WAIT_SYSCALLS:  # the waits among the syscalls, by number
+            text += "4,,raw_syscalls:sys_enter,1,100.00,,\n"
+            want["syscalls_wait"] = 4.0
+            self.assertIn("id == 426", counters.PERF_EVENTS[-1][1][-1])  # io_uring_enter
+        self.assertEqual(counters.parse_perf_csv(text), want)
         self.assertIsNone(counters.parse_perf_csv(text.replace("12,", "<not counted>,")))
         self.assertIsNone(counters.parse_perf_csv("# nothing\n"))
 
@@ -848,14 +956,17 @@ class OpenPlanTest(unittest.TestCase):
         self.assertEqual(p.max_lag_s, 0.0005)   # half the SLO
         visits = p.visits()
         n = len(p.names)
-        self.assertEqual(len(visits), n + 10 * n)
+        s = n - 1  # the ceiling has a peak cell but no open-loop steps
+        self.assertIn("ceiling", p.names)
+        self.assertEqual(len(visits), n + 10 * s)
         # the closed-loop peaks first, then each step visits every server
         self.assertTrue(all(v.step is None for v in visits[:n]))
         for k in range(10):
-            chunk = visits[n + k * n:n + (k + 1) * n]
+            chunk = visits[n + k * s:n + (k + 1) * s]
             self.assertEqual({v.step for v in chunk}, {k})
             self.assertEqual([v.name for v in chunk], p.step_orders[0][k])
-            self.assertEqual(sorted(v.name for v in chunk), sorted(p.names))
+            self.assertEqual(sorted(v.name for v in chunk),
+                             sorted(x for x in p.names if x != "ceiling"))
         self.assertGreater(len({tuple(o) for o in p.step_orders[0]}), 1)   # fresh orders
         self.assertEqual(p.step_orders, make_plan(["--profile", "latency", "--seed", "3"])
                          .step_orders)
@@ -879,7 +990,7 @@ class OpenPlanTest(unittest.TestCase):
         self.assertEqual([plan.step_spec(sc, i, 10000)["offered_rps"] for i in range(3)],
                          [5000, 10000, 20000])
         self.assertEqual(plan.step_spec(sc, 2, 10000)["pct_of_peak"], 200)
-        self.assertEqual(len(p.visits()), len(p.names) * 4)
+        self.assertEqual(len(p.visits()), len(p.names) + (len(p.names) - 1) * 3)  # ceiling: peak
 
     def test_crossover_profile(self):
         p = make_plan(["--profile", "crossover", "--models", "epoll,threaded", "--seed", "1"])
@@ -926,7 +1037,7 @@ class OpenPlanTest(unittest.TestCase):
         self.assertIn("no `c10k load`", str(e.exception))
         # without epoll, a fixed --rate is enough
         self.assertEqual(make_plan(["--profile", "crossover", "--models", "threaded", "--rate",
-                                    "100"]).names, ["threaded", "nginx"])
+                                    "100"]).names, ["threaded", "nginx", "ceiling"])
 
     def test_steps_scale_the_peak_measured_in_the_run(self):
         from harness.run import Run
@@ -961,7 +1072,8 @@ class OpenPlanTest(unittest.TestCase):
         self.assertIn("round 1, step 1/2: 50% of its closed-loop peak: order ", text)
         self.assertIn("poisson arrivals", text)
         self.assertIn("--max-lag 0.5 ms", text)
-        self.assertEqual(len([ln for ln in text.splitlines() if "] round " in ln]), 2 * 3)
+        # the peaks (epoll, nginx, the ceiling), then two steps of epoll and nginx
+        self.assertEqual(len([ln for ln in text.splitlines() if "] round " in ln]), 3 + 2 * 2)
 
 
 def main():

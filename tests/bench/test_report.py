@@ -192,6 +192,12 @@ class Fixture:
                 if nginx and nginx["status"] != "failed":
                     self.assertEqual(plain(row["× nginx"]), "%.2f" % (
                         s["rps"]["median"] / nginx["summary"]["rps"]["median"]))
+                # the median over rounds of each round's share of the ceiling
+                if c["model"] == "ceiling":
+                    self.assertEqual(row["share of ceiling"], "–")
+                elif s.get("ceiling_ratio"):
+                    self.assertEqual(plain(row["share of ceiling"]),
+                                     "%.2f" % s["ceiling_ratio"]["median"])
                 rounds = len(c["repeats"])
                 if rounds > 1:
                     self.assertEqual(row["req/s min–max"], "%s–%s" % (
@@ -458,6 +464,20 @@ class EdgeRunsTest(unittest.TestCase):
         md = self.render(doc)
         self.assertIn("epoll, 1KiB keep-alive, 16 conns: did not start", md)
         self.assertNotIn("| 1 | epoll |", md)
+
+    def test_no_clean_cell_is_not_a_failure(self):
+        """With every cell of a group flagged there is no best to divide by:
+        the % column says n/a, and "failed" only where a cell failed."""
+        doc = load(FIXTURE_V2)
+        for c in doc["cells"]:
+            if c["scenario"] == "1MiB-ka-c16":
+                c["flags"] = sorted(set(c.get("flags") or []) | {"noisy"})
+        md = self.render(doc)
+        rows = ranked_rows(md, "1MiB keep-alive")
+        self.assertTrue(rows)
+        for _, model, line in rows:
+            pct = [x.strip() for x in line.strip("|").split("|")][2]
+            self.assertEqual(pct, "n/a", (model, line))
 
     def test_no_references_no_perf(self):
         doc = load(FIXTURE_V2)
