@@ -549,7 +549,8 @@ class SmokeTest(unittest.TestCase):
         self.assertEqual((cache["max"], cache["valid_s"]), (64, 60))
         self.assertIn("open-file cache of 64 per worker", r.stdout)
         cells = {c["model"]: c for c in doc["cells"]}
-        self.assertEqual(set(cells), {"epoll", "nginx"})
+        # the ceiling, when it runs, opens no file at all: no cache to give it
+        self.assertEqual(set(cells) - {"ceiling"}, {"epoll", "nginx"})
         for model, c in cells.items():
             self.assertNotEqual(c["status"], "failed", (model, c["reasons"]))
         rep = cells["epoll"]["repeats"][0]
