@@ -201,15 +201,17 @@ def sleeper():
 ts = [threading.Thread(target=sleeper) for _ in range(3)]
 for t in ts:
     t.start()
+r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
-    time.sleep(0.6)
+    os.read(r, 1)  # waits for the counters, however long perf takes to start
     for _ in range(100):
         time.sleep(0.002)
     os._exit(0)
 print("made", flush=True)
 sys.stdin.readline()
 go.set()
+os.write(w, b"g")
 for t in ts:
     t.join()
 os.waitpid(pid, 0)
