@@ -94,12 +94,15 @@
  *   c10k serve epoll --root DIR --level-triggered --shared-listener
  */
 #include "conn.h"
+#include "loopstat.h"
 #include "timer.h"
+#include "warm.h"
 #include "workers.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -113,6 +116,7 @@
 static struct {
     bool level;  /* --level-triggered */
     bool shared; /* --shared-listener */
+    int helpers; /* --helpers N: AMPED helper threads per loop, 0 = none */
 } opts;
 
 typedef union {
@@ -128,8 +132,10 @@ typedef struct conn_s {
     struct conn_s *next, **pprev; /* the loop's connections, for the stop */
     c10k_conn_t cc;               /* the lifecycle (conn.h) */
     int fd;
-    c10k_ready_t ready; /* what epoll told us, until EAGAIN */
-    uint32_t interest;  /* level-triggered: the events registered */
+    c10k_ready_t ready;   /* what epoll told us, until EAGAIN */
+    uint32_t interest;    /* level-triggered: the events registered */
+    c10k_warm_job_t *job; /* --helpers: a helper is reading the body in; wait */
+    bool warmed;          /* --helpers: that helper is done, send without asking */
     peer_t peer;
 } conn_t;
 
@@ -146,6 +152,8 @@ typedef struct loop_s {
     conn_t *conns;
     int nconns;
     c10k_iopool_t pool; /* free buffers, warm in the cache */
+    c10k_warm_t warm;   /* --helpers: the helper threads */
+    c10k_loopstat_t ls; /* iterations and stalls */
     bool stop_seen;     /* stop_fd was reported in this batch */
     bool stopping;
     int64_t grace_until;
@@ -154,8 +162,8 @@ typedef struct loop_s {
     struct epoll_event events[MAX_EVENTS];
 } loop_t;
 
-/* epoll_event.data.ptr for the two descriptors that are not connections. */
-static char tag_listen, tag_stop;
+/* epoll_event.data.ptr for the descriptors that are not connections. */
+static char tag_listen, tag_stop, tag_warm;
 
 /* --- connections --------------------------------------------------------------- */
 
@@ -177,6 +185,8 @@ static void want(loop_t *lp, conn_t *c, uint32_t events)
 
 static void conn_close(loop_t *lp, conn_t *c)
 {
+    if (c->job)
+        c->job->owner = NULL; /* the helper's job outlives the connection */
     c10k_timer_cancel(&lp->wheel, &c->timer);
     c10k_iopool_put(&lp->pool, c10k_conn_end(&c->cc));
     close(c->fd); /* also takes it out of the epoll set */
@@ -218,13 +228,49 @@ static int conn_open(loop_t *lp, int fd, const peer_t *peer)
     return 0;
 }
 
+/* --helpers: before the first byte of a file body, the gate of
+ * c10k_conn_pump_gated(). A range in memory goes at once; any other is
+ * handed to a helper and the response waits (see the top of the file). */
+static bool warm_gate(void *arg, c10k_conn_t *cc)
+{
+    loop_t *lp = arg;
+    conn_t *c = (conn_t *)((char *)cc - offsetof(conn_t, cc));
+    const c10k_resp_t *r = &cc->io->resp;
+
+    if (c->warmed) {
+        c->warmed = false;
+        return true;
+    }
+    if (r->body_fd < 0 || r->body_len == 0)
+        return true;
+    /* Resident, or the check failed: send, and sendfile reports any error. */
+    if (c10k_warm_resident(&lp->warm, r->body_fd, r->body_off, r->body_len) != 0)
+        return true;
+    /* No memory or descriptor for a job: send as epoll does without helpers. */
+    c->job = c10k_warm_submit(&lp->warm, r->body_fd, r->body_off, r->body_len, c);
+    return c->job == NULL;
+}
+
 /* Do what conn.h asks until a read or write would block (common/net.c does
  * the reads and sends), then park the connection: its timer at the deadline
  * conn.h set. Returns false if the connection was closed (freed). */
 static bool conn_advance(loop_t *lp, conn_t *c)
 {
-    c10k_next_t next = c10k_conn_pump(&c->cc, c->fd, &c->ready, &lp->pool, lp->now);
+    c10k_next_t next;
 
+    if (c->job && c->cc.next != C10K_CLOSE) {
+        /* A helper is reading the body in: no event matters until it is done. */
+        want(lp, c, 0);
+        c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
+        return true;
+    }
+    next = c10k_conn_pump_gated(&c->cc, c->fd, &c->ready, &lp->pool, lp->now,
+                                opts.helpers ? warm_gate : NULL, lp);
+    if (c->job) { /* the gate handed the body to a helper */
+        want(lp, c, 0);
+        c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
+        return true;
+    }
     if (next == C10K_CLOSE) {
         conn_close(lp, c);
         return false;
@@ -253,6 +299,10 @@ static void handle_conn(loop_t *lp, conn_t *c, uint32_t events)
     if (events & (EPOLLERR | EPOLLHUP)) {
         c->ready.readable = c->ready.writable = true;
         c->ready.rdhup = true;
+        if (c->job) { /* the client is gone while a helper reads for it */
+            conn_close(lp, c);
+            return;
+        }
     }
     if (events & (EPOLLIN | EPOLLRDHUP))
         c->ready.readable = true;
@@ -275,6 +325,24 @@ static int listener_watch(loop_t *lp)
         return -errno;
     lp->listening = true;
     return 0;
+}
+
+/* --helpers: helpers have read ranges in; their connections send now. */
+static void handle_warm(loop_t *lp)
+{
+    c10k_warm_job_t *j = c10k_warm_reap(&lp->warm);
+
+    while (j) {
+        c10k_warm_job_t *next = j->next;
+        conn_t *c = j->owner;
+        free(j);
+        if (c) { /* NULL: it closed meanwhile */
+            c->job = NULL;
+            c->warmed = true;
+            conn_advance(lp, c);
+        }
+        j = next;
+    }
 }
 
 static void listener_unwatch(loop_t *lp)
@@ -389,7 +457,7 @@ static int loop_timeout(loop_t *lp)
     return t < 0 ? -1 : (int)t;
 }
 
-typedef enum { EV_LISTEN, EV_STOP, EV_CONN } ev_kind_t;
+typedef enum { EV_LISTEN, EV_STOP, EV_WARM, EV_CONN } ev_kind_t;
 
 static ev_kind_t event_kind(const struct epoll_event *ev)
 {
@@ -397,6 +465,8 @@ static ev_kind_t event_kind(const struct epoll_event *ev)
         return EV_LISTEN;
     if (ev->data.ptr == &tag_stop)
         return EV_STOP;
+    if (ev->data.ptr == &tag_warm)
+        return EV_WARM;
     return EV_CONN;
 }
 
@@ -411,6 +481,9 @@ static void handle_event(loop_t *lp, struct epoll_event *ev)
          * still be further down this array. */
         lp->stop_seen = true;
         break;
+    case EV_WARM:
+        handle_warm(lp);
+        break;
     case EV_CONN:
         handle_conn(lp, ev->data.ptr, ev->events);
         break;
@@ -422,13 +495,18 @@ static int loop_serve(void *arg)
     loop_t *lp = arg;
 
     for (;;) {
-        int n = epoll_wait(lp->epfd, lp->events, MAX_EVENTS, loop_timeout(lp));
+        int n, timeout = loop_timeout(lp);
+        int64_t ns;
 
+        c10k_loop_idle(&lp->ls);
+        n = epoll_wait(lp->epfd, lp->events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             c10k_warn(lp->srv, "worker %d: epoll_wait: %s", lp->id, strerror(errno));
             return -errno;
         }
-        lp->now = c10k_now_ms();
+        ns = c10k_now_ns(); /* the one clock read of the wake-up, for both */
+        c10k_loop_busy(&lp->ls, ns);
+        lp->now = ns / 1000000;
         for (int i = 0; i < n; i++)
             handle_event(lp, &lp->events[i]);
         c10k_wheel_expire(&lp->wheel, lp->now, on_timeout, lp);
@@ -443,10 +521,24 @@ static int loop_serve(void *arg)
 
 /* --- setup ------------------------------------------------------------------------- */
 
+/* A job the helpers never finished, or finished unreaped, at the end. */
+static void job_give_back(c10k_warm_job_t *j, void *arg)
+{
+    conn_t *c = j->owner;
+
+    (void)arg;
+    if (c)
+        c->job = NULL;
+    free(j);
+}
+
 static void loop_fini(void *arg)
 {
     loop_t *lp = arg;
 
+    c10k_loopstat_unpublish(&lp->ls);
+    /* Helpers first: no job may point at a connection once it is freed. */
+    c10k_warm_fini(&lp->warm, job_give_back, NULL);
     while (lp->conns) /* those --grace cut short, or all after a failure */
         conn_close(lp, lp->conns);
     c10k_worker_listener_close(lp->srv, lp->listen_fd);
@@ -463,7 +555,7 @@ static int loop_init(void *arg, c10k_server_t *srv, int id)
 
     lp->srv = srv;
     lp->id = id;
-    lp->epfd = lp->listen_fd = -1;
+    lp->epfd = lp->listen_fd = lp->warm.efd = -1;
     lp->now = c10k_now_ms();
     c10k_wheel_init(&lp->wheel, TICK_MS, lp->now);
     lp->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -477,6 +569,16 @@ static int loop_init(void *arg, c10k_server_t *srv, int id)
     rc = listener_watch(lp);
     if (rc < 0)
         goto fail;
+    if (opts.helpers) {
+        /* Started from this thread, so the helpers share its --cpus pinning. */
+        rc = c10k_warm_init(&lp->warm, opts.helpers);
+        if (rc < 0)
+            goto fail;
+        ev.data.ptr = &tag_warm;
+        if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->warm.efd, &ev) < 0)
+            goto fail_errno;
+    }
+    c10k_loopstat_publish(&lp->ls); /* counters are extras: run on without */
     return 0;
 fail_errno:
     rc = -errno;
@@ -503,22 +605,37 @@ static const c10k_opt_t epoll_opts[] = {
     {"level-triggered", NULL, "level-triggered epoll (default: edge-triggered)"},
     {"shared-listener", NULL,
      "one listener shared with EPOLLEXCLUSIVE (default: SO_REUSEPORT each)"},
+    {"helpers", "N", "N helper threads per loop read file ranges not in memory (AMPED; default 0)"},
     {NULL, NULL, NULL},
 };
 
 static const char *const epoll_variants[] = {
-    "--level-triggered",
-    "--shared-listener",
-    NULL,
+    "--level-triggered", "--shared-listener", "--helpers 2", "--helpers 1 --level-triggered", NULL,
 };
+
+static int set_helpers(const char *value)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(value, &end, 10);
+    if (errno || end == value || *end || n < 1 || n > C10K_HELPERS_MAX) {
+        fprintf(stderr, "c10k serve: --helpers '%s': want 1 to %d\n", value, C10K_HELPERS_MAX);
+        return -EINVAL;
+    }
+    opts.helpers = (int)n;
+    return 0;
+}
 
 static int epoll_set_opt(const char *name, const char *value)
 {
-    (void)value;
     if (strcmp(name, "level-triggered") == 0)
         opts.level = true;
     else if (strcmp(name, "shared-listener") == 0)
         opts.shared = true;
+    else if (strcmp(name, "helpers") == 0)
+        return set_helpers(value);
     else
         return -EINVAL;
     return 0;
@@ -527,8 +644,8 @@ static int epoll_set_opt(const char *name, const char *value)
 static void epoll_describe(const c10k_server_t *srv, char *buf, size_t cap)
 {
     (void)srv;
-    snprintf(buf, cap, "trigger=%s listener=%s", opts.level ? "level" : "edge",
-             opts.shared ? "shared" : "reuseport");
+    snprintf(buf, cap, "trigger=%s listener=%s helpers=%d", opts.level ? "level" : "edge",
+             opts.shared ? "shared" : "reuseport", opts.helpers);
 }
 
 const c10k_model_t c10k_model_epoll = {
