@@ -7,6 +7,10 @@
     every 50 ms), the load generator run, everything read again; then stop
     the server, which must exit cleanly.
 
+A cold-cache scenario (one with "cold" settings) runs the same way, with its
+disk throttled for the cell, and between the warm-up and the window the
+document root is evicted from the page cache (coldcache.ColdWindow).
+
 The result is one repeat of results.json: the metrics of the window, what
 went wrong (failed, degraded_by) and whether the server was starved.
 """
@@ -15,6 +19,7 @@ import os
 import time
 
 from . import counters as ct
+from .coldcache import ColdWindow
 from .docroot import file_name, verify
 from .loadgen import run_wrk, wrk_degraded, wrk_metrics, wrk_threads
 from .refs import REFERENCES
@@ -63,6 +68,16 @@ def memory_metrics(cost, tree, idle, held):
                 mem_per_conn_method="pss" if pss_peak is not None else "rss",
                 threads_max=max(tree.peak["threads"], end["threads"]),
                 procs_max=max(tree.peak["procs"], end["procs"]))
+
+
+def loop_stalls(counters):
+    """An event loop's stalls in the window, from its counters (loopstat.h):
+    iterations that took over 1 ms, and their total duration. None for a
+    model that does not count them (threaded, prefork, references)."""
+    c = counters or {}
+    if "loop_stalls" not in c or "loop_stall_us" not in c:
+        return {"loop_stalls": None, "loop_stall_ms": None}
+    return {"loop_stalls": c["loop_stalls"], "loop_stall_ms": c["loop_stall_us"] / 1000.0}
 
 
 class Settled:
@@ -164,12 +179,14 @@ class CellRunner:
         self.current_server = srv
         slow = window = None
         try:
+            if sc.get("cold"):  # before the start: the server is born in its cgroup
+                run.cold.cgroups.set_disk_iops(sc["cold"]["disk_iops"])
             why = srv.start()
             if why:
                 rep.update(status="failed", failure="could not start: %s" % why)
                 return rep
             rep["server_command"] = srv.command()
-            why = verify(srv.port, run.plan.sizes, run.digests)
+            why = verify(srv.port, run.plan.sizes, run.digests, run.verify_extra)
             if why:
                 rep.update(status="failed", failure="verification failed: %s" % why)
                 return rep
@@ -213,20 +230,36 @@ class CellRunner:
             raise Interrupted()
 
     def _measure(self, srv, sc, tag, rep, window, slow, idle):
+        cold = ColdWindow(self.run.cold, sc, srv.proc.pid) if sc.get("cold") else None
+        try:
+            self._closed_loop(srv, sc, tag, rep, window, slow, idle, cold)
+        finally:
+            if cold:
+                cold.close()
+
+    def _closed_loop(self, srv, sc, tag, rep, window, slow, idle, cold):
         run = self.run
         stats_path = getattr(srv, "stats_file", None)
         # the server is idle between warm-up and window: its stats file,
         # once rewritten, holds the counters at the window's start
         stats0 = (ct.read_fresh_stats(stats_path, time.time_ns()) if stats_path
                   else (None, None))
+        if cold:
+            cold.evict(rep)  # the window starts cold
         window.start()
+        if cold:
+            cold.start()
         t0 = time.monotonic()
         wrk, client_cpu, err = run_wrk(run, srv.port, sc, run.plan.duration,
                                        self._raw("wrk_%s.json" % tag),
                                        self._raw("wrk_%s.txt" % tag))
         elapsed = time.monotonic() - t0
         done_ns = time.time_ns()
+        if cold:
+            cold.stop()
         cost = window.stop()
+        if cold:
+            cold.after(rep)
         stats1 = ct.read_fresh_stats(stats_path, done_ns) if stats_path else (None, None)
         if cost.get("warning"):
             rep.setdefault("warnings", []).append(cost.pop("warning"))
@@ -237,6 +270,9 @@ class CellRunner:
             return
         rep.update(self.metrics(sc, wrk, client_cpu, elapsed, window, slow, idle))
         rep.update(self.model_counters(srv.spec, stats_path, stats0, stats1))
+        rep.update(loop_stalls(rep.get("model_counters")))
+        if cold:
+            cold.per_request(rep)
         rep["raw"] = {"wrk": "raw/wrk_%s.json" % tag, "wrk_text": "raw/wrk_%s.txt" % tag,
                       "perf": "raw/perf_%s.csv" % tag if run.tools["perf"][0] else None,
                       "stats": "raw/stats-%s.json" % tag if stats_path else None}

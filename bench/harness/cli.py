@@ -21,6 +21,10 @@ every model; nginx always runs. Sizes take B, KiB, MiB or GiB.
 Rounds: each round runs every cell once, visiting the servers in a fresh
 random order (recorded with its --seed); cells report the median and
 min..max over rounds and are flagged starved or noisy (bench/README.md).
+Cold cache (--profile cold-cache, as root): the document root is evicted
+from the page cache before every window, each server runs in a cgroup that
+limits the disk's read IOPS and its memory, and kernel.task_delayacct is on
+for the run (restored after).
 """
 
 
@@ -54,6 +58,15 @@ def parse_args(argv):
     p.add_argument("--no-report", action="store_true", help="do not run c10k report at the end")
     p.add_argument("--dry-run", action="store_true",
                    help="print the cells in order and the estimated time, run nothing")
+    cold = p.add_argument_group("cold-cache profile")
+    cold.add_argument("--disk-iops", help="read IOPS limits of the disk, one scenario each, "
+                                          "e.g. 200,5000 (default), or unthrottled")
+    cold.add_argument("--cache-limit", help="memory (page cache included) each server may use, "
+                                            "below the root's size (default 256MiB), or none")
+    cold.add_argument("--cold-files", type=int, help="files in the cold root (default 22200, "
+                                                     "1.5 GiB; the size mix is kept)")
+    cold.add_argument("--dist", choices=("zipf", "uniform"),
+                      help="how requests spread over the files (default zipf, s = 1)")
 
     def error(message):
         raise UsageError(message)

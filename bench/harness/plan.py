@@ -15,8 +15,8 @@ import re
 import subprocess
 import sys
 
-from . import refs
-from .util import (GiB, KiB, MiB, UsageError, cpus_text, fmt_duration, fmt_seconds,
+from . import coldcache, refs
+from .util import (GiB, KiB, MiB, REPO, UsageError, cpus_text, fmt_duration, fmt_seconds,
                    parse_cpus, parse_int_list)
 from .variants import Variant, parse_models, serve_help
 
@@ -27,6 +27,10 @@ CELL_OVERHEAD_S = 0.5
 # most servers; prefork's growing pool takes the whole warm-up.
 WARMUP_SETTLED_S = 0.4
 SLOW_CLIENTS_S = 1.0   # connecting and releasing the slow clients
+# A cold-cache cell also evicts the document root and reads its residency
+# with mincore twice: about 1.5 s for 22,200 files on 2 busy cores.
+COLD_CELL_S = 1.5
+COLD_ROOT_S_PER_GIB = 40.0  # writing the cold root the first time, and syncing it
 SETUP_S = 2.0          # tool checks, environment record, document root
 REPORT_S = 5.0         # c10k report (gnuplot charts)
 
@@ -55,6 +59,16 @@ PROFILES = {
         "about": "10,000 concurrent keep-alive connections on a 1 KiB file",
         "scenarios": [(1 * KiB, True, 10000, None)],
         "warmup": 2, "duration": 10, "rounds": 1,
+    },
+    "cold-cache": {
+        "about": "1.5 GiB of files (22,200) evicted from the page cache before every window, "
+                 "64 keep-alive connections asking for them Zipf-spread, the disk throttled "
+                 "to 200 and 5,000 read IOPS; every model + epoll:helpers=4 and libuv:fs-pool, "
+                 "3 rounds",
+        "scenarios": [(64 * KiB, True, 64, None)],
+        "cold": True,
+        "variants": ["epoll:helpers=4", "libuv:fs-pool"],
+        "warmup": 1, "duration": 5, "rounds": 3,
     },
     "slow-clients": {
         "about": "wrk at 16 connections on 1 KiB while 100 or 1,000 idle or trickling "
@@ -109,7 +123,8 @@ def parse_size(text, flag="--sizes"):
 # --- scenarios ---------------------------------------------------------------
 
 
-def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback"):
+def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback", cold=None):
+    """A scenario; cold: the cold-cache settings (cold_settings())."""
     sid = "%s-%s-c%d" % (size_label(size), "ka" if keepalive else "close", conns)
     label = "%s %s, %d conns" % (size_label(size), "keep-alive" if keepalive else
                                  "Connection: close", conns)
@@ -118,10 +133,26 @@ def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback"):
         sid += "-%s%d" % slow
         label += " + %d %s clients" % (slow[1], slow[0])
         series += " + %d %s" % (slow[1], slow[0])
+    if cold:
+        disk = iops_text(cold["disk_iops"])
+        sid = "cold-%s-%s-%s" % (cold["dist"], "unthrottled" if cold["disk_iops"] is None
+                                 else "iops%d" % cold["disk_iops"], sid)
+        series = "cold cache, %s disk (%s over %s files)" % (disk, dist_text(cold),
+                                                             "{:,}".format(cold["files"]))
+        label = "cold cache, %s disk, %d conns%s" % (disk, conns, "" if keepalive else
+                                                     ", Connection: close")
     return {"id": sid, "label": label, "series": series, "size": size,
             "size_label": size_label(size), "keepalive": keepalive, "connections": conns,
             "slow": {"kind": slow[0], "count": slow[1]} if slow else None,
-            "kind": kind, "link": link}
+            "kind": kind, "link": link, **({"cold": dict(cold)} if cold else {})}
+
+
+def iops_text(iops):
+    return "unthrottled" if iops is None else "{:,} IOPS".format(iops)
+
+
+def dist_text(cold):
+    return "uniform" if cold["dist"] == "uniform" else "Zipf s=%g" % cold["zipf_s"]
 
 
 def parse_modes(text):
@@ -133,9 +164,10 @@ def parse_modes(text):
     return modes
 
 
-def make_scenarios(prof, sizes=None, connections=None, modes=None):
+def make_scenarios(prof, sizes=None, connections=None, modes=None, cold=()):
     """The profile's scenarios; --sizes, --connections or --modes (text or
-    None) replace its list with their cross product."""
+    None) replace its list with their cross product. cold: the cold-cache
+    settings, one per disk speed (cold_plan()); each scenario is run on each."""
     base = prof.get("scenarios")
     if base is None or sizes or connections or modes:
         sz = ([parse_size(x) for x in sizes.split(",")] if sizes else
@@ -148,11 +180,82 @@ def make_scenarios(prof, sizes=None, connections=None, modes=None):
         base = [(s, k, c, w) for w in slows for s in sz for k in ms for c in cs]
     out, seen = [], set()
     for args in base:
-        sc = scenario(*args)
-        if sc["id"] not in seen:  # --sizes 1KiB,1024 names one file
-            seen.add(sc["id"])
-            out.append(sc)
+        for c in cold or [None]:
+            sc = scenario(*args, cold=c)
+            if sc["id"] not in seen:  # --sizes 1KiB,1024 names one file
+                seen.add(sc["id"])
+                out.append(sc)
     return out
+
+
+# --- the cold-cache settings ------------------------------------------------------
+
+COLD_FLAGS = ("disk_iops", "cache_limit", "cold_files", "dist")
+
+
+def parse_iops(text):
+    """'200,5000' or 'unthrottled' (or 0) -> [200, 5000] / [None]."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part in ("unthrottled", "none", "0"):
+            v = None
+        else:
+            try:
+                v = int(part)
+            except ValueError:
+                raise UsageError("--disk-iops: '%s' is not a number of read I/Os per second "
+                                 "(or 'unthrottled')" % part) from None
+            if not 1 <= v <= 10000000:
+                raise UsageError("--disk-iops: %d is out of range (1 to 10000000)" % v)
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def parse_cache_limit(text):
+    """--cache-limit: a size, or 'none' (no memory cgroup)."""
+    if text.strip() == "none":
+        return None
+    n = parse_size(text, "--cache-limit")
+    if n < 16 * MiB:
+        raise UsageError("--cache-limit %s: want at least 16MiB (the server itself lives in "
+                         "it too), or none" % text)
+    return n
+
+
+def cold_plan(args, prof):
+    """(one cold-cache setting per disk speed, the ColdSetup, notes) for the
+    cold-cache profile; ([], None, []) otherwise."""
+    given = [f for f in COLD_FLAGS if getattr(args, f, None) is not None]
+    if not prof.get("cold"):
+        if given:
+            raise UsageError("--%s is for --profile cold-cache only" % given[0].replace("_", "-"))
+        return [], None, []
+    iops = parse_iops(args.disk_iops) if args.disk_iops else list(coldcache.DEFAULT_IOPS)
+    limit = (parse_cache_limit(args.cache_limit) if args.cache_limit is not None
+             else coldcache.DEFAULT_CACHE_LIMIT)
+    files = args.cold_files if args.cold_files is not None else coldcache.FULL_FILES
+    if not 3 <= files <= 1000000:
+        raise UsageError("--cold-files %d: want 3 to 1000000" % files)
+    dist = args.dist or "zipf"
+    base = os.path.abspath(args.out or os.path.join(REPO, "results"))
+    setup = coldcache.ColdSetup(base, files, limit).probe()
+    notes = []
+    if not setup.cgroups.can_throttle and any(i is not None for i in iops):
+        notes.append("SKIP the throttled disk (%s): %s. The unthrottled disk is run instead."
+                     % (", ".join(iops_text(i) for i in iops if i is not None),
+                        setup.cgroups.disk_why))
+        iops = [None]
+    if setup.cgroups.memory_why and limit is not None:
+        notes.append("the page cache is not limited (%s): the root can warm up during a "
+                     "window, which resident_end_frac shows" % setup.cgroups.memory_why)
+    elif limit is not None and limit >= setup.root.bytes:
+        notes.append("--cache-limit %s is not below the root's %s: it can warm up fully"
+                     % (size_label(limit), size_label(setup.root.bytes)))
+    cold = [{"disk_iops": i, "dist": dist, "zipf_s": 1.0, "files": len(setup.root.entries),
+             "bytes": setup.root.bytes, "paths_file": "paths-%s.txt" % dist} for i in iops]
+    return cold, setup, notes
 
 
 # --- the binary ----------------------------------------------------------------
@@ -203,6 +306,8 @@ class Plan:
         self.client_cpus = settings.get("client_cpus", [1])
         self.keepalive_timeout = settings.get("keepalive_timeout", 5)
         self.header_timeout = settings.get("header_timeout", 10)
+        self.cold = settings.get("cold")      # coldcache.ColdSetup, or None
+        self.notes = settings.get("notes", [])
         self.orders = round_orders([s.name for s in servers], rounds, seed)
         self.sizes = sorted({s["size"] for s in scenarios})
 
@@ -225,11 +330,18 @@ class Plan:
     def cell_seconds(self, sc, worst=False):
         warmup = self.warmup if worst else min(self.warmup, WARMUP_SETTLED_S)
         return (warmup + self.duration + CELL_OVERHEAD_S
-                + (SLOW_CLIENTS_S if sc["slow"] else 0.0))
+                + (SLOW_CLIENTS_S if sc["slow"] else 0.0)
+                + (COLD_CELL_S if sc.get("cold") else 0.0))
+
+    def setup_s(self):
+        """Before the first cell: checks, the document root (the cold one
+        only when it must be written)."""
+        cold = self.cold.root.write_estimate_s(COLD_ROOT_S_PER_GIB) if self.cold else 0.0
+        return SETUP_S + cold
 
     def estimate_s(self, report=True, worst=False):
         cells = sum(self.cell_seconds(sc, worst) for _, sc, _ in self.cells())
-        return SETUP_S + cells + (REPORT_S if report else 0.0)
+        return self.setup_s() + cells + (REPORT_S if report else 0.0)
 
 
 def round_orders(names, rounds, seed):
@@ -265,7 +377,7 @@ def summary_line(plan):
 def dry_run_text(plan, notes=(), report=True):
     """What --dry-run prints: the plan, every cell in order, the estimate."""
     lines = ["c10k bench --dry-run: " + summary_line(plan)]
-    lines += ["  note: " + n for n in notes]
+    lines += ["  note: " + n for n in list(plan.notes) + list(notes)]
     variants = plan.variants()
     for name, cmd in variants.items():
         lines.append("  variant %s = c10k serve %s" % (name, cmd))
@@ -276,14 +388,18 @@ def dry_run_text(plan, notes=(), report=True):
             lines.append("round %d: order %s" % (r, ", ".join(plan.orders[r - 1])))
         lines.append("  [%*d] round %d  %-*s  %s" % (len(str(len(cells))), i, r, width, name,
                                                    sc["label"]))
+    cold = any(sc.get("cold") for sc in plan.scenarios)
     lines.append("estimated time: %s, at most %s (%d cells: each a warm-up that ends once the "
                  "server keeps up, about %s s, at most %s s; a %d s window; about %s s to "
-                 "start, verify and stop; plus %s s setup%s)"
+                 "start, verify and stop%s; plus %s s setup%s%s)"
                  % (fmt_duration(plan.estimate_s(report)),
                     fmt_duration(plan.estimate_s(report, worst=True)), len(cells),
                     fmt_seconds(min(plan.warmup, WARMUP_SETTLED_S)), fmt_seconds(plan.warmup),
-                    plan.duration, fmt_seconds(CELL_OVERHEAD_S), fmt_seconds(SETUP_S),
-                    " and %s s for the report" % fmt_seconds(REPORT_S) if report else ""))
+                    plan.duration, fmt_seconds(CELL_OVERHEAD_S),
+                    ", %s s to evict the cold root and check it" % fmt_seconds(COLD_CELL_S)
+                    if cold else "", fmt_seconds(round(plan.setup_s())),
+                    ", the cold root's first writing included" if plan.setup_s() > SETUP_S
+                    else "", " and %s s for the report" % fmt_seconds(REPORT_S) if report else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -309,12 +425,14 @@ def from_args(args, binary, ncpu=None):
               "server will compete" % (cpus_text(server_cpus), cpus_text(client_cpus)),
               file=sys.stderr)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
-    return Plan(args.profile, make_scenarios(prof, args.sizes, args.connections, args.modes),
+    cold, setup, notes = cold_plan(args, prof)
+    return Plan(args.profile, make_scenarios(prof, args.sizes, args.connections, args.modes,
+                                             cold),
                 pick_servers(args.profile, args.models, binary), rounds, seed, warmup,
                 duration, workers=args.workers or len(server_cpus), server_cpus=server_cpus,
                 client_cpus=client_cpus,
                 keepalive_timeout=prof.get("keepalive_timeout", 5),
-                header_timeout=prof.get("header_timeout", 10))
+                header_timeout=prof.get("header_timeout", 10), cold=setup, notes=notes)
 
 
 def pick_rounds(args, prof):

@@ -10,7 +10,6 @@ name in plan.REFERENCES.
 import os
 import shutil
 import signal
-import subprocess
 
 from .servers import Server
 from .util import cpus_text
@@ -82,8 +81,7 @@ class NginxServer(Server):
         self.argv = ["taskset", "-c", cpus_text(p.server_cpus), "nginx", "-p", r.run_dir,
                      "-e", os.path.join(r.run_dir, "nginx-error.log"), "-c", conf]
         log = self._open_log()
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = self.spawn(self.argv, stdout=log, stderr=log)
         log.close()
         return self._wait_listening(10.0)
 

@@ -38,6 +38,11 @@ SCALAR_METRICS = [
     # schema 2
     "accept_queue_wait_frac", "softirq_net_rx", "softirq_net_tx", "softirq_net_rx_per_req",
     "softirq_net_tx_per_req", "loadavg_1m", "steal_pct", "lat_co_synthetic",
+    # an event loop's stalls (any scenario), the disk side (cold-cache scenarios)
+    "loop_stalls", "loop_stall_ms", "loop_stall_ms_per_s", "disk_iops", "cache_limit_bytes",
+    "resident_start_frac", "resident_end_frac", "evict_s", "majflt", "io_read_bytes",
+    "io_read_bytes_per_req", "disk_reads", "disk_read_bytes", "blkio_delay_ms",
+    "blkio_delay_ms_per_s", "delayacct_blkio_ms", "quiesce_s",
 ]
 
 FLAG_RULES_TEXT = {
@@ -163,6 +168,8 @@ def settings(run):
         "bin": run.binary.path, "out": run.run_dir, "nofile": run.nofile,
         "accept_queue_sample_hz": run.queue_hz, "accept_queue_method": run.queue_method,
         "stats_file": run.stats_file_supported, "flag_rules": FLAG_RULES_TEXT,
+        "cold_cache": run.cold.describe() if getattr(run, "cold", None) else None,
+        "notes": list(getattr(p, "notes", [])),
     }
 
 
@@ -178,7 +185,7 @@ def results_doc(run, status):
         "environment": run.env,
         "tools": {name: {"available": ok, "reason": why or None}
                   for name, (ok, why) in run.tools.items()},
-        "docroot": {"path": "docroot",
+        "docroot": {"path": run.docroot if getattr(run, "cold", None) else "docroot",
                     "files": [{"name": file_name(s), "size": s, "sha256": run.digests[s]}
                               for s in p.sizes]},
         "models": p.names,

@@ -33,6 +33,8 @@ class Run:
         self.queue_method = "netlink sock_diag" if diag is not None else "/proc/net/tcp: " + why
         # CONTRACTS.md 3: pass --stats-file only to a binary that lists it
         self.stats_file_supported = binary.has_serve_flag("stats-file")
+        self.cold = plan.cold  # the cold-cache profile's setup, or None
+        self.verify_extra = []  # (path, size, sha256) checked besides one file per size
         self.runner = CellRunner(self)
 
     # -- before the first cell --
@@ -63,8 +65,25 @@ class Run:
         os.makedirs(os.path.join(run_dir, "raw"))
         self.run_dir, self.run_id = run_dir, os.path.basename(run_dir)
         self.link_latest(base)
-        self.docroot = os.path.join(run_dir, "docroot")
+        if self.cold:
+            # the cold root is shared by runs; this run's path lists, cgroups
+            # and delay accounting are set up now and undone by cleanup()
+            self.cold.prepare(run_dir, [sc for sc in self.plan.scenarios if sc.get("cold")],
+                              self.plan.seed)
+            self.docroot = self.cold.root.dir
+            self.verify_extra = self.cold.root.sample()
+        else:
+            self.docroot = os.path.join(run_dir, "docroot")
         self.digests = make_docroot(self.docroot, self.plan.sizes)
+
+    def wrap(self, argv):
+        """A server's command line, run inside the run's cgroups if it has any."""
+        return self.cold.wrap(argv) if self.cold else list(argv)
+
+    def cleanup(self):
+        """Undo what the run set up on the machine (cgroups, delay accounting)."""
+        if self.cold:
+            self.cold.cleanup()
 
     def link_latest(self, base):
         latest = os.path.join(base, "latest")
@@ -160,6 +179,22 @@ class Run:
                  "on" if self.tools["perf"][0] else "UNAVAILABLE", self.queue_method,
                  "from --stats-file" if self.stats_file_supported else
                  "unavailable (c10k serve has no --stats-file)", self.run_dir))
+        if self.cold:
+            d = self.cold.describe()
+            print("c10k bench: cold cache: %d files (%d MiB) in %s%s; disk %s %s; page cache "
+                  "limit %s; time blocked on I/O %s"
+                  % (d["root"]["files"], d["root"]["bytes"] // (1 << 20), d["root"]["path"],
+                     ", written now in %.0f s" % d["root"]["prepare_s"] if d["root"]["generated"]
+                     else ", reused", d["device"] or "?",
+                     "throttled per scenario by cgroup v%d" % d["disk_cgroup"]["version"]
+                     if d["disk_cgroup"] else "NOT throttled (%s)" % d["disk_unavailable"],
+                     "%d MiB (cgroup v%d)" % (d["memory_limit_bytes"] >> 20,
+                                             d["memory_cgroup"]["version"])
+                     if d["memory_cgroup"] else "none (%s)" % d["memory_unavailable"],
+                     "from delay accounting" if d["delayacct"] else
+                     "UNAVAILABLE (%s)" % d["delayacct_unavailable"]))
+        for note in self.plan.notes:
+            print("c10k bench: note: " + note)
         sys.stdout.flush()
 
     def report(self):
@@ -184,6 +219,12 @@ class Run:
                   file=sys.stderr)
 
     def main(self):
+        try:
+            return self._main()
+        finally:
+            self.cleanup()
+
+    def _main(self):
         self.prepare()
         self.announce()
         self.save("running")

@@ -62,6 +62,13 @@ class Server:
         """None when it accepts connections, or what went wrong."""
         raise NotImplementedError
 
+    def spawn(self, argv, **kw):
+        """Popen argv in a session of its own, inside the run's cgroups when it
+        has some (the cold-cache profile: Run.wrap)."""
+        wrap = getattr(self.run, "wrap", None)
+        return subprocess.Popen(wrap(argv) if wrap else argv, stdin=subprocess.DEVNULL,
+                                start_new_session=True, **kw)
+
     def command(self):
         """The command line recorded in results.json."""
         return self.argv
@@ -170,8 +177,7 @@ class ModelServer(Server):
                                r.binary.per_connection, p.server_cpus, p.keepalive_timeout,
                                p.header_timeout, self.stats_file)
         log = self._open_log()
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=log,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = self.spawn(self.argv, stdout=subprocess.PIPE, stderr=log)
         log.close()
         line = self._read_start_line(10.0)
         if line is None:
