@@ -5,6 +5,7 @@
  *   c10k models [--variants | --per-connection]   list the models built in
  *   c10k bench [flags]         the benchmark harness (bench/c10k_bench.py)
  *   c10k report [flags]        the report generator (bench/report.py)
+ *   c10k load URL [flags]      the open-loop load generator (load/load.c)
  *   c10k --version             the version, the models built in
  *
  * serve parses the common flags, hands the rest to the model's set_opt(),
@@ -13,13 +14,14 @@
  * handles itself, prints the start line and calls model->run().
  * Every usage error exits with status 2 and a message naming the problem.
  */
+#include "load.h"
+#include "cli.h"
 #include "server.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <http_parser.h>
 #include <limits.h>
-#include <math.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <sched.h>
@@ -27,10 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 2
+#define CMD        "c10k serve" /* prefix of its flag messages */
 
 #ifndef C10K_VERSION
 #define C10K_VERSION "0.1.0"
@@ -92,6 +94,7 @@ static void usage_top(FILE *f)
                "                        connection (c10k bench does not pass them --workers)\n"
                "  bench [flags]         benchmark every model against nginx (c10k bench --help)\n"
                "  report RUN_DIR        write report.md and report.html for a bench run\n"
+               "  load URL [flags]      open-loop HTTP load at a fixed rate (c10k load --help)\n"
                "  help                  this text\n"
                "  --version             the version and the models built in\n");
 }
@@ -152,97 +155,22 @@ static const c10k_model_t *find_model(const char *name)
     return NULL;
 }
 
-/* --- value parsing: each returns 0 or -EINVAL after printing why --------- */
-
-static int bad_value(const char *flag, const char *value, const char *want)
-{
-    fprintf(stderr, "c10k serve: --%s '%s': %s\n", flag, value, want);
-    return -EINVAL;
-}
-
-static int parse_uint(const char *flag, const char *s, long min, long max, long *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        char want[80];
-        snprintf(want, sizeof(want), "want a whole number from %ld to %ld", min, max);
-        return bad_value(flag, s, want);
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_seconds(const char *flag, const char *s, int *ms)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v <= 0 || v > 86400)
-        return bad_value(flag, s, "want seconds, more than 0 and at most 86400 (e.g. 5 or 0.5)");
-    *ms = (int)(v * 1000 + 0.5);
-    if (*ms < 1)
-        *ms = 1;
-    return 0;
-}
-
-static int parse_cpus(const char *s, c10k_config_t *cfg)
-{
-    const char *p = s;
-    long ncpu = sysconf(_SC_NPROCESSORS_CONF);
-
-    cfg->ncpus = 0;
-    while (*p) {
-        char *end;
-        long lo = strtol(p, &end, 10), hi = lo;
-        if (end == p)
-            goto bad;
-        if (*end == '-') {
-            p = end + 1;
-            hi = strtol(p, &end, 10);
-            if (end == p)
-                goto bad;
-        }
-        if (lo < 0 || hi < lo || hi >= ncpu)
-            goto bad;
-        for (long c = lo; c <= hi; c++) {
-            if (cfg->ncpus == C10K_CPUS_MAX)
-                goto bad;
-            cfg->cpus[cfg->ncpus++] = (int)c;
-        }
-        p = end;
-        if (*p == ',')
-            p++;
-        else if (*p)
-            goto bad;
-    }
-    if (cfg->ncpus > 0)
-        return 0;
-bad:
-    return bad_value("cpus", s, "want CPU numbers that exist here, e.g. 0 or 0-1,3");
-}
-
 /* A numeric address only: a name would need a resolver, and "localhost" may
- * be 127.0.0.1, ::1 or both. */
+ * be 127.0.0.1, ::1 or both. Returns 0, or -EINVAL after saying why once. */
 static int parse_bind(const char *v)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
     struct addrinfo *ai = NULL;
+    const char *want = "not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, 0.0.0.0 or ::)";
 
     if (getaddrinfo(v, NULL, &hints, &ai) == 0) {
         freeaddrinfo(ai);
         return 0;
     }
     if (strcmp(v, "localhost") == 0)
-        return bad_value("bind", v, "not a numeric address; use 127.0.0.1 or ::1");
-    return bad_value("bind", v,
-                     "not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, "
-                     "0.0.0.0 or ::)");
+        want = "not a numeric address; use 127.0.0.1 or ::1";
+    fprintf(stderr, "%s: --bind '%s': %s\n", CMD, v, want);
+    return -EINVAL;
 }
 
 static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, const char *v)
@@ -256,44 +184,44 @@ static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, con
         cfg->bind = v;
         break;
     case OPT_PORT:
-        rc = parse_uint(flag, v, 0, 65535, &n);
+        rc = c10k_parse_uint(CMD, flag, v, 0, 65535, &n);
         cfg->port = (int)n;
         break;
     case OPT_ROOT:
         cfg->root = v;
         break;
     case OPT_WORKERS:
-        rc = parse_uint(flag, v, 1, 4096, &n);
+        rc = c10k_parse_uint(CMD, flag, v, 1, 4096, &n);
         cfg->workers = (int)n;
         break;
     case OPT_CPUS:
-        rc = parse_cpus(v, cfg);
+        rc = c10k_parse_cpus(CMD, v, cfg->cpus, C10K_CPUS_MAX, &cfg->ncpus);
         break;
     case OPT_KEEPALIVE:
-        rc = parse_seconds(flag, v, &cfg->keepalive_ms);
+        rc = c10k_parse_seconds(CMD, flag, v, &cfg->keepalive_ms);
         break;
     case OPT_HEADER:
-        rc = parse_seconds(flag, v, &cfg->header_ms);
+        rc = c10k_parse_seconds(CMD, flag, v, &cfg->header_ms);
         break;
     case OPT_MAXREQ:
-        rc = parse_uint(flag, v, 0, UINT_MAX / 2, &n);
+        rc = c10k_parse_uint(CMD, flag, v, 0, UINT_MAX / 2, &n);
         cfg->max_requests = (unsigned)n;
         break;
     case OPT_LOG:
         cfg->access_log = v;
         break;
     case OPT_GRACE:
-        rc = parse_seconds(flag, v, &cfg->grace_ms);
+        rc = c10k_parse_seconds(CMD, flag, v, &cfg->grace_ms);
         break;
     case OPT_BACKLOG:
-        rc = parse_uint(flag, v, 1, 65535, &n);
+        rc = c10k_parse_uint(CMD, flag, v, 1, 65535, &n);
         cfg->backlog = (int)n;
         break;
     case OPT_LINGER_TIME:
-        rc = parse_seconds(flag, v, &cfg->lingering_time_ms);
+        rc = c10k_parse_seconds(CMD, flag, v, &cfg->lingering_time_ms);
         break;
     case OPT_LINGER_TIMEOUT:
-        rc = parse_seconds(flag, v, &cfg->lingering_timeout_ms);
+        rc = c10k_parse_seconds(CMD, flag, v, &cfg->lingering_timeout_ms);
         break;
     case OPT_MIME:
         mime_types_file = v;
@@ -363,94 +291,6 @@ static void config_defaults(c10k_config_t *cfg)
 }
 
 /* --- start-up ---------------------------------------------------------------- */
-
-/* Bind the first listener. Returns the fd or a negative errno; *why says what
- * failed.
- *
- * The bind is made without SO_REUSEPORT, so it fails with EADDRINUSE when any
- * other socket holds the port, with or without SO_REUSEPORT: a second server
- * on a held port must not start and silently take half the connections.
- * SO_REUSEPORT is set once the port is ours, before listen(), so that this
- * server's own per-worker listeners (c10k_listen_more) can still join it;
- * Linux checks the flag of the sockets already bound at each later bind. */
-static int listen_first(c10k_server_t *srv, const char **why)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char port[8];
-    int fd = -1, one = 1, rc;
-
-    snprintf(port, sizeof(port), "%d", srv->cfg.port);
-    *why = "getaddrinfo";
-    rc = getaddrinfo(srv->cfg.bind, port, &hints, &ai);
-    if (rc != 0) {
-        rc = -EINVAL; /* parse_bind() has already vouched for the address */
-        goto out;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    *why = "socket";
-    if (fd < 0)
-        goto fail;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    *why = "TCP_NODELAY or TCP_NOTSENT_LOWAT";
-    if (c10k_sock_tune(fd) < 0)
-        goto fail;
-    *why = "bind";
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-        goto fail;
-    *why = "SO_REUSEPORT";
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-        goto fail;
-    *why = "listen";
-    if (listen(fd, srv->cfg.backlog) < 0)
-        goto fail;
-    *why = "getsockname";
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
-        goto fail;
-    srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                               : ((struct sockaddr_in *)&ss)->sin_port);
-    rc = fd;
-    goto out;
-fail:
-    rc = -errno;
-    if (fd >= 0)
-        close(fd);
-out:
-    if (ai)
-        freeaddrinfo(ai);
-    return rc;
-}
-
-/* Signals every model handles itself: blocked here, before any thread or
- * child exists, so they are blocked everywhere and arrive only where a model
- * waits for them (sigwaitinfo, signalfd). SIGPIPE never kills a server. */
-static void signals_setup(void)
-{
-    sigset_t set;
-
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGCHLD);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-}
-
-/* A c10k test wants thousands of descriptors: take the hard limit. */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
 
 static int pin_process(const c10k_config_t *cfg)
 {
@@ -532,7 +372,7 @@ static int server_open(c10k_server_t *srv)
         fprintf(stderr, "c10k serve: --cpus: %s\n", strerror(-rc));
         return rc;
     }
-    srv->listen_fd = listen_first(srv, &why);
+    srv->listen_fd = c10k_listen_first(srv, &why);
     if (srv->listen_fd == -EADDRINUSE) {
         fprintf(stderr, "c10k serve: port %d on %s is in use: another process holds it\n",
                 srv->cfg.port, srv->cfg.bind);
@@ -583,8 +423,8 @@ static int cmd_serve(int argc, char **argv)
     }
     if (model->probe && model->probe() < 0)
         return EXIT_USAGE;
-    signals_setup();
-    raise_nofile();
+    c10k_block_signals();
+    c10k_raise_nofile();
     if (server_open(&srv) < 0)
         return EXIT_USAGE;
     print_start_line(&srv);
@@ -662,6 +502,8 @@ int main(int argc, char **argv)
         return cmd_python("report.py", false, argc - 1, argv + 1);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
         return cmd_version();
+    if (strcmp(cmd, "load") == 0)
+        return c10k_load_main(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage_top(argc > 1 ? stdout : stderr);
         return argc > 1 ? 0 : EXIT_USAGE;

@@ -1,26 +1,90 @@
 /*
  * net.c - the socket side shared by the models: listeners, stop signalling,
  * pinning, the access log, and sending a response plan on blocking and
- * non-blocking sockets. The handler (http.c) never sees any of this.
+ * non-blocking sockets. The handler (http.c) never sees any of this, and
+ * nothing here calls the handler (conn_io.c does, through conn.h), so
+ * programs that are not c10k models (bench/ceiling) can link this file alone.
  */
-#include "conn.h"
+#include "server.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 /* --- listeners ------------------------------------------------------------ */
+
+/* Bind the first listener. Returns the fd or a negative errno; *why says what
+ * failed.
+ *
+ * The bind is made without SO_REUSEPORT, so it fails with EADDRINUSE when any
+ * other socket holds the port, with or without SO_REUSEPORT: a second server
+ * on a held port must not start and silently take half the connections.
+ * SO_REUSEPORT is set once the port is ours, before listen(), so that this
+ * server's own per-worker listeners (c10k_listen_more) can still join it;
+ * Linux checks the flag of the sockets already bound at each later bind. */
+int c10k_listen_first(c10k_server_t *srv, const char **why)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char port[8];
+    int fd = -1, one = 1, rc;
+
+    snprintf(port, sizeof(port), "%d", srv->cfg.port);
+    *why = "getaddrinfo";
+    rc = getaddrinfo(srv->cfg.bind, port, &hints, &ai);
+    if (rc != 0) {
+        rc = -EINVAL; /* parse_bind() has already vouched for the address */
+        goto out;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    *why = "socket";
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    *why = "TCP_NODELAY or TCP_NOTSENT_LOWAT";
+    if (c10k_sock_tune(fd) < 0)
+        goto fail;
+    *why = "bind";
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        goto fail;
+    *why = "SO_REUSEPORT";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    *why = "listen";
+    if (listen(fd, srv->cfg.backlog) < 0)
+        goto fail;
+    *why = "getsockname";
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        goto fail;
+    srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    rc = fd;
+    goto out;
+fail:
+    rc = -errno;
+    if (fd >= 0)
+        close(fd);
+out:
+    if (ai)
+        freeaddrinfo(ai);
+    return rc;
+}
 
 int c10k_listen_more(const c10k_server_t *srv)
 {
@@ -107,6 +171,29 @@ int c10k_wait_for_stop(c10k_server_t *srv)
     }
     c10k_request_stop(srv);
     return sig;
+}
+
+void c10k_block_signals(void)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+void c10k_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 /* --- CPUs -------------------------------------------------------------------- */
@@ -211,146 +298,6 @@ c10k_status_t c10k_send_plan_nb(int fd, const c10k_resp_t *resp, const char *hea
     return C10K_OK;
 }
 
-/* --- driving a non-blocking socket (conn.h) ------------------------------------------ */
-
-/* Lingering reads per call, so a client that keeps sending cannot hold the
- * loop; conn.h's lingering deadlines end the rest. */
-#define LINGER_READS 16
-
-/* C10K_READ: one read into the connection's buffer. Returns false when it
- * would block. */
-static bool pump_read(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool, int64_t now)
-{
-    size_t room;
-    char *at;
-    ssize_t n;
-
-    if (!r->readable)
-        return false;
-    if (!c->io && !(c->io = c10k_iopool_get(pool))) {
-        c10k_conn_read(c, -ENOMEM, now);
-        return true;
-    }
-    at = c10k_conn_room(c, &room);
-    n = read(fd, at, room);
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n < 0 && errno == EAGAIN) {
-        r->readable = false;
-        return false;
-    }
-    /* A short read emptied the socket: waiting for EAGAIN would cost one
-     * more system call per request. Not after RDHUP: the EOF behind the data
-     * would never raise another edge in an edge-triggered loop. */
-    if (n > 0 && (size_t)n < room && !r->rdhup)
-        r->readable = false;
-    c10k_conn_read(c, n < 0 ? -errno : n, now);
-    return true;
-}
-
-/* C10K_SEND: as much of the plan as the socket takes. */
-static bool pump_send(c10k_conn_t *c, int fd, c10k_ready_t *r, int64_t now)
-{
-    c10k_status_t st;
-
-    if (!r->writable)
-        return false;
-    st = c10k_send_plan_nb(fd, &c->io->resp, c->io->head, &c->io->sent);
-    if (st == C10K_AGAIN)
-        r->writable = false;
-    c10k_conn_sent(c, st, now);
-    return st != C10K_AGAIN;
-}
-
-/* C10K_LINGER: shut the write side once, then read and discard into a
- * buffer borrowed from the pool. */
-static bool pump_linger(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool, int64_t now)
-{
-    c10k_io_t *sink;
-    bool more = false;
-
-    if (c10k_conn_shutdown_due(c))
-        shutdown(fd, SHUT_WR);
-    if (!r->readable)
-        return false;
-    sink = c10k_iopool_get(pool);
-    for (int i = 0; sink && i < LINGER_READS && c->next == C10K_LINGER; i++) {
-        ssize_t n = read(fd, sink->buf, sizeof(sink->buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            break;
-        c10k_conn_read(c, n < 0 ? -errno : n, now);
-    }
-    c10k_iopool_put(pool, sink);
-    if (!sink)
-        c10k_conn_read(c, -ENOMEM, now);
-    if (c->next != C10K_LINGER)
-        more = true;
-    else
-        r->readable = false; /* drained, or the budget is spent: wait for more */
-    return more;
-}
-
-c10k_next_t c10k_conn_pump_gated(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
-                                 int64_t now, c10k_send_gate_t gate, void *arg)
-{
-    bool more = true;
-
-    while (more) {
-        switch (c->next) {
-        case C10K_READ:
-            more = pump_read(c, fd, r, pool, now);
-            break;
-        case C10K_SEND:
-            if (gate && c->io->sent.done == 0 && !gate(arg, c))
-                return C10K_SEND; /* held: the model pumps again */
-            more = pump_send(c, fd, r, now);
-            break;
-        case C10K_LINGER:
-            more = pump_linger(c, fd, r, pool, now);
-            break;
-        default:
-            return C10K_CLOSE;
-        }
-    }
-    c10k_iopool_put(pool, c10k_conn_idle_io(c));
-    return (c10k_next_t)c->next;
-}
-
-c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
-                           int64_t now)
-{
-    return c10k_conn_pump_gated(c, fd, r, pool, now, NULL, NULL);
-}
-
-/* --- blocking connections --------------------------------------------------------- */
-
-/* Wait until fd is readable (1), the deadline passes (0), a stop was requested
- * (-ECANCELED; only while watch_stop), or poll fails (negative errno).
- * Readable data wins over a stop, so a request that already arrived is
- * answered (with Connection: close) rather than dropped. */
-static int wait_readable(const c10k_server_t *srv, int fd, int64_t deadline, bool watch_stop)
-{
-    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv->stop_fd, .events = POLLIN}};
-
-    for (;;) {
-        int64_t left = deadline - c10k_now_ms();
-        int n;
-        if (left <= 0)
-            return 0;
-        n = poll(p, watch_stop ? 2 : 1, (int)left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (p[0].revents)
-            return 1;
-        if (p[1].revents)
-            return -ECANCELED;
-    }
-}
-
 c10k_status_t c10k_send_plan_blocking(const c10k_server_t *srv, int fd, const c10k_resp_t *resp,
                                       const char *head, size_t *sent)
 {
@@ -369,61 +316,4 @@ c10k_status_t c10k_send_plan_blocking(const c10k_server_t *srv, int fd, const c1
         *sent += (size_t)n;
     }
     return C10K_OK;
-}
-
-static void set_send_timeout(int fd)
-{
-    struct timeval tv = {.tv_sec = C10K_SEND_TIMEOUT_MS / 1000};
-
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-/* C10K_READ and C10K_LINGER: sleep in poll until there is something to read,
- * the deadline, or a stop; then one recv. Lingering reads land in the
- * connection's own buffer, which nothing reads any more. */
-static c10k_next_t blocking_read(c10k_server_t *srv, int fd, c10k_conn_t *c)
-{
-    size_t room = C10K_REQ_BUF;
-    char *at = c->io->buf;
-    ssize_t n;
-    int r;
-
-    if (c10k_conn_shutdown_due(c))
-        shutdown(fd, SHUT_WR);
-    r = wait_readable(srv, fd, c->deadline, !c->stopping);
-    if (r == 0)
-        return c10k_conn_timeout(c, c10k_now_ms());
-    if (r == -ECANCELED)
-        return c10k_conn_stop(c, c10k_now_ms());
-    if (r < 0)
-        return c10k_conn_read(c, r, c10k_now_ms());
-    if (c->next == C10K_READ)
-        at = c10k_conn_room(c, &room);
-    n = recv(fd, at, room, 0);
-    if (n < 0 && errno == EINTR)
-        return (c10k_next_t)c->next;
-    return c10k_conn_read(c, n < 0 ? -errno : n, c10k_now_ms());
-}
-
-/* C10K_SEND: one blocking call per step (send, sendfile) until it is all out. */
-static c10k_next_t blocking_send(c10k_server_t *srv, int fd, c10k_conn_t *c)
-{
-    c10k_status_t st =
-        c10k_send_plan_blocking(srv, fd, &c->io->resp, c->io->head, &c->io->sent.done);
-
-    return c10k_conn_sent(c, st, c10k_now_ms());
-}
-
-unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *peer, c10k_io_t *io)
-{
-    c10k_conn_t c;
-    c10k_next_t next = c10k_conn_start(&c, srv, peer, c10k_now_ms());
-
-    c.io = io;
-    set_send_timeout(fd);
-    while (next != C10K_CLOSE)
-        next = next == C10K_SEND ? blocking_send(srv, fd, &c) : blocking_read(srv, fd, &c);
-    c10k_conn_end(&c);
-    close(fd);
-    return c.req.requests;
 }

@@ -124,6 +124,13 @@ typedef enum { C10K_OK = 0, C10K_AGAIN = 1, C10K_ERROR = -1 } c10k_status_t;
 
 /* --- listeners ------------------------------------------------------------ */
 
+/* The first listener: bound to cfg.bind and cfg.port (0: the kernel picks a
+ * port), SO_REUSEPORT so workers can add their own with c10k_listen_more(),
+ * tuned by c10k_sock_tune(); sets srv->port to the port bound. Returns the fd
+ * (O_NONBLOCK), or a negative errno with *why naming the step that failed
+ * (-EINVAL: cfg.bind is not a numeric IPv4 or IPv6 address). */
+int c10k_listen_first(c10k_server_t *srv, const char **why);
+
 /* Another listener on the server's address and port with SO_REUSEPORT, for
  * models with one listener per worker. Returns the fd (O_NONBLOCK) or a
  * negative errno. */
@@ -143,6 +150,16 @@ int c10k_sock_tune(int fd);
 /* Request a stop: sets srv->stopping and makes srv->stop_fd readable.
  * Async-signal-safe. */
 void c10k_request_stop(c10k_server_t *srv);
+
+/* Block SIGINT, SIGTERM, SIGHUP and SIGCHLD in the calling thread, and ignore
+ * SIGPIPE. Call it before any thread or child exists, so they are blocked
+ * everywhere and arrive only where a model waits for them (sigwaitinfo,
+ * signalfd); SIGPIPE never kills a server. */
+void c10k_block_signals(void);
+
+/* A c10k test wants thousands of descriptors: raise RLIMIT_NOFILE's soft
+ * limit to the hard one (no-op if that fails). */
+void c10k_raise_nofile(void);
 
 /* For threaded models: block in the calling thread until SIGINT or SIGTERM
  * arrives (main() has already blocked them in every thread), then request a

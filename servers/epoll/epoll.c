@@ -93,6 +93,7 @@
  *   c10k serve epoll --root DIR --port 8080 --workers 2
  *   c10k serve epoll --root DIR --level-triggered --shared-listener
  */
+#include "cli.h"
 #include "conn.h"
 #include "loopstat.h"
 #include "timer.h"
@@ -615,15 +616,10 @@ static const char *const epoll_variants[] = {
 
 static int set_helpers(const char *value)
 {
-    char *end;
     long n;
 
-    errno = 0;
-    n = strtol(value, &end, 10);
-    if (errno || end == value || *end || n < 1 || n > C10K_HELPERS_MAX) {
-        fprintf(stderr, "c10k serve: --helpers '%s': want 1 to %d\n", value, C10K_HELPERS_MAX);
+    if (c10k_parse_uint("c10k serve", "helpers", value, 1, C10K_HELPERS_MAX, &n) < 0)
         return -EINVAL;
-    }
     opts.helpers = (int)n;
     return 0;
 }

@@ -70,6 +70,7 @@
  *   c10k serve prefork --workers 16 --root DIR    fixed pool
  *   kill -HUP <master>                            replace every worker
  */
+#include "cli.h"
 #include "conn.h"
 
 #include <errno.h>
@@ -510,13 +511,10 @@ static int prefork_set_opt(const char *name, const char *value)
         {"max-spare", &opts.max_spare, &opts.max_set},
         {"max-workers", &opts.max_workers, NULL},
     };
-    char *end;
-    long v = strtol(value, &end, 10);
+    long v;
 
-    if (end == value || *end || v < 0 || v > 100000) {
-        fprintf(stderr, "c10k serve: --%s '%s': want a whole number up to 100000\n", name, value);
+    if (c10k_parse_uint("c10k serve", name, value, 0, 100000, &v) < 0)
         return -EINVAL;
-    }
     if (strcmp(name, "max-requests-per-child") == 0) {
         opts.max_per_child = (unsigned)v;
         return 0;

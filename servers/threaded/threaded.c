@@ -27,6 +27,7 @@
  *   c10k serve threaded --root DIR --port 8080
  *   c10k serve threaded --pool 64 --queue 1024 --root DIR
  */
+#include "cli.h"
 #include "conn.h"
 
 #include <errno.h>
@@ -310,26 +311,17 @@ static int threaded_run(c10k_server_t *srv)
 
 static int threaded_set_opt(const char *name, const char *value)
 {
-    char *end;
-    long v = strtol(value, &end, 10);
+    long v;
 
-    if (end == value || *end) {
-        fprintf(stderr, "c10k serve: --%s '%s': want a whole number\n", name, value);
-        return -EINVAL;
-    }
     if (strcmp(name, "stack-size") == 0) {
-        if (v < 16 || v > 65536) {
-            fprintf(stderr, "c10k serve: --stack-size '%s': want KiB from 16 to 65536\n", value);
+        if (c10k_parse_uint("c10k serve", name, value, 16, 65536, &v) < 0) /* KiB */
             return -EINVAL;
-        }
         opts.stack_size = (size_t)v * 1024;
-    } else if (strcmp(name, "pool") == 0 || strcmp(name, "queue") == 0) {
-        if (v < 1 || v > 100000) {
-            fprintf(stderr, "c10k serve: --%s '%s': want 1 to 100000\n", name, value);
-            return -EINVAL;
-        }
-        *(strcmp(name, "pool") == 0 ? &opts.pool : &opts.queue) = (int)v;
+        return 0;
     }
+    if (c10k_parse_uint("c10k serve", name, value, 1, 100000, &v) < 0)
+        return -EINVAL;
+    *(strcmp(name, "pool") == 0 ? &opts.pool : &opts.queue) = (int)v;
     return 0;
 }
 

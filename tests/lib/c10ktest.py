@@ -8,23 +8,32 @@ timeout, and from then on always drains the child's stdout and stderr in
 background threads: a server that writes more than a pipe holds (64 KiB of
 warnings, say) must never block on a pipe nobody reads. stop() sends SIGTERM
 and returns the exit status; kill() sweeps the whole process group, so nothing
-a test started outlives it.
+a test started outlives it. A suite that needs more passes env, preexec_fn
+(e.g. a lower RLIMIT_NOFILE) or stderr_log (a file that gets every byte of
+stderr as it arrives); sanitizer_report() finds an ASan/UBSan/TSan report.
 
 The raw client (connect, Reader, exchange, get) reads exact bytes: one
 response at a time, Content-Length framed, duplicate headers rejected, and
 every response checked never to contain SECRET (the conformance fixture puts a
-file holding it outside the document root).
+file holding it outside the document root). read_to_end() reads until the
+server closes and says how: "eof" (an orderly FIN), "reset" or "timeout".
 """
 import hashlib
 import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
+import time
 
 SECRET = "TOP-SECRET-c10k-outside-root"
 START_LINE = re.compile(r"http://(?:127\.0\.0\.1|\[::1\]|[\w.-]+):(\d+)/")
+# What a model's probe prints when this kernel cannot run it (exit 2).
+UNSUPPORTED = re.compile(r"unavailable|not supported|lacks")
+SANITIZER = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|"
+                       r"WARNING: ThreadSanitizer")
 
 
 class Unsupported(Exception):
@@ -48,11 +57,12 @@ def det_bytes(n, seed):
 # ---- server ----------------------------------------------------------------
 
 class _Drain(threading.Thread):
-    """Reads one pipe to its end, keeping the last `keep` bytes."""
+    """Reads one pipe to its end, keeping the last `keep` bytes (and writing
+    every byte to `tee`, an open binary file, when given)."""
 
-    def __init__(self, pipe, first_line=None, keep=1 << 20):
+    def __init__(self, pipe, first_line=None, keep=1 << 20, tee=None):
         super().__init__(daemon=True)
-        self.pipe, self.first_line, self.keep = pipe, first_line, keep
+        self.pipe, self.first_line, self.keep, self.tee = pipe, first_line, keep, tee
         self.data = bytearray()
         self.line = None
         self.got_line = threading.Event()
@@ -62,22 +72,31 @@ class _Drain(threading.Thread):
             self.line = self.pipe.readline().decode(errors="replace")
             self.got_line.set()
         for chunk in iter(lambda: self.pipe.read1(65536), b""):
+            if self.tee:
+                self.tee.write(chunk)
+                self.tee.flush()
             self.data += chunk
             if len(self.data) > self.keep:
                 del self.data[:len(self.data) - self.keep]
+        if self.tee:
+            self.tee.close()
         self.got_line.set()
 
 
 class Server:
     """A server as a child process. argv is the whole command line; it must
-    print a start line naming http://HOST:PORT/ on stdout within timeout."""
+    print a start line naming http://HOST:PORT/ on stdout within timeout.
+    Raises Unsupported when the model's probe refuses this kernel, and
+    RuntimeError for any other start failure."""
 
-    def __init__(self, argv, timeout=10, env=None):
+    def __init__(self, argv, timeout=10, env=None, preexec_fn=None, stderr_log=None):
         self.argv = list(argv)
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True, env=env)
+        tee = open(stderr_log, "wb") if stderr_log else None
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True, env=env,
+                                     preexec_fn=preexec_fn)
         self._out = _Drain(self.proc.stdout, first_line=True)
-        self._err = _Drain(self.proc.stderr)
+        self._err = _Drain(self.proc.stderr, tee=tee)
         self._out.start()
         self._err.start()
         self._out.got_line.wait(timeout)
@@ -86,7 +105,7 @@ class Server:
         if not m:
             self.kill()
             err = self.stderr()
-            if self.proc.returncode == 2 and re.search(r"unavailable|not supported", err):
+            if self.proc.returncode == 2 and UNSUPPORTED.search(err):
                 raise Unsupported(err)
             raise RuntimeError("no start line from %s (exit %s): %r %s" % (
                 " ".join(self.argv), self.proc.returncode, self.line, err))
@@ -107,6 +126,15 @@ class Server:
 
     def alive(self):
         return self.proc.poll() is None
+
+    def sanitizer_report(self):
+        """The first lines of a sanitizer report on stderr, or [] if there is none."""
+        text = self.stderr()
+        m = SANITIZER.search(text)
+        if not m:
+            return []
+        start = max(0, text.rfind("\n", 0, m.start()))
+        return ["sanitizer report in server stderr:"] + text[start:start + 1500].splitlines()[:20]
 
     def stop(self, timeout=15):
         """SIGTERM; returns the exit status (None if it had to be killed)."""
@@ -162,16 +190,17 @@ class Server:
         self.kill()
 
 
-def serve_argv(binary, model_and_flags, root, extra=()):
+def serve_argv(binary, model_and_flags, root, extra=(), workers=2):
     """`c10k serve` with the suites' defaults: an ephemeral port, short timeouts
-    so tests run fast, two workers unless the flags set their own."""
+    so tests run fast, two workers unless the flags set their own (or
+    workers=None: the model sizes itself, as prefork's dynamic pool does)."""
     flags = model_and_flags.split() if isinstance(model_and_flags, str) else list(model_and_flags)
     # Two workers keep runs fast on a shared 2-CPU box; a variant that sets
     # its own worker count keeps it (the last --workers would win).
-    workers = [] if "--workers" in flags else ["--workers", "2"]
+    more = [] if "--workers" in flags or workers is None else ["--workers", str(workers)]
     return [binary, "serve"] + flags + [
         "--port", "0", "--root", root, "--header-timeout", "1",
-        "--keepalive-timeout", "2", "--grace", "5"] + workers + list(extra)
+        "--keepalive-timeout", "2", "--grace", "5"] + more + list(extra)
 
 
 def is_running(pid):
@@ -203,10 +232,64 @@ class Resp:
         return self.headers.get(name.lower())
 
 
-def connect(port, timeout=5, host="127.0.0.1"):
-    s = socket.create_connection((host, port), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def connect(port, timeout=5, host="127.0.0.1", rcvbuf=None):
+    """A client socket with TCP_NODELAY; rcvbuf is set before connect, so the
+    window is sized for it from the first segment."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect((host, port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        s.close()
+        raise
     return s
+
+
+def reset_close(s):
+    """Close with SO_LINGER 0: the kernel sends a reset instead of a FIN."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def send_in_thread(s, data, shut_wr=False):
+    """Send data (then shutdown(SHUT_WR) if asked) from a thread, so a server
+    that answers before it has read everything never waits on a blocked
+    sendall. Returns the started thread; its .error is the send's OSError."""
+    def run():
+        try:
+            s.sendall(data)
+            if shut_wr:
+                s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            t.error = e
+    t = threading.Thread(target=run, daemon=True)
+    t.error = None
+    t.start()
+    return t
+
+
+def read_to_end(s, timeout, buf=None):
+    """Read until the peer closes or timeout seconds pass. Returns (bytes, how):
+    how is "eof" (an orderly close), "reset" or "timeout"."""
+    buf = bytearray() if buf is None else buf
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(buf), "timeout"
+        s.settimeout(left)
+        try:
+            data = s.recv(65536)
+        except (socket.timeout, TimeoutError):
+            return bytes(buf), "timeout"
+        except ConnectionResetError:
+            return bytes(buf), "reset"
+        if not data:
+            return bytes(buf), "eof"
+        buf += data
 
 
 class Reader:

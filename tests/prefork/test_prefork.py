@@ -19,20 +19,19 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
-import c10ktest as conf  # noqa: E402  (the one server helper and raw HTTP client)
-from suite import make_fixture  # noqa: E402  (the conformance suite's document root)
+import c10ktest  # noqa: E402  (the one server helper and raw client)
+from c10ktest import Reader, connect, exchange, is_running, serve_argv  # noqa: E402
+from suite import make_fixture  # noqa: E402  (the conformance fixture)
 
 
-class Server(conf.Server):
+class Server(c10ktest.Server):
     """c10k serve prefork with exactly the flags a test gives.
 
-    serve_argv() appends --workers 2 to keep conformance runs small; for
-    prefork that would turn every dynamic-pool test into a fixed pool."""
+    The suites' default of --workers 2 would turn every dynamic-pool test
+    into a fixed pool, so no worker count is added here."""
 
     def __init__(self, binary, root, flags):
-        super().__init__([binary, "serve", "prefork", "--port", "0", "--root", root,
-                          "--header-timeout", "1", "--keepalive-timeout", "2", "--grace", "5"]
-                         + flags)
+        super().__init__(serve_argv(binary, "prefork", root, extra=flags, workers=None))
 
     def stop(self, timeout=15):
         """SIGTERM; returns the exit status. self.left gets the workers still
@@ -41,23 +40,14 @@ class Server(conf.Server):
         kids = workers(self)
         status = super().stop(timeout)
         time.sleep(0.1)
-        self.left = [p for p in kids if alive(p)]
+        self.left = [p for p in kids if is_running(p)]
         self.kill()
         return status
 
 
-def alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def workers(srv):
     """Live (not zombie) worker pids: the master's children."""
-    return [p for p in srv.descendants() if alive(p)]
+    return [p for p in srv.descendants() if is_running(p)]
 
 
 def wait_for(cond, timeout, step=0.05):
@@ -71,7 +61,7 @@ def wait_for(cond, timeout, step=0.05):
 
 def ok_request(port):
     try:
-        r = conf.exchange(port, b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        r = exchange(port, b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         return r.status == 200 and r.body == b"hello, world\n"
     except (OSError, EOFError):
         return False
@@ -157,7 +147,7 @@ def test_pool_grows_and_shrinks(b, root):
         assert wait_for(lambda: len(workers(srv)) == 2, 5), "start-workers 2"
         # 100 clients that each hold a keep-alive connection: each holds a worker.
         for i in range(100):
-            s = conf.connect(srv.port, timeout=30)
+            s = connect(srv.port, timeout=30)
             s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
             socks.append(s)
         served = 0
@@ -167,7 +157,7 @@ def test_pool_grows_and_shrinks(b, root):
             s = pending.pop(0)
             s.settimeout(0.05)
             try:
-                conf.Reader(s).read_response()
+                Reader(s).read_response()
                 served += 1
             except (socket.timeout, TimeoutError):
                 pending.append(s)
@@ -236,15 +226,15 @@ def master_dies(b, root, sig):
         assert ok_request(srv.port), "serves before the %s" % name
         os.kill(srv.pid, sig)
         srv.proc.wait(5)
-        gone = wait_for(lambda: not any(alive(p) for p in kids), 3)
+        gone = wait_for(lambda: not any(is_running(p) for p in kids), 3)
         assert gone, "%s of the master: workers %s still alive" % (
-            name, [p for p in kids if alive(p)])
+            name, [p for p in kids if is_running(p)])
         with open(os.path.join(other, "hello.txt"), "wb") as f:
             f.write(b"new server\n")
-        new = conf.Server([b, "serve", "prefork", "--workers", "2", "--port", str(srv.port),
+        new = c10ktest.Server([b, "serve", "prefork", "--workers", "2", "--port", str(srv.port),
                            "--root", other])
         try:
-            bodies = [conf.get(new.port, "/hello.txt").body for _ in range(40)]
+            bodies = [c10ktest.get(new.port, "/hello.txt").body for _ in range(40)]
             assert bodies == [b"new server\n"] * 40, "after %s: %d of 40 from the old root" % (
                 name, 40 - bodies.count(b"new server\n"))
         finally:

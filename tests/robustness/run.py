@@ -73,20 +73,21 @@ import shlex
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import c10ktest  # noqa: E402  (the one server helper and raw client)
 import cases  # noqa: E402
+from c10ktest import connect, read_to_end, reset_close, send_in_thread  # noqa: E402
 
 NAME = "robustness"
 BLOCKING_MODELS = {"threaded", "prefork"}  # a thread or process per connection
-SANITIZER_RE = re.compile(rb"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|"
-                          rb"WARNING: ThreadSanitizer")
 BIG = 16 << 20
 MID = 1 << 20
 NEVER_READ_DEADLINE = 45.0  # the 30 s send timeout, and some slack for a loaded machine
@@ -184,61 +185,44 @@ def make_root():
 
 
 class Server:
-    """One `c10k serve` child in its own session, so prefork workers go too."""
+    """One `c10k serve` child, started by c10ktest.Server (its own session,
+    the port from its start line, stdout and stderr always drained), plus
+    the process-tree counters these tests read. start() says whether it
+    runs; why says what went wrong."""
 
     seq = 0
 
     def __init__(self, args, model, flags, root, extra=(), nofile=None):
         self.cmd = [args.bin, "serve", model, "--port", "0", "--root", root] + list(extra) + flags
         self.nofile = nofile
-        self.proc = None
-        self.port = None
+        self.child = self.proc = self.port = self.why = None
+        self.log = None
+        self.refused = False  # the model's probe said this kernel cannot run it
         if args.logs:  # keep every server's stderr, e.g. for sanitizer reports
             os.makedirs(args.logs, exist_ok=True)
             Server.seq += 1
             name = re.sub(r"[^A-Za-z0-9]+", "-", " ".join([model] + flags + list(extra)))
-            self.errlog = open(os.path.join(args.logs, f"{Server.seq:03d}-{name}.stderr"), "w+b")
-        else:
-            self.errlog = tempfile.TemporaryFile()
-        self.why = None
+            self.log = os.path.join(args.logs, f"{Server.seq:03d}-{name}.stderr")
 
     def start(self, timeout=15.0):
         def preexec():
-            if self.nofile:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self.errlog,
-                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=preexec)
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        line, deadline = b"", time.monotonic() + timeout
-        while not line.endswith(b"\n") and time.monotonic() < deadline:
-            if not sel.select(0.2):
-                if self.proc.poll() is not None:
-                    break
-                continue
-            c = os.read(self.proc.stdout.fileno(), 1)
-            if not c:
-                break
-            line += c
-        sel.close()
-        m = re.search(rb"http://[^ ]*:(\d+)/", line)
-        if not m:
-            self.kill()
-            self.why = (f"no start line (exit {self.proc.returncode}): "
-                        + self.stderr().strip()[-300:])
+        try:
+            self.child = c10ktest.Server(self.cmd, timeout=timeout, stderr_log=self.log,
+                                         preexec_fn=preexec if self.nofile else None)
+        except (c10ktest.Unsupported, RuntimeError) as e:
+            self.refused = isinstance(e, c10ktest.Unsupported)
+            self.why = str(e).strip()[-300:]
             return False
-        self.port = int(m.group(1))
+        self.proc, self.port = self.child.proc, self.child.port
         return True
 
     def unsupported(self):
-        """The model exited 2 before its start line: this kernel cannot run
-        it (its probe said why on stderr)."""
-        return self.port is None and self.proc is not None and self.proc.returncode == 2
+        return self.refused
 
     def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.alive()
 
     def pids(self):
         """The server and every descendant (prefork's workers)."""
@@ -281,53 +265,21 @@ class Server:
 
     def stop(self, grace=10.0):
         """SIGTERM, wait; returns the exit status, or None if it had to be killed."""
-        if not self.alive():
-            return self.proc.returncode if self.proc else None
-        try:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            return self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
+        return self.child.stop(grace) if self.child else None
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.proc.wait()
-        if self.proc:
-            try:  # stray workers of a dead master
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+        """Kills the whole process group, stray workers of a dead master too."""
+        if self.child:
+            self.child.kill()
 
     def stderr(self):
-        self.errlog.seek(0)
-        return self.errlog.read().decode("utf-8", "replace")
+        return self.child.stderr() if self.child else ""
 
     def sanitizer_errors(self):
-        self.errlog.seek(0)
-        text = self.errlog.read()
-        m = SANITIZER_RE.search(text)
-        if not m:
-            return []
-        start = max(0, text.rfind(b"\n", 0, m.start()))
-        return ["sanitizer report in server stderr:"] + \
-            text[start:start + 1500].decode("utf-8", "replace").splitlines()[:20]
+        return self.child.sanitizer_report() if self.child else []
 
 
 # --- a small HTTP client ------------------------------------------------------------------
-
-
-def connect(port, timeout=5.0, rcvbuf=None):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(timeout)
-    s.connect(("127.0.0.1", port))
-    return s
 
 
 def parse_responses(data, head_method=False):
@@ -356,43 +308,13 @@ def parse_responses(data, head_method=False):
     return out
 
 
-def read_all(s, deadline):
-    """Read until EOF or the deadline. Returns (bytes, how it ended)."""
-    buf = bytearray()
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return bytes(buf), "timeout"
-        s.settimeout(left)
-        try:
-            b = s.recv(65536)
-        except socket.timeout:
-            return bytes(buf), "timeout"
-        except ConnectionResetError:
-            return bytes(buf), "reset"
-        if not b:
-            return bytes(buf), "eof"
-        buf += b
-
-
 def exchange(port, raw, timeout=5.0, shut_wr=False):
     """Send raw bytes (from a thread, so an early answer is never lost to a
     blocked send), read until EOF. Returns (bytes, how it ended)."""
     s = connect(port, timeout)
-    err = []
-
-    def sender():
-        try:
-            s.sendall(raw)
-            if shut_wr:
-                s.shutdown(socket.SHUT_WR)
-        except OSError as e:
-            err.append(e)
-
-    t = threading.Thread(target=sender, daemon=True)
-    t.start()
+    t = send_in_thread(s, raw, shut_wr)
     try:
-        data, how = read_all(s, time.monotonic() + timeout)
+        data, how = read_to_end(s, timeout)
     finally:
         t.join(timeout)
         s.close()
@@ -557,11 +479,6 @@ def test_half_close(res, label, srv, files):
     res.check(f"{label}: half-close", errors, f"{len(cases_)} requests then SHUT_WR, all answered")
 
 
-def rst_close(s):
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-
-
 def test_reset(res, label, srv, files):
     errors, n = [], 20
     socks = []
@@ -590,11 +507,11 @@ def test_reset(res, label, srv, files):
     if not started:
         errors.append("no response had started before the resets: the test proved nothing")
     for s in socks:
-        rst_close(s)
+        reset_close(s)
     for _ in range(n):  # reset before the response could start
         s = connect(srv.port)
         s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        rst_close(s)
+        reset_close(s)
     res.add("reset mid-response", 2 * n, fault=True)
     time.sleep(0.3)
     if not srv.alive():

@@ -33,17 +33,18 @@ Only the Python 3 standard library is used. The closing line is
 import argparse
 import errno
 import os
-import re
 import resource
 import selectors
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from c10ktest import Server, Unsupported  # noqa: E402
 
 NAME = "many_conns"
 MAX_ERRORS_SHOWN = 5
@@ -148,39 +149,17 @@ def rss_kib(pid):
     return None
 
 
-def server_stderr(proc):
-    proc.errlog.seek(0)
-    return proc.errlog.read().decode(errors="replace").strip()
-
-
 def start_server(args, flags, root, timeout=15.0):
-    """Start the server and read the port from its start line."""
+    """Start the server; the helper reads the port from its start line and
+    drains its stdout and stderr for as long as it runs."""
     cmd = [args.bin, "serve", args.model, "--port", "0", "--root", root,
            "--keepalive-timeout", "300", "--header-timeout", "300",
            "--grace", str(args.grace)] + flags
     print("server: " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    # stderr goes to a file: a pipe nobody reads could fill and block the server.
-    errlog = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL)
-    proc.errlog = errlog
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    line = b""
-    while time.monotonic() < deadline and not line.endswith(b"\n"):
-        if not sel.select(deadline - time.monotonic()):
-            break
-        chunk = os.read(proc.stdout.fileno(), 1)
-        if not chunk:
-            break
-        line += chunk
-    sel.close()
-    m = re.search(rb"http://\S+:(\d+)/", line)
-    if not m:
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"no start line (got {line!r}); stderr: {server_stderr(proc)[-500:]}")
-    return proc, int(m.group(1))
+    try:
+        return Server(cmd, timeout=timeout)
+    except Unsupported as e:
+        raise RuntimeError(f"no start line; stderr: {str(e)[-500:]}") from None
 
 
 class Conn:
@@ -346,16 +325,12 @@ def hold(conns, seconds):
     return errors
 
 
-def stop_server(proc, grace):
+def stop_server(srv, grace):
     """SIGTERM; the server must exit 0 within grace (+ a margin)."""
-    if proc.poll() is not None:
-        return [f"the server had already exited with status {proc.returncode}"]
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=grace + 5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if not srv.alive():
+        return [f"the server had already exited with status {srv.proc.returncode}"]
+    rc = srv.stop(timeout=grace + 5)
+    if rc is None:
         return [f"the server did not exit within {grace + 5:g} s of SIGTERM"]
     return [] if rc == 0 else [f"the server exited with status {rc}"]
 
@@ -376,10 +351,11 @@ def run_variant(args, flags, res):
     """The five steps against one server started with flags."""
     label = " ".join([args.model] + flags)
     root, bodies = make_root()
-    proc, conns = None, []
+    srv, conns = None, []
     try:
-        proc, port = start_server(args, flags, root)
-        rss0 = rss_kib(proc.pid)
+        srv = start_server(args, flags, root)
+        port = srv.port
+        rss0 = rss_kib(srv.pid)
         t0 = time.monotonic()
         conns, errors = connect_all(port, args.conns, args.burst, args.timeout)
         res.check(f"{label}: connect {args.conns}", errors,
@@ -387,7 +363,7 @@ def run_variant(args, flags, res):
         for rnd, step in ((0, "round 1"), (None, "hold"), (1, "round 2")):
             if rnd is None:
                 errors = hold(conns, args.hold)
-                rss = rss_kib(proc.pid)
+                rss = rss_kib(srv.pid)
                 detail = f"{sum(not c.closed for c in conns)} idle for {args.hold:g} s"
                 if rss is not None and rss0 is not None and conns:
                     detail += (f"; server RSS {rss0} -> {rss} KiB, "
@@ -402,18 +378,16 @@ def run_variant(args, flags, res):
         for c in conns:
             c.sock.close()
         conns = []
-        errors = stop_server(proc, args.grace)
+        errors = stop_server(srv, args.grace)
         res.check(f"{label}: stop", errors, "exit status 0")
     except RuntimeError as e:
         res.fail(f"{label}: start", [str(e)])
     finally:
         for c in conns:
             c.sock.close()
-        if proc and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc:
-            err = server_stderr(proc)
+        if srv:
+            srv.kill()
+            err = srv.stderr()
             if err:
                 print("server stderr (last lines):\n  " + "\n  ".join(err.splitlines()[-10:]))
         shutil.rmtree(root, ignore_errors=True)

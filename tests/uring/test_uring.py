@@ -20,7 +20,6 @@ import asyncio
 import ctypes
 import os
 import re
-import select
 import signal
 import socket
 import struct
@@ -30,6 +29,9 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import c10ktest  # noqa: E402  (the one server helper and raw client)
+
 SERVER_START_S = 5
 IO_TIMEOUT_S = 10
 
@@ -38,35 +40,20 @@ class Skip(Exception):
     pass
 
 
-class Server:
-    """One `c10k serve uring` child; the port comes from its start line."""
+class Server(c10ktest.Server):
+    """One `c10k serve uring` child, started by the suites' helper (which
+    drains its output); the port comes from its start line. Only the flags a
+    test gives, so the model's own defaults are what is tested."""
 
-    def __init__(self, bin_path, root, args=(), preexec=None):
-        cmd = [bin_path, "serve", "uring", "--port", "0", "--root", root, *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=preexec)
-        self.port = None
-        line = self._start_line()
-        m = re.search(r"127\.0\.0\.1:(\d+)/", line)
-        if not m:
-            err = self.finish()
-            if self.proc.returncode == 2 and "unavailable" in err:
-                raise Skip(err.strip().splitlines()[-1])
-            raise AssertionError(f"no start line: {line!r} rc={self.proc.returncode} {err}")
-        self.port = int(m.group(1))
-
-    def _start_line(self):
-        r, _, _ = select.select([self.proc.stdout], [], [], SERVER_START_S)
-        return self.proc.stdout.readline().decode() if r else ""
+    def __init__(self, bin_path, root, args=()):
+        try:
+            super().__init__([bin_path, "serve", "uring", "--port", "0", "--root", root, *args],
+                             timeout=SERVER_START_S)
+        except c10ktest.Unsupported as e:
+            raise Skip(str(e).strip().splitlines()[-1]) from None
 
     def connect(self, rcvbuf=None):
-        s = socket.socket()
-        s.settimeout(IO_TIMEOUT_S)
-        if rcvbuf:  # before connect, so the window is sized for it from the start
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.connect(("127.0.0.1", self.port))
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s
+        return c10ktest.connect(self.port, timeout=IO_TIMEOUT_S, rcvbuf=rcvbuf)
 
     def stop(self, timeout=15):
         """SIGTERM; the server must exit 0 with no sanitizer report."""
@@ -78,60 +65,30 @@ class Server:
         return err
 
     def finish(self, timeout=15):
+        """Wait for the exit; returns all the server wrote to stderr."""
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
+            self.kill()
             raise AssertionError("server did not exit after SIGTERM")
-        return err.decode(errors="replace")
+        return self.stderr()
 
 
 def io_uring_unavailable(bin_path, root):
-    """The reason `c10k serve uring` gives for refusing to run, or None.
-    main() prints the start line before the model runs, so wait for the exit."""
-    p = subprocess.Popen([bin_path, "serve", "uring", "--port", "0", "--root", root],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """The reason `c10k serve uring` gives for refusing to run, or None."""
     try:
-        _, err = p.communicate(timeout=1.5)
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGTERM)
-        p.communicate(timeout=15)
-        return None
-    err = err.decode(errors="replace").strip()
-    if p.returncode == 2 and ("unavailable" in err or "lacks" in err):
-        return err.splitlines()[-1]
-    raise AssertionError(f"c10k serve uring exited {p.returncode}: {err}")
+        Server(bin_path, root).stop()
+    except Skip as e:
+        return str(e)
+    return None
 
 
-class Reader:
-    """Reads HTTP/1.1 responses from a socket."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
-
-    def _fill(self):
-        data = self.sock.recv(262144)
-        if not data:
-            raise EOFError("connection closed")
-        self.buf += data
+class Reader(c10ktest.Reader):
+    """The helper's reader, answering (status, headers, body) tuples."""
 
     def response(self, head_only=False):
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        hdrs = {}
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        n = 0 if head_only else int(hdrs.get("content-length", "0"))
-        while len(self.buf) < n:
-            self._fill()
-        body, self.buf = self.buf[:n], self.buf[n:]
-        return status, hdrs, body
+        r = self.read_response(head_only)
+        return r.status, r.headers, r.body
 
     def at_eof(self, timeout=IO_TIMEOUT_S):
         """True if the peer closes (EOF or reset) with nothing more to read."""
