@@ -27,9 +27,10 @@ CELL_OVERHEAD_S = 0.5
 # most servers; prefork's growing pool takes the whole warm-up.
 WARMUP_SETTLED_S = 0.4
 SLOW_CLIENTS_S = 1.0   # connecting and releasing the slow clients
-# A cold-cache cell also evicts the document root and reads its residency
-# with mincore twice: about 1.5 s for 22,200 files on 2 busy cores.
-COLD_CELL_S = 1.5
+# A cold-cache cell also waits until the server reads nothing (0.25 s),
+# evicts the document root and reads its residency with mincore twice:
+# 22,200 files took 1.7 to 2.4 s on 2 cores at load average 10 and more.
+COLD_CELL_S = 2.5
 COLD_ROOT_S_PER_GIB = 40.0  # writing the cold root the first time, and syncing it
 SETUP_S = 2.0          # tool checks, environment record, document root
 REPORT_S = 5.0         # c10k report (gnuplot charts)

@@ -196,7 +196,9 @@ class Scenario:
     @property
     def group_key(self):
         slow = (self.slow.get("kind"), self.slow["count"]) if self.slow else None
-        return (self.size, bool(self.keepalive), slow, self.link)
+        cold = self.d.get("cold")  # each disk speed of the cold-cache profile: a group
+        cold = (cold.get("disk_iops"), cold.get("dist")) if isinstance(cold, dict) else None
+        return (self.size, bool(self.keepalive), slow, self.link, cold)
 
     @property
     def short(self):

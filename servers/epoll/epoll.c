@@ -77,6 +77,48 @@
  *   memory (tests/system/many_conns.py measures the resident memory per idle
  *   connection), and buffers stay warm in the cache.
  *
+ * A disk that is slow (--helpers N: Flash's AMPED)
+ *   A sendfile that meets a page not in memory puts the thread to sleep until
+ *   the disk delivers it, and with the thread the whole loop: every other
+ *   connection waits, even those whose files are in memory. Flash (Pai,
+ *   Druschel and Zwaenepoel, USENIX 1999) called that SPED and answered with
+ *   AMPED: helpers that do the waiting. With --helpers N each loop starts N
+ *   helper threads (common/warm.c). Before the first byte of a response with
+ *   a file body, the gate of c10k_conn_pump_gated() asks whether the range is
+ *   in memory; if it is, the response goes at once; if not, the range goes to
+ *   a helper and the connection waits (conn_t.job: no event is acted on until
+ *   the helper is done, its send deadline still runs). The helper reads the
+ *   range into the page cache, sleeping on the disk itself, and reports
+ *   through an eventfd in this loop's epoll set; the loop sends from memory.
+ *   Why this way:
+ *   - Ask first, hand off only what is cold. Handing every response to a
+ *     helper would cost each one an eventfd round trip and two thread
+ *     wake-ups, for nothing on a warm cache (the quick profile's case). The
+ *     question costs one cachestat(2) per file response (Linux 6.5), against
+ *     three system calls for Flash's mincore (mmap, mincore, munmap): the
+ *     figures are in README.md ("A disk that is slow").
+ *   - cachestat counts a page being read as cached, so while a helper of
+ *     this process is reading, the answer "all cached" is checked again
+ *     with mincore, which reports only pages read and up to date: otherwise
+ *     a second request for a file a helper is fetching would sleep in
+ *     sendfile on the page lock, the very wait the helpers exist to take.
+ *   - A helper calls readahead(2) for the whole range, so the disk gets one
+ *     request where sendfile's readahead would grow its window step by step,
+ *     then pread(2)s it into a 64 KiB scratch buffer, which returns only
+ *     when each page has arrived. That copy is the helper's, on a cold range
+ *     only; mapping the file and touching each page (Flash's way) would wait
+ *     the same and cost a page fault per page instead.
+ *   - Threads, not processes: they share the page cache either way, and a
+ *     thread needs no pipe to report. The helpers inherit the loop's --cpus.
+ *   - A response's range is checked before its head is sent, so a client
+ *     never sees a head followed by a pause.
+ *   What it does not do: the handler's openat2 and fstat still run on the
+ *   loop, so a cold inode or directory still blocks it (Flash's helpers also
+ *   translated path names); and a page evicted between the helper's report
+ *   and the send is read by sendfile, on the loop. The cold-cache profile
+ *   (c10k bench --profile cold-cache) measures what is left: the loop's
+ *   stalls (loopstat.h) and the time its threads were blocked on the disk.
+ *
  * Stopping
  *   The workers run under common/workers.c, whose calling thread waits for
  *   SIGINT/SIGTERM and makes stop_fd readable; it is in every epoll set. A
@@ -89,9 +131,15 @@
  * What it needs
  *   Linux epoll (EPOLLEXCLUSIVE: Linux 4.5), SO_REUSEPORT (3.9), sendfile.
  *
+ * Stalls
+ *   Each loop counts its iterations, those over 1 ms and their duration
+ *   (common/loopstat.h), timed from the clock read epoll_wait's return costs
+ *   anyway to one more read before the next wait.
+ *
  * How to run it
  *   c10k serve epoll --root DIR --port 8080 --workers 2
  *   c10k serve epoll --root DIR --level-triggered --shared-listener
+ *   c10k serve epoll --root DIR --helpers 4
  */
 #include "cli.h"
 #include "conn.h"

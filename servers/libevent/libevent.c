@@ -27,6 +27,13 @@
  *   durations; a deadline that is not a whole one (the rest of a header
  *   timeout) goes to the heap.
  *
+ * Stalls
+ *   Each loop counts its iterations, those over 1 ms and their duration
+ *   (common/loopstat.h). libevent 2.1 has no hook before or after its poll,
+ *   so the loop runs event_base_loop(EVLOOP_ONCE) one iteration at a time:
+ *   an iteration begins at its first callback and ends when the call
+ *   returns.
+ *
  * What it costs
  *   Like epoll: one thread per CPU, no switch per request, a small struct per
  *   idle connection (request and head buffers come from a per-loop pool only

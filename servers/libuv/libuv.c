@@ -23,6 +23,31 @@
  *   thus does all the waiting for writability, and nothing bypasses its queue
  *   while a uv_write is pending.
  *
+ * A disk that is slow (--fs-pool)
+ *   The fast path's sendfile runs on the loop, so a page not in memory puts
+ *   the loop to sleep until the disk delivers it, with every connection it
+ *   holds. --fs-pool does it the way Node does: the body is read with
+ *   uv_fs_read on libuv's thread pool in 64 KiB pieces (Node's
+ *   fs.createReadStream: its highWaterMark), each piece written with
+ *   uv_write (the head goes with the first), and the loop never touches the
+ *   file. libuv does not ask whether the data is in memory, so every piece
+ *   of every file pays two thread hand-offs, warm or cold, and a copy; and
+ *   the pool is small (UV_THREADPOOL_SIZE, 4 by default) and shared by the
+ *   loops, so with more cold reads in flight than pool threads, a read of a
+ *   file in memory queues behind them (tests/coldcache shows it).
+ *   uv_fs_sendfile would avoid the copy, but it is one sendfile(2) on a
+ *   non-blocking socket: when the socket is full it fails with EAGAIN, and
+ *   libuv has no way to wait for a uv_tcp_t to be writable short of
+ *   uv_write. A uv_fs_read in flight holds the body's descriptor, so a
+ *   connection closed meanwhile gives its response back to conn.h only in
+ *   fs_read_cb.
+ *
+ * Stalls
+ *   Each loop counts its iterations, those over 1 ms and their duration
+ *   (common/loopstat.h): an iteration begins at the first callback after
+ *   libuv's poll returns and ends in a uv_prepare_t callback, which libuv
+ *   runs just before it polls again.
+ *
  * Timeouts and limits
  *   A uv_timer_t per connection (libuv keeps timers in a min-heap: O(log n)),
  *   started for conn.h's deadline (header, keep-alive, send or lingering).
@@ -45,6 +70,7 @@
  *
  * How to run it
  *   c10k serve libuv --workers 2 --root DIR
+ *   c10k serve libuv --root DIR --fs-pool
  */
 #include "conn.h"
 #include "loopstat.h"
