@@ -110,7 +110,9 @@ class ColdSmokeTest(unittest.TestCase):
             self.assertIsNotNone(epoll["loop_stalls"], epoll.get("model_counters_unavailable"))
             if throttled:
                 self.assertGreater(epoll["loop_stall_ms"], 100, "epoll's loop stalled")
-                self.assertLess(helpers["loop_stall_ms"], 0.5 * epoll["loop_stall_ms"],
+                # (a stall is wall time: on a busy machine preemption adds to
+                # both, so the margin is loose)
+                self.assertLess(helpers["loop_stall_ms"], 0.75 * epoll["loop_stall_ms"],
                                 "helpers take most of the stalls away")
             self.assertIsNone(cells["nginx"]["repeats"][0]["loop_stalls"])
 
