@@ -42,14 +42,18 @@ MODEL_LIBS  := $(foreach m,$(MODELS),$(LIBS_$(m)))
 LOAD_OBJS   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard load/*.c))
 
 # Debian packages, by what needs them: build, test, bench, fuzz; chromium
-# renders the HTML report headless in the browser test.
+# renders the HTML report headless in the browser test; iproute2 (ip, tc)
+# and openssh make the second hosts of c10k bench --netns, --server-host and
+# --client-host (the tests run an sshd in a network namespace).
 DEB_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
             libhttp-parser-dev libevent-dev libuv1-dev liburing-dev \
             libcriterion-dev python3 curl wrk nginx-light gnuplot-nox \
-            linux-perf slowhttptest procps iproute2 strace media-types goaccess chromium
+            linux-perf slowhttptest procps iproute2 strace media-types goaccess chromium \
+            openssh-server openssh-client
 
 .PHONY: all deps test unit conformance system benchtest ceilingtest loadtest loadcheck robustness \
-        bench fuzz clean format check-format report-screenshots coldtest coldhandoff bench-cold
+        bench fuzz clean format check-format report-screenshots install uninstall linktest \
+        test-links coldtest coldhandoff bench-cold
 
 all: deps $(BUILD)/c10k $(BUILD)/c10k-ceiling
 
@@ -142,6 +146,26 @@ benchtest: all ceilingtest
 	$(PYTHON) tests/bench/test_report.py
 	$(PYTHON) tests/bench/test_report_browser.py
 
+# Beyond loopback (issue 19): network namespaces, veth and tc, and other
+# hosts over ssh (an sshd in a namespace with a generated key), make
+# install. Needs root, iproute2 and openssh-server; without them each test
+# says why it skips. linktest is the smoke run make test includes (about
+# a minute: a --netns run, a shaped link, --netem, Ctrl-C, a run with the
+# server remote and one with the load remote, both through an sshd in a
+# namespace and the c10k of make install); test-links runs everything (a
+# few minutes: SIGTERM and SIGKILL, two client hosts, the agent's barrier,
+# make install's C10K_HOME cases, the links profile on two models).
+linktest: all
+	$(PYTHON) tests/links/test_units.py --bin $(BUILD)/c10k
+	$(PYTHON) tests/links/test_netns.py --quick
+	$(PYTHON) tests/links/test_bench_links.py --bin $(BUILD)/c10k --quick
+
+test-links: all
+	$(PYTHON) tests/links/test_units.py --bin $(BUILD)/c10k
+	$(PYTHON) tests/links/test_netns.py
+	$(PYTHON) tests/links/test_remote.py --bin $(BUILD)/c10k
+	$(PYTHON) tests/links/test_bench_links.py --bin $(BUILD)/c10k
+
 # The screenshots bench/README.md shows: the schema-2 fixture's report at
 # 1,400 and 420 px wide, rendered by headless Chromium.
 report-screenshots: deps
@@ -192,7 +216,7 @@ test: conformance coldhandoff
 else ifneq ($(SANITIZE),)
 test: unit conformance ceilingtest coldhandoff
 else
-test: unit conformance system benchtest loadtest coldtest
+test: unit conformance system benchtest loadtest linktest coldtest
 endif
 export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
@@ -214,6 +238,23 @@ bench: all
 # of 1.5 GiB is written under results/ once and reused.
 bench-cold: all
 	$(BUILD)/c10k bench --profile cold-cache
+
+# make install PREFIX=DIR: DIR/bin/c10k (and c10k-ceiling beside it) and
+# DIR/share/c10k/bench/, where the binary looks for the bench scripts
+# (README.md, "Installing" and "A second host").
+PREFIX  ?= /usr/local
+BENCH_INSTALL := $(wildcard bench/*.py bench/*.lua bench/*/*.py) bench/README.md
+install: all
+	install -D -m 755 $(BUILD)/c10k $(DESTDIR)$(PREFIX)/bin/c10k
+	install -D -m 755 $(BUILD)/c10k-ceiling $(DESTDIR)$(PREFIX)/bin/c10k-ceiling
+	@for f in $(BENCH_INSTALL); do \
+	    install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/c10k/$$f || exit 1; \
+	done
+	@echo "install: $(DESTDIR)$(PREFIX)/bin/c10k, $(DESTDIR)$(PREFIX)/share/c10k/bench/"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/c10k $(DESTDIR)$(PREFIX)/bin/c10k-ceiling
+	rm -rf $(DESTDIR)$(PREFIX)/share/c10k
 
 clean:
 	rm -rf $(BUILD)

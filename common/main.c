@@ -6,6 +6,8 @@
  *   c10k bench [flags]         the benchmark harness (bench/c10k_bench.py)
  *   c10k report [flags]        the report generator (bench/report.py)
  *   c10k load URL [flags]      the open-loop load generator (load/load.c)
+ *   c10k agent                 the remote end of c10k bench --server-host and
+ *                              --client-host, started over ssh (bench/harness/agent.py)
  *   c10k --version             the version, the models built in
  *
  * serve parses the common flags, hands the rest to the model's set_opt(),
@@ -95,6 +97,8 @@ static void usage_top(FILE *f)
                "  bench [flags]         benchmark every model against nginx (c10k bench --help)\n"
                "  report RUN_DIR        write report.md and report.html for a bench run\n"
                "  load URL [flags]      open-loop HTTP load at a fixed rate (c10k load --help)\n"
+               "  agent                 the remote end of c10k bench --server-host/--client-host\n"
+               "                        (c10k bench starts it over ssh)\n"
                "  help                  this text\n"
                "  --version             the version and the models built in\n");
 }
@@ -438,15 +442,50 @@ static int cmd_serve(int argc, char **argv)
     return 0;
 }
 
-/* bench and report are Python (stdlib json, gnuplot for charts): they live
- * in bench/ beside the build directory that holds this binary. */
+/* Where the bench/ scripts are, in this order:
+ *   $C10K_HOME/bench               C10K_HOME names a checkout or an install
+ *                                  prefix's share/c10k (and nothing else is tried)
+ *   BINDIR/../bench                the binary is build/c10k in a checkout
+ *   BINDIR/../share/c10k/bench     the binary is PREFIX/bin/c10k (make install)
+ * path gets SCRIPT's full path; 0, or -ENOENT with every place tried in
+ * tried. */
+static int find_script(const char *script, char *path, size_t size, char *tried, size_t tsize)
+{
+    static const char *const below_bindir[] = {"../bench", "../share/c10k/bench"};
+    const char *home = getenv("C10K_HOME");
+    char self[PATH_MAX];
+    ssize_t n;
+    int len;
+
+    tried[0] = '\0';
+    if (home && home[0]) {
+        len = snprintf(path, size, "%s/bench/%s", home, script);
+        snprintf(tried, tsize, "%s (from C10K_HOME)", path);
+        return len > 0 && (size_t)len < size && access(path, R_OK) == 0 ? 0 : -ENOENT;
+    }
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0)
+        return -errno;
+    self[n] = '\0';
+    *strrchr(self, '/') = '\0'; /* the binary's directory */
+    for (size_t i = 0; i < sizeof(below_bindir) / sizeof(below_bindir[0]); i++) {
+        size_t used = strlen(tried);
+
+        len = snprintf(path, size, "%s/%s/%s", self, below_bindir[i], script);
+        if (len > 0 && (size_t)len < size && access(path, R_OK) == 0)
+            return 0;
+        snprintf(tried + used, tsize - used, "%s%s", used ? ", " : "", path);
+    }
+    return -ENOENT;
+}
+
+/* bench, report and agent are Python (stdlib json, gnuplot for charts). */
 static int cmd_python(const char *script, bool pass_bin, int argc, char **argv)
 {
-    char self[PATH_MAX], path[PATH_MAX + 64];
-    const char *home = getenv("C10K_HOME");
+    char self[PATH_MAX], path[PATH_MAX + 64], tried[3 * PATH_MAX + 256];
     char *args[argc + 5];
     ssize_t n;
-    int k = 0;
+    int k = 0, rc;
 
     n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n < 0) {
@@ -454,13 +493,13 @@ static int cmd_python(const char *script, bool pass_bin, int argc, char **argv)
         return 1;
     }
     self[n] = '\0';
-    if (home)
-        snprintf(path, sizeof(path), "%s/bench/%s", home, script);
-    else {
-        char *slash = strrchr(self, '/');
-        *slash = '\0'; /* the build directory */
-        snprintf(path, sizeof(path), "%s/../bench/%s", self, script);
-        *slash = '/';
+    rc = find_script(script, path, sizeof(path), tried, sizeof(tried));
+    if (rc < 0) {
+        fprintf(stderr,
+                "c10k: cannot find bench/%s (looked for %s); set C10K_HOME to the directory "
+                "that holds bench/ (a checkout, or PREFIX/share/c10k after make install)\n",
+                script, tried[0] ? tried : strerror(-rc));
+        return 1;
     }
     args[k++] = "python3";
     args[k++] = path;
@@ -500,6 +539,8 @@ int main(int argc, char **argv)
         return cmd_python("c10k_bench.py", true, argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0)
         return cmd_python("report.py", false, argc - 1, argv + 1);
+    if (strcmp(cmd, "agent") == 0) /* run over ssh by c10k bench, not by hand */
+        return cmd_python("harness/agent.py", true, argc - 1, argv + 1);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
         return cmd_version();
     if (strcmp(cmd, "load") == 0)

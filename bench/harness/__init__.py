@@ -19,6 +19,16 @@
     env         the environment record and tool checks
     run         the run: rounds in order, progress, interrupts, the report
     cli         the command line
+    net         where the server and the load run, and across what link:
+                loopback, a veth between namespaces, another host
+    netns       network namespaces, veth pairs, tbf and netem; nothing left
+                behind (context manager, guard process, sweep)
+    remote      other hosts over ssh: one `c10k agent` session per host,
+                the barrier that starts several load generators together
+    agent       the far end of that session (`c10k agent`), which runs and
+                measures with this same package there
+    merge       several load generators' reports as one: counts summed,
+                histograms merged, percentiles never averaged
 
 Python 3 standard library only.
 """

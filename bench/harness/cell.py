@@ -19,12 +19,13 @@ import os
 import time
 
 from . import counters as ct
+from . import netns
 from .coldcache import ColdWindow
 from .docroot import file_name, verify
-from .loadgen import run_wrk, wrk_degraded, wrk_metrics, wrk_threads
+from .loadgen import run_wrk, wrk_degraded, wrk_metrics
 from .refs import REFERENCES
 from .results import starvation
-from .servers import ModelServer, free_port, port_busy, who_listens
+from .servers import ModelServer, who_listens
 from .slowclients import SlowClients
 from .util import Interrupted, per_req, slug
 
@@ -109,15 +110,24 @@ class Window:
     attaches when the Window is made (before the warm-up), counting from
     start()."""
 
-    def __init__(self, pid, port, perf_out, perf_ok, perf_why):
+    def __init__(self, pid, port, perf_out, perf_ok, perf_why, ns=None, server_ends=False):
+        """ns: the server's network namespace (a veth link), where the
+        netlink sockets must be made to see its sockets; there, and with
+        server_ends (a server on another host than its clients), the
+        connections are counted by the server's ends."""
         self.costs = ct.ServerCosts(pid, perf_out, perf_ok, perf_why)
         self.costs.attach()
         # one netlink socket per sampler thread: answers to two dumps on one
         # socket would interleave
-        self.diags = [ct.window_diag(), ct.window_diag()]
+        if ns:
+            self.diags = [netns.in_netns(ns, ct.window_diag) for _ in range(2)]
+        else:
+            self.diags = [ct.window_diag(), ct.window_diag()]
         self.diag = self.diags[1]  # the queue's, also the warm-up's (before the samplers)
-        self.tree = ct.TreeSampler(pid, port, self.diags[0])
-        self.queue = ct.QueueSampler(port, self.diags[1])
+        ends = server_ends or bool(ns)
+        self.tree = ct.TreeSampler(pid, port, self.diags[0], server_ends=ends,
+                                   netns_pid=pid if ns else None)
+        self.queue = ct.QueueSampler(port, self.diags[1], netns_pid=pid if ns else None)
         self.soft = [None, None]
         self.cost = None
 
@@ -157,13 +167,13 @@ class CellRunner:
         self.current_server = None
         self.measures = {"closed": self._measure}
 
-    def make_server(self, spec, port, tag):
+    def make_server(self, spec, port, tag, side):
         if spec.reference:
-            return REFERENCES[spec.model].server_class(self.run, spec, port)
+            return REFERENCES[spec.model].server_class(self.run, spec, port, side)
         stats = None
         if self.run.stats_file_supported:
             stats = os.path.join(self.run.run_dir, "raw", "stats-%s.json" % tag)
-        return ModelServer(self.run, spec, port, stats)
+        return ModelServer(self.run, spec, port, side, stats)
 
     def run_round(self, spec, sc, round_no, machine):
         """One repeat of the cell (server spec, scenario sc) in round round_no."""
@@ -171,11 +181,13 @@ class CellRunner:
         rep = {"round": round_no, "repeat": round_no, "status": "ok"}
         rep.update(machine)
         tag = "%s_%s_r%d" % (slug(spec.name), sc["id"], round_no)
-        port = run.args.port or free_port()
-        if run.args.port and port_busy(port):
-            rep.update(status="failed", failure="port %d is busy: %s" % (port, who_listens(port)))
+        side = self.side = run.net.side(sc)
+        port = run.args.port or side.free_port()
+        if run.args.port and side.port_busy(port):
+            rep.update(status="failed", failure="port %d is busy%s" % (
+                port, "" if side.remote else ": " + who_listens(port)))
             return rep
-        srv = self.make_server(spec, port, tag)
+        srv = self.make_server(spec, port, tag, side)
         self.current_server = srv
         slow = window = None
         try:
@@ -186,14 +198,15 @@ class CellRunner:
                 rep.update(status="failed", failure="could not start: %s" % why)
                 return rep
             rep["server_command"] = srv.command()
-            why = verify(srv.port, run.plan.sizes, run.digests, run.verify_extra)
+            why = side.in_client(verify, srv.port, run.plan.sizes, run.digests, side.host,
+                                 run.verify_extra)
             if why:
                 rep.update(status="failed", failure="verification failed: %s" % why)
                 return rep
-            idle = ct.proc_snapshot(srv.proc.pid)
+            idle = side.snapshot(srv.proc.pid)
             rep["rss_baseline_kib"] = idle["rss_kib"]
-            window = Window(srv.proc.pid, srv.port, self._raw("perf_%s.csv" % tag),
-                            run.tools["perf"][0], run.tools["perf"][1])
+            window = side.window(srv.proc.pid, srv.port, self._raw("perf_%s.csv" % tag),
+                                 run.tools["perf"][0], run.tools["perf"][1])
             slow = self._slow_clients(srv, sc)
             self._warm_up(srv, sc, tag, rep, window.diag)
             self.measures[sc["kind"]](srv, sc, tag, rep, window, slow, idle)
@@ -210,8 +223,8 @@ class CellRunner:
         if not sc["slow"]:
             return None
         slow = SlowClients(srv.port, sc["slow"]["kind"], sc["slow"]["count"],
-                           file_name(sc["size"]))
-        slow.open_all()
+                           file_name(sc["size"]), self.side.host)
+        self.side.in_client(slow.open_all)  # its sockets are the client's
         return slow
 
     def _warm_up(self, srv, sc, tag, rep, diag):
@@ -221,7 +234,7 @@ class CellRunner:
             settled = Settled(srv.port, diag) if diag is not None else None
             t0 = time.monotonic()
             _, _, err = run_wrk(self.run, srv.port, sc, self.run.plan.warmup, None,
-                                self._raw("wrk-warmup_%s.txt" % tag), settled)
+                                self._raw("wrk-warmup_%s.txt" % tag), settled, self.side)
             rep["warmup_s"] = time.monotonic() - t0
             rep["warmup_settled"] = settled.settled if settled else None
             if err:
@@ -242,7 +255,8 @@ class CellRunner:
         stats_path = getattr(srv, "stats_file", None)
         # the server is idle between warm-up and window: its stats file,
         # once rewritten, holds the counters at the window's start
-        stats0 = (ct.read_fresh_stats(stats_path, time.time_ns()) if stats_path
+        side = self.side
+        stats0 = (side.fresh_stats(stats_path, time.time_ns()) if stats_path
                   else (None, None))
         if cold:
             cold.evict(rep)  # the window starts cold
@@ -252,7 +266,7 @@ class CellRunner:
         t0 = time.monotonic()
         wrk, client_cpu, err = run_wrk(run, srv.port, sc, run.plan.duration,
                                        self._raw("wrk_%s.json" % tag),
-                                       self._raw("wrk_%s.txt" % tag))
+                                       self._raw("wrk_%s.txt" % tag), side=side)
         elapsed = time.monotonic() - t0
         done_ns = time.time_ns()
         if cold:
@@ -260,7 +274,7 @@ class CellRunner:
         cost = window.stop()
         if cold:
             cold.after(rep)
-        stats1 = ct.read_fresh_stats(stats_path, done_ns) if stats_path else (None, None)
+        stats1 = side.fresh_stats(stats_path, done_ns) if stats_path else (None, None)
         if cost.get("warning"):
             rep.setdefault("warnings", []).append(cost.pop("warning"))
         if run.interrupted:
@@ -301,7 +315,7 @@ class CellRunner:
         slow_est = slow.alive() if slow else 0
         wrk_est = max(0, window.tree.peak["established"] - slow_est)
         m.update(memory_metrics(window.cost, window.tree, idle, wrk_est + slow_est))
-        threads = wrk_threads(sc["connections"], self.run.plan.client_cpus)
+        threads = self.run.net.load_threads(sc["connections"])
         m.update(conns_established=wrk_est, slow_established=slow_est if slow else None,
                  accept_queue_max=window.queue.peak,
                  accept_queue_wait_frac=window.queue.wait_frac(),

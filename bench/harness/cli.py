@@ -7,6 +7,7 @@ import signal
 import sys
 import textwrap
 
+from . import remote
 from .plan import PROFILES, dry_run_text, from_args, probe_binary
 from .refs import REFERENCES
 from .run import Run
@@ -21,6 +22,12 @@ every model; nginx always runs. Sizes take B, KiB, MiB or GiB.
 Rounds: each round runs every cell once, visiting the servers in a fresh
 random order (recorded with its --seed); cells report the median and
 min..max over rounds and are flagged starved or noisy (bench/README.md).
+Links: --netns runs the load generator in a network namespace of its own,
+joined to the server's by a veth pair (198.18.0.1 and .2, RFC 2544's
+benchmarking range; needs root and iproute2); --link-rate and --netem shape
+both ends and imply --netns. --server-host and --client-host put the server
+or the load generator on other hosts over ssh (key login, the same c10k
+installed there: README.md, "A second host"). Every scenario records its link.
 Cold cache (--profile cold-cache, as root): the document root is evicted
 from the page cache before every window, each server runs in a cgroup that
 limits the disk's read IOPS and its memory, and kernel.task_delayacct is on
@@ -32,7 +39,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="c10k bench", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
-            "Benchmark every c10k model against nginx with wrk (loopback only). Profiles: "
+            "Benchmark every c10k model against nginx with wrk. Profiles: "
             + "; ".join("%s: %s" % (k, v["about"]) for k, v in PROFILES.items()), 79))
     p.add_argument("--bin", required=True, help="the c10k binary (c10k bench passes it)")
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -54,10 +61,28 @@ def parse_args(argv):
     p.add_argument("--server-cpus", help="CPUs for the server (default 0)")
     p.add_argument("--client-cpus", help="CPUs for wrk (default: the others)")
     p.add_argument("--port", type=int, help="fixed port for every server (default: a free one)")
-    p.add_argument("--out", help="results directory (default: <repo>/results)")
+    p.add_argument("--out", help="results directory (default: results/ of the checkout, or "
+                                      "of the current directory for an installed c10k)")
     p.add_argument("--no-report", action="store_true", help="do not run c10k report at the end")
     p.add_argument("--dry-run", action="store_true",
                    help="print the cells in order and the estimated time, run nothing")
+    p.add_argument("--netns", action="store_true",
+                   help="the load generator in its own network namespace, joined to the "
+                        "server's by a veth pair (needs root)")
+    p.add_argument("--link-rate", metavar="RATE",
+                   help="shape both ends of the veth to RATE with tbf, e.g. 100mbit, 1gbit "
+                        "(implies --netns)")
+    p.add_argument("--netem", metavar="ARGS",
+                   help="netem on both ends, e.g. \"delay 5ms loss 0.1%%\" (implies --netns; "
+                        "refused with status 2 where the kernel has no sch_netem)")
+    p.add_argument("--server-host", metavar="[USER@]HOST",
+                   help="run every server on HOST over ssh; the load generator runs here")
+    p.add_argument("--client-host", metavar="HOST[,HOST...]",
+                   help="run the load generator on these hosts over ssh, started together; "
+                        "the server runs here (or on --server-host)")
+    p.add_argument("--ssh-config", metavar="FILE", help="ssh -F FILE for the hosts")
+    p.add_argument("--remote-c10k", metavar="PATH", default="c10k",
+                   help="the c10k binary on the hosts (default: c10k on their PATH)")
     cold = p.add_argument_group("cold-cache profile")
     cold.add_argument("--disk-iops", help="read IOPS limits of the disk, one scenario each, "
                                           "e.g. 200,5000 (default), or unthrottled")
@@ -79,6 +104,15 @@ def parse_args(argv):
         raise UsageError("--port %d: want 1 to 65535" % args.port)
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         raise UsageError("--seed %d: want 0 to 4294967295" % args.seed)
+    try:
+        if args.server_host:
+            remote.parse_host(args.server_host, "--server-host")
+        if args.client_host:
+            args.client_host = remote.parse_hosts(args.client_host, "--client-host")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.ssh_config and not os.path.isfile(args.ssh_config):
+        raise UsageError("--ssh-config %s: no such file" % args.ssh_config)
     args.argv_tail = without_bin(argv)
     return args
 

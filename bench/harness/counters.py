@@ -425,9 +425,13 @@ class TreeSampler(Periodic):
     """Peak memory, threads and processes of the server tree, and peak
     established client connections to its port, every 0.5 s."""
 
-    def __init__(self, root, port, diag=None, interval=0.5):
+    def __init__(self, root, port, diag=None, interval=0.5, server_ends=False, netns_pid=None):
+        """server_ends: count the server's ends of the connections (the
+        clients are in another namespace or on another host); netns_pid: a
+        process in the server's network namespace, for the /proc fallback."""
         super().__init__(interval)
         self.root, self.port, self.diag = root, port, diag
+        self.server_ends, self.netns_pid = server_ends, netns_pid
         self.peak = {"rss_kib": 0, "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "threads": 0,
                      "procs": 0, "established": 0}
         self.samples = 0
@@ -435,10 +439,13 @@ class TreeSampler(Periodic):
     def established(self):
         if self.diag is not None:
             try:
+                if self.server_ends:
+                    return self.diag.established_from(self.port)
                 return self.diag.established_to(self.port)
             except OSError:
                 pass
-        return proc_tcp_counts(self.port)[0]
+        return proc_tcp_counts(self.port, server_ends=self.server_ends,
+                               pid=self.netns_pid)[0]
 
     def sample(self, conns=True):
         """conns=False: the tree only (before or after the load, when there
@@ -463,9 +470,9 @@ class QueueSampler(Periodic):
 
     HZ = 20
 
-    def __init__(self, port, diag=None):
+    def __init__(self, port, diag=None, netns_pid=None):
         super().__init__(1.0 / self.HZ)
-        self.port, self.diag = port, diag
+        self.port, self.diag, self.netns_pid = port, diag, netns_pid
         self.method = "netlink sock_diag" if diag is not None else "/proc/net/tcp"
         self.samples = self.nonempty = self.peak = 0
 
@@ -475,7 +482,7 @@ class QueueSampler(Periodic):
                 return self.diag.accept_queue(self.port)[0]
             except OSError:
                 self.diag, self.method = None, "/proc/net/tcp (netlink failed mid-window)"
-        return proc_tcp_counts(self.port)[1]
+        return proc_tcp_counts(self.port, pid=self.netns_pid)[1]
 
     def sample(self):
         q = self.queue()

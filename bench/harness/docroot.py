@@ -65,9 +65,9 @@ def make_docroot(path, sizes):
     return digests
 
 
-def _get(port, path, timeout):
+def _get(port, path, timeout, host="127.0.0.1"):
     """(status, Content-Length header, body length, sha256 hex) of one GET."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         c.request("GET", path)
         r = c.getresponse()
@@ -83,13 +83,13 @@ def _get(port, path, timeout):
         c.close()
 
 
-def verify(port, sizes, digests, extra=(), timeout=10.0):
+def verify(port, sizes, digests, host="127.0.0.1", extra=(), timeout=10.0):
     """One GET per file size, and per (path, size, sha256) of extra: status
     200, Content-Length, the exact bytes. Returns None or what was wrong."""
     checks = [("/" + file_name(size), size, digests[size]) for size in sizes] + list(extra)
     for path, size, want in checks:
         try:
-            status, cl, n, digest = _get(port, path, timeout)
+            status, cl, n, digest = _get(port, path, timeout, host)
         except (OSError, http.client.HTTPException) as e:
             return "GET %s: %s" % (path, e)
         if status != 200:

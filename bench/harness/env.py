@@ -80,10 +80,11 @@ def environment(bin_path):
     }
 
 
-def check_tools(port, bin_path):
+def check_tools(port, bin_path, need_wrk=True):
     """{tool: (usable, why)} for perf and each reference server; UsageError
-    for what the bench cannot run without (wrk, taskset, a free --port)."""
-    if not shutil.which("wrk"):
+    for what the bench cannot run without (wrk, taskset, a free --port).
+    need_wrk False: the load generator runs on other hosts."""
+    if need_wrk and not shutil.which("wrk"):
         raise UsageError("wrk is not installed: apt-get install wrk (or make deps)")
     if not shutil.which("taskset"):
         raise UsageError("taskset is missing: apt-get install util-linux")

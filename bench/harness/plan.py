@@ -15,8 +15,9 @@ import re
 import subprocess
 import sys
 
-from . import coldcache, refs
-from .util import (GiB, KiB, MiB, REPO, UsageError, cpus_text, fmt_duration, fmt_seconds,
+from . import coldcache, netns, refs
+from .net import link_name, link_suffix
+from .util import (GiB, KiB, MiB, UsageError, cpus_text, default_out, fmt_duration, fmt_seconds,
                    parse_cpus, parse_int_list)
 from .variants import Variant, parse_models, serve_help
 
@@ -60,6 +61,17 @@ PROFILES = {
         "about": "10,000 concurrent keep-alive connections on a 1 KiB file",
         "scenarios": [(1 * KiB, True, 10000, None)],
         "warmup": 2, "duration": 10, "rounds": 1,
+    },
+    "links": {
+        "about": "1 KiB and 1 MiB keep-alive at 100 and 1,000 connections, on loopback, on a "
+                 "veth pair between two network namespaces at full speed, and on the veth "
+                 "shaped to 100 Mbit/s (needs root and iproute2)",
+        "sizes": [1 * KiB, 1 * MiB], "connections": [100, 1000], "modes": [True],
+        "links": ["loopback", "veth", "veth 100mbit"],
+        "warmup": 1, "duration": 5, "rounds": 1,
+        # 1,000 clients sharing 100 Mbit/s wait seconds for a 1 MiB answer:
+        # a latency to measure, not a timeout to count every 2 s
+        "wrk_timeout_s": 30,
     },
     "cold-cache": {
         "about": "1.5 GiB of files (22,200) evicted from the page cache before every window, "
@@ -125,7 +137,7 @@ def parse_size(text, flag="--sizes"):
 
 
 def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback", cold=None):
-    """A scenario; cold: the cold-cache settings (cold_settings())."""
+    """A scenario; cold: its cold-cache settings (cold_plan()), or None."""
     sid = "%s-%s-c%d" % (size_label(size), "ka" if keepalive else "close", conns)
     label = "%s %s, %d conns" % (size_label(size), "keep-alive" if keepalive else
                                  "Connection: close", conns)
@@ -142,6 +154,10 @@ def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback", 
                                                              "{:,}".format(cold["files"]))
         label = "cold cache, %s disk, %d conns%s" % (disk, conns, "" if keepalive else
                                                      ", Connection: close")
+    if link != "loopback":  # where the requests travelled (net.py)
+        sid += link_suffix(link)
+        label += ", " + link
+        series += ", " + link
     return {"id": sid, "label": label, "series": series, "size": size,
             "size_label": size_label(size), "keepalive": keepalive, "connections": conns,
             "slow": {"kind": slow[0], "count": slow[1]} if slow else None,
@@ -165,10 +181,13 @@ def parse_modes(text):
     return modes
 
 
-def make_scenarios(prof, sizes=None, connections=None, modes=None, cold=()):
+def make_scenarios(prof, sizes=None, connections=None, modes=None, links=None, cold=()):
     """The profile's scenarios; --sizes, --connections or --modes (text or
-    None) replace its list with their cross product. cold: the cold-cache
-    settings, one per disk speed (cold_plan()); each scenario is run on each."""
+    None) replace its list with their cross product. Each is run on each of
+    the profile's links (default loopback), or on `links` when given
+    (--netns, --link-rate, --netem, --server-host, --client-host). cold: the
+    cold-cache settings, one per disk speed (cold_plan()); each scenario is
+    run on each."""
     base = prof.get("scenarios")
     if base is None or sizes or connections or modes:
         sz = ([parse_size(x) for x in sizes.split(",")] if sizes else
@@ -180,13 +199,44 @@ def make_scenarios(prof, sizes=None, connections=None, modes=None, cold=()):
         slows = sorted({s[3] for s in base}, key=str) if base else [None]
         base = [(s, k, c, w) for w in slows for s in sz for k in ms for c in cs]
     out, seen = [], set()
-    for args in base:
-        for c in cold or [None]:
-            sc = scenario(*args, cold=c)
-            if sc["id"] not in seen:  # --sizes 1KiB,1024 names one file
-                seen.add(sc["id"])
-                out.append(sc)
+    for link in links or prof.get("links") or ["loopback"]:
+        for args in base:
+            for c in cold or [None]:
+                sc = scenario(*args, link=link, cold=c)
+                if sc["id"] not in seen:  # --sizes 1KiB,1024 names one file
+                    seen.add(sc["id"])
+                    out.append(sc)
     return out
+
+
+def pick_links(args, profile):
+    """The links every scenario runs on, from the command line (None: the
+    profile's). --link-rate and --netem imply --netns."""
+    remote = args.server_host or args.client_host
+    veth = args.netns or args.link_rate or args.netem is not None
+    if remote and veth:
+        raise UsageError("--netns, --link-rate and --netem put the load generator in a network "
+                         "namespace here; they do not combine with --server-host or "
+                         "--client-host")
+    if remote:
+        if PROFILES[profile].get("links"):
+            raise UsageError("--profile %s compares links on this machine; with --server-host "
+                             "or --client-host choose another profile" % profile)
+        return ["network"]
+    if not veth:
+        return None
+    rate = netem = None
+    if args.link_rate:
+        try:
+            rate = netns.parse_rate(args.link_rate)
+        except ValueError as e:
+            raise UsageError("--link-rate: %s" % e) from None
+    if args.netem is not None:
+        try:
+            netem = netns.netem_args(args.netem)
+        except ValueError as e:
+            raise UsageError("--netem: %s" % e) from None
+    return [link_name("veth", rate, netem)]
 
 
 # --- the cold-cache settings ------------------------------------------------------
@@ -240,7 +290,10 @@ def cold_plan(args, prof):
     if not 3 <= files <= 1000000:
         raise UsageError("--cold-files %d: want 3 to 1000000" % files)
     dist = args.dist or "zipf"
-    base = os.path.abspath(args.out or os.path.join(REPO, "results"))
+    if args.server_host or args.client_host:
+        raise UsageError("--profile cold-cache evicts, throttles and measures the disk of this "
+                         "machine: it does not take --server-host or --client-host")
+    base = os.path.abspath(args.out or default_out())
     setup = coldcache.ColdSetup(base, files, limit).probe()
     notes = []
     if not setup.cgroups.can_throttle and any(i is not None for i in iops):
@@ -299,6 +352,7 @@ class Plan:
     """Everything a run will do, decided before the first server starts."""
 
     def __init__(self, profile, scenarios, servers, rounds, seed, warmup, duration, **settings):
+        self.wrk_timeout_s = settings.get("wrk_timeout_s")
         self.profile, self.scenarios, self.servers = profile, scenarios, servers
         self.rounds, self.seed = rounds, seed
         self.warmup, self.duration = warmup, duration
@@ -426,14 +480,16 @@ def from_args(args, binary, ncpu=None):
               "server will compete" % (cpus_text(server_cpus), cpus_text(client_cpus)),
               file=sys.stderr)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
+    links = pick_links(args, args.profile)
     cold, setup, notes = cold_plan(args, prof)
     return Plan(args.profile, make_scenarios(prof, args.sizes, args.connections, args.modes,
-                                             cold),
+                                             links, cold),
                 pick_servers(args.profile, args.models, binary), rounds, seed, warmup,
                 duration, workers=args.workers or len(server_cpus), server_cpus=server_cpus,
                 client_cpus=client_cpus,
                 keepalive_timeout=prof.get("keepalive_timeout", 5),
-                header_timeout=prof.get("header_timeout", 10), cold=setup, notes=notes)
+                header_timeout=prof.get("header_timeout", 10),
+                wrk_timeout_s=prof.get("wrk_timeout_s"), cold=setup, notes=notes)
 
 
 def pick_rounds(args, prof):

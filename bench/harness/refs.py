@@ -49,7 +49,7 @@ http {{
     uwsgi_temp_path {rundir}/tmp/uwsgi;
     scgi_temp_path {rundir}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen {bind}:{port} backlog=4096;
         root {root};
     }}
 }}
@@ -58,11 +58,12 @@ http {{
 TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-def nginx_conf(run_dir, docroot, port, workers, nofile, keepalive, header, as_root):
+def nginx_conf(run_dir, docroot, port, workers, nofile, keepalive, header, as_root,
+               bind="127.0.0.1"):
     return NGINX_CONF.format(
         user="user root;\n" if as_root else "", workers=workers, nofile=nofile,
         worker_connections=max(1024, nofile - 64), rundir=run_dir, keepalive=keepalive,
-        header=header, port=port, root=docroot)
+        header=header, port=port, root=docroot, bind=bind)
 
 
 class NginxServer(Server):
@@ -71,22 +72,30 @@ class NginxServer(Server):
     stop_signal = signal.SIGQUIT  # graceful: finish in-flight requests
 
     def start(self):
-        r, p = self.run, self.run.plan
+        r, p, side = self.run, self.run.plan, self.side
         for d in TEMP_DIRS:
             os.makedirs(os.path.join(r.run_dir, "tmp", d), exist_ok=True)
-        conf = os.path.join(r.run_dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(nginx_conf(r.run_dir, r.docroot, self.port, p.workers, r.nofile,
-                               p.keepalive_timeout, p.header_timeout, os.geteuid() == 0))
-        self.argv = ["taskset", "-c", cpus_text(p.server_cpus), "nginx", "-p", r.run_dir,
-                     "-e", os.path.join(r.run_dir, "nginx-error.log"), "-c", conf]
+        # paths as the server host sees them (the same, unless it is remote)
+        run_dir, conf = side.path(r.run_dir), side.path(os.path.join(r.run_dir, "nginx.conf"))
+        # the local run directory keeps a copy of the configuration either way
+        text = nginx_conf(run_dir, side.path(r.docroot), self.port, p.workers, r.nofile,
+                          p.keepalive_timeout, p.header_timeout,
+                          r.server_euid() == 0, side.bind)
+        with open(os.path.join(r.run_dir, "nginx.conf"), "w") as f:
+            f.write(text)
+        if side.remote:
+            side.write(conf, text)
+        self.argv = ["taskset", "-c", cpus_text(p.server_cpus), "nginx", "-p", run_dir,
+                     "-e", os.path.join(run_dir, "nginx-error.log"), "-c", conf]
         log = self._open_log()
-        self.proc = self.spawn(self.argv, stdout=log, stderr=log)
-        log.close()
+        try:
+            self.proc = side.start(self.run.wrap(self.argv), log, first_line=False)
+        finally:
+            log.close()
         return self._wait_listening(10.0)
 
     def command(self):
-        return ["nginx", "-c", os.path.join(self.run.run_dir, "nginx.conf")]
+        return ["nginx", "-c", self.side.path(os.path.join(self.run.run_dir, "nginx.conf"))]
 
 
 class Nginx:

@@ -168,6 +168,9 @@ def settings(run):
         "bin": run.binary.path, "out": run.run_dir, "nofile": run.nofile,
         "accept_queue_sample_hz": run.queue_hz, "accept_queue_method": run.queue_method,
         "stats_file": run.stats_file_supported, "flag_rules": FLAG_RULES_TEXT,
+        # issue 19: where the requests travelled (each scenario's "link")
+        "links": sorted({sc["link"] for sc in p.scenarios}),
+        "server_host": run.args.server_host, "client_hosts": run.args.client_host,
         "cold_cache": run.cold.describe() if getattr(run, "cold", None) else None,
         "notes": list(getattr(p, "notes", [])),
     }

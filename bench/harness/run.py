@@ -3,6 +3,7 @@ results saved after every cell, Ctrl-C handled, and the report at the end."""
 
 import datetime
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from .counters import MachineSampler, QueueSampler
 from .docroot import make_docroot
 from .env import check_fd_limit, check_tools, environment
 from .loadgen import WRK_TIMEOUT_S
+from .net import Net
 from .plan import summary_line
 from .sockdiag import open_sockdiag
-from .util import HERE, REPO, Interrupted, cpus_text, fmt_duration
+from .util import HERE, Interrupted, UsageError, cpus_text, default_out, fmt_duration
 
 
 class Run:
@@ -25,7 +27,8 @@ class Run:
         self.children = set()
         self.cells = {}
         self.interrupted = False
-        self.wrk_timeout_s = WRK_TIMEOUT_S
+        self.wrk_timeout_s = plan.wrk_timeout_s or WRK_TIMEOUT_S
+        self.net = Net(self, args)
         self.queue_hz = QueueSampler.HZ
         diag, why = open_sockdiag()
         if diag is not None:
@@ -40,13 +43,26 @@ class Run:
     # -- before the first cell --
 
     def prepare(self):
-        self.tools = check_tools(self.args.port, self.binary.path)
+        a = self.args
+        # wrk runs here unless --client-host; a server on --server-host is
+        # checked there (the port, perf and the references it needs)
+        self.tools = check_tools(None if a.server_host else a.port, self.binary.path,
+                                 need_wrk=not a.client_host)
         self.nofile = check_fd_limit(self.plan.scenarios, self.plan.profile)
         self.env = environment(self.binary.path)
         self.command_line = ["c10k", "bench"] + self.args.argv_tail
         self.started = results.now_iso()
         self.machine = MachineSampler()  # steal is counted from here on
+        self.net.open_local()
         self.make_run_dir()
+        try:
+            self.net.open_remote()
+        except UsageError:
+            self.unmake_run_dir()  # a host that cannot be used: no run happened
+            raise
+        self.env["network"] = self.net.info
+        if a.server_host:
+            self.tools = self.server_host_tools()
         # The harness itself (samplers, slow clients) runs on the client
         # CPUs, off the server's CPU.
         try:
@@ -55,7 +71,7 @@ class Run:
             pass
 
     def make_run_dir(self):
-        base = os.path.abspath(self.args.out or os.path.join(REPO, "results"))
+        base = os.path.abspath(self.args.out or default_out())
         os.makedirs(base, exist_ok=True)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir, n = os.path.join(base, stamp), 1
@@ -85,8 +101,25 @@ class Run:
         if self.cold:
             self.cold.cleanup()
 
+    def unmake_run_dir(self):
+        """Remove the run directory of a run that never started, and point
+        latest back where it pointed."""
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        latest = os.path.join(os.path.dirname(self.run_dir), "latest")
+        try:
+            if os.readlink(latest) == self.run_id:
+                os.unlink(latest)
+                if self.prev_latest:
+                    os.symlink(self.prev_latest, latest)
+        except OSError:
+            pass
+
     def link_latest(self, base):
         latest = os.path.join(base, "latest")
+        try:
+            self.prev_latest = os.readlink(latest)
+        except OSError:
+            self.prev_latest = None
         try:
             if os.path.islink(latest) or not os.path.exists(latest):
                 tmp = latest + ".tmp"
@@ -159,7 +192,22 @@ class Run:
     def save(self, status):
         results.save(self.run_dir, results.results_doc(self, status))
 
+    def server_host_tools(self):
+        """perf and the references as the server host has them."""
+        tools = {k: tuple(v) for k, v in self.net.remote_tools().items()}
+        for name, (ok, why) in tools.items():
+            if not ok:
+                print("c10k bench: on %s, %s is unusable: %s" % (self.args.server_host, name,
+                                                                  why), file=sys.stderr)
+        return tools
+
+    def server_euid(self):
+        """The user the servers run as (nginx needs 'user root' as root)."""
+        ag = self.net.server_agent
+        return ag.info["euid"] if ag is not None else os.geteuid()
+
     def cleanup_children(self):
+        self.net.kill()
         for p in list(self.children):
             try:
                 os.killpg(p.pid, signal.SIGKILL)
@@ -222,7 +270,10 @@ class Run:
         try:
             return self._main()
         finally:
-            self.cleanup()
+            try:
+                self.net.close()  # namespaces and ssh sessions, however the run ends
+            finally:
+                self.cleanup()
 
     def _main(self):
         self.prepare()

@@ -9,11 +9,9 @@ the reference servers (refs.py) are subclasses too.
 import datetime
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 from .util import cpus_text, read_file, run_text, slug
@@ -42,32 +40,27 @@ def who_listens(port):
 
 
 class Server:
-    """One server process started fresh for one cell."""
+    """One server process started fresh for one cell, on the cell's
+    ServerSide (net.py): this host, a network namespace, or another host."""
 
     stop_signal = signal.SIGTERM
 
-    def __init__(self, run, spec, port):
-        self.run, self.spec, self.port = run, spec, port
+    def __init__(self, run, spec, port, side):
+        self.run, self.spec, self.port, self.side = run, spec, port, side
         self.proc = None
         self.argv = None
         self.log_path = os.path.join(run.run_dir, "raw", "server-%s.log" % slug(spec.name))
 
     def _open_log(self):
         log = open(self.log_path, "a")
-        log.write("=== %s start %s\n" % (self.spec.name, datetime.datetime.now().isoformat()))
+        log.write("=== %s start %s%s\n" % (self.spec.name, datetime.datetime.now().isoformat(),
+                                         " on %s" % self.side.host if self.side.remote else ""))
         log.flush()
         return log
 
     def start(self):
         """None when it accepts connections, or what went wrong."""
         raise NotImplementedError
-
-    def spawn(self, argv, **kw):
-        """Popen argv in a session of its own, inside the run's cgroups when it
-        has some (the cold-cache profile: Run.wrap)."""
-        wrap = getattr(self.run, "wrap", None)
-        return subprocess.Popen(wrap(argv) if wrap else argv, stdin=subprocess.DEVNULL,
-                                start_new_session=True, **kw)
 
     def command(self):
         """The command line recorded in results.json."""
@@ -77,30 +70,38 @@ class Server:
         rc = self.proc.poll()
         if rc is None:
             return "still running"
+        self.side.fetch_log(self.proc, self.log_path)
         tail = read_file(self.log_path).strip().splitlines()[-3:]
         return "exited with status %d: %s" % (rc, " | ".join(tail))
+
+    def _accepts(self):
+        try:
+            with socket.create_connection((self.side.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def _wait_listening(self, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return "exited before listening (%s)" % self._exit_text()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return None
-            except OSError:
-                time.sleep(0.05)
-        return "not accepting connections on port %d after %.0f s" % (self.port, timeout)
+            if self.side.in_client(self._accepts):
+                return None
+            time.sleep(0.05)
+        return "not accepting connections on %s port %d after %.0f s" % (
+            self.side.host, self.port, timeout)
 
     def stop(self, timeout=6.0):
         """Graceful stop; returns 'clean' or what went wrong."""
         if self.proc is None:
             return "not started"
+        if self.side.remote:
+            how = self.proc.stop(self.stop_signal, timeout)
+            self.side.fetch_log(self.proc, self.log_path)
+            return how
         if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, self.stop_signal)
-            except ProcessLookupError:
-                pass
+            self.proc.signal(self.stop_signal)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -108,53 +109,27 @@ class Server:
                 return "did not exit within %.0f s of %s; killed" % (timeout,
                                                                     self.stop_signal.name)
         rc = self.proc.returncode
-        leftover = self._leftovers()
+        leftover = self.proc.leftovers()
         if rc != 0:
             return "exit status %d" % rc if rc > 0 else "killed by signal %d" % -rc
         if leftover:
             return "left processes behind: %s" % leftover
         return "clean"
 
-    def _leftovers(self):
-        """Processes of the server's session still alive after it exited."""
-        left = []
-        sid = self.proc.pid  # start_new_session: the session id is the leader's pid
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            stat = read_file("/proc/%s/stat" % name)
-            if not stat:
-                continue
-            f = stat[stat.rfind(")") + 2:].split()
-            if int(f[4]) == sid and f[0] != "Z":
-                left.append(int(name))
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return left
-
     def kill(self):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._leftovers()
+        if self.proc is not None:
+            self.proc.kill_session()
 
 
 def model_argv(bin_path, spec, port, docroot, workers, per_connection, server_cpus,
-               keepalive_timeout, header_timeout, stats_file=None):
+               keepalive_timeout, header_timeout, stats_file=None, bind=None):
     """`c10k serve` for one model or variant. A per-connection model gets no
     --workers unless its variant sets it (prefork:workers=1 is a fixed pool
-    of one); a variant's --workers replaces the bench's."""
+    of one); a variant's --workers replaces the bench's. bind: the address
+    to listen on, when not c10k's default 127.0.0.1."""
     argv = [bin_path, "serve", spec.model, "--port", str(port), "--root", docroot]
+    if bind and bind != "127.0.0.1":
+        argv += ["--bind", bind]
     if spec.model not in per_connection and not spec.sets("workers"):
         argv += ["--workers", str(workers)]
     argv += ["--cpus", cpus_text(server_cpus), "--keepalive-timeout", str(keepalive_timeout),
@@ -167,55 +142,30 @@ def model_argv(bin_path, spec, port, docroot, workers, per_connection, server_cp
 class ModelServer(Server):
     """`c10k serve MODEL [variant flags]`; the port comes from its start line."""
 
-    def __init__(self, run, spec, port, stats_file=None):
-        super().__init__(run, spec, port)
+    def __init__(self, run, spec, port, side, stats_file=None):
+        super().__init__(run, spec, port, side)
         self.stats_file = stats_file
 
     def start(self):
-        r, p = self.run, self.run.plan
-        self.argv = model_argv(r.binary.path, self.spec, self.port, r.docroot, p.workers,
-                               r.binary.per_connection, p.server_cpus, p.keepalive_timeout,
-                               p.header_timeout, self.stats_file)
+        r, p, side = self.run, self.run.plan, self.side
+        self.argv = model_argv(side.binary(r.binary.path), self.spec, self.port,
+                               side.path(r.docroot), p.workers, r.binary.per_connection,
+                               p.server_cpus, p.keepalive_timeout, p.header_timeout,
+                               side.stats_path(self.stats_file) if self.stats_file else None,
+                               side.bind)
         log = self._open_log()
-        self.proc = self.spawn(self.argv, stdout=subprocess.PIPE, stderr=log)
-        log.close()
-        line = self._read_start_line(10.0)
+        try:
+            self.proc = side.start(self.run.wrap(self.argv), log, first_line=True)
+        finally:
+            log.close()
+        line = self.proc.read_start_line(10.0)
         if line is None:
             return "no start line within 10 s (%s)" % self._exit_text()
         m = re.search(r"http://[^/]*:(\d+)/", line)
         if not m:
             return "start line names no port: %r" % line
         self.port = int(m.group(1))
-        with open(self.log_path, "a") as f:
-            f.write(line)
+        if not side.remote:  # over there the agent keeps it in the log it sends
+            with open(self.log_path, "a") as f:
+                f.write(line)
         return self._wait_listening(5.0)
-
-    def _read_start_line(self, timeout):
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        buf, line = b"", None
-        while time.monotonic() < deadline:
-            if not sel.select(0.1):
-                if self.proc.poll() is not None:
-                    break
-                continue
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            if b"\n" in buf:
-                line = buf.decode(errors="replace")
-                break
-        sel.close()
-        # stdout stays a pipe that nobody reads: drain it in a thread so a
-        # chatty server never blocks on a full pipe.
-        threading.Thread(target=self._drain, daemon=True).start()
-        return line
-
-    def _drain(self):
-        try:
-            while os.read(self.proc.stdout.fileno(), 65536):
-                pass
-        except (OSError, ValueError):
-            pass

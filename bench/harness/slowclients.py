@@ -18,9 +18,10 @@ class SlowClients(threading.Thread):
     stay open; an event loop only keeps a small state record.
     """
 
-    def __init__(self, port, kind, count, path):
+    def __init__(self, port, kind, count, path, host="127.0.0.1"):
         super().__init__(daemon=True)
         self.port, self.kind, self.count, self.path = port, kind, count, path
+        self.host = host
         self.sel = selectors.DefaultSelector()
         self.socks = {}
         self.stop_event = threading.Event()
@@ -33,7 +34,7 @@ class SlowClients(threading.Thread):
         for _ in range(self.count):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
-            rc = s.connect_ex(("127.0.0.1", self.port))
+            rc = s.connect_ex((self.host, self.port))
             if rc not in (0, errno.EINPROGRESS):
                 self.connect_failed += 1
                 s.close()
@@ -45,9 +46,9 @@ class SlowClients(threading.Thread):
 
     def _request(self):
         if self.kind == "idle":
-            return ("GET /%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % self.path).encode()
-        return ("GET /%s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: %s"
-                % (self.path, "a" * 4000)).encode()
+            return ("GET /%s HTTP/1.1\r\nHost: %s\r\n\r\n" % (self.path, self.host)).encode()
+        return ("GET /%s HTTP/1.1\r\nHost: %s\r\nX-Slow: %s"
+                % (self.path, self.host, "a" * 4000)).encode()
 
     def _drop(self, s, by_server):
         if by_server:

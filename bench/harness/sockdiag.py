@@ -107,21 +107,32 @@ class SockDiag:
         return sum(len(self.dump(f, 1 << TCP_ESTABLISHED, dport=port))
                    for f in (socket.AF_INET, socket.AF_INET6))
 
+    def established_from(self, port):
+        """Established sockets on port: the server's ends (accepted or still
+        in the accept queue). Where the clients are in another network
+        namespace or on another host, theirs cannot be seen from here."""
+        return sum(len(self.dump(f, 1 << TCP_ESTABLISHED, sport=port))
+                   for f in (socket.AF_INET, socket.AF_INET6))
 
-def proc_tcp_counts(port, read=None):
+
+def proc_tcp_counts(port, read=None, server_ends=False, pid=None):
     """The fallback: (established connections to port, accept queue of the
-    listeners on port) from /proc/net/tcp{,6}, what ss reads without netlink."""
+    listeners on port) from /proc/net/tcp{,6}, what ss reads without netlink.
+    Connections are counted by the clients' ends, or with server_ends by the
+    server's (when the clients are elsewhere); with pid, the tables of that
+    process's network namespace are read (/proc/PID/net/tcp)."""
     read = read or read_file
     est, queue = 0, 0
     hexport = "%04X" % port
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    base = "/proc/%d/net" % pid if pid else "/proc/net"
+    for table in (base + "/tcp", base + "/tcp6"):
         for line in read(table).splitlines()[1:]:
             f = line.split()
             if len(f) < 5:
                 continue
             local, remote, state = f[1], f[2], f[3]
-            if state == "01" and remote.endswith(":" + hexport):
-                est += 1  # the client's end of an established connection
+            if state == "01" and (local if server_ends else remote).endswith(":" + hexport):
+                est += 1  # one end of an established connection
             elif state == "0A" and local.endswith(":" + hexport):
                 # for a listener, rx_queue is the current accept queue length
                 queue += int(f[4].split(":")[1], 16)

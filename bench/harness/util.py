@@ -7,6 +7,16 @@ import subprocess
 EXIT_USAGE = 2
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # bench/
 REPO = os.path.dirname(HERE)
+
+
+def default_out():
+    """Where runs go without --out: results/ of the checkout the harness
+    lives in, or results/ of the current directory when it is installed
+    (PREFIX/share/c10k is no place for them)."""
+    if os.path.isfile(os.path.join(REPO, "Makefile")) and os.path.isdir(
+            os.path.join(REPO, "common")):
+        return os.path.join(REPO, "results")
+    return os.path.abspath("results")
 KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3
 
 

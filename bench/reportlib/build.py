@@ -5,7 +5,7 @@ tables, the environment and how to read it all."""
 import os
 
 from . import charts as C
-from . import concepts, fmt, summary
+from . import concepts, fmt, links, summary
 from .data import is_num
 from .page import (Bullets, Figures, Heading, Legend, Page, Para, Row, Table, TCell,
                    write_html, write_md)
@@ -267,6 +267,19 @@ def env_lines(run):
         ("perf", tool("perf", "UNAVAILABLE")),
         ("nginx", tool("nginx", "COULD NOT RUN")),
     ]
+    net = env.get("network") if isinstance(env.get("network"), dict) else {}
+    if net.get("veth"):
+        v_ = net["veth"]
+        out.append(("veth", "server %s in namespace %s, load %s in %s (%s); %s" % (
+            v_.get("server_addr"), v_.get("server_ns"), v_.get("client_addr"),
+            v_.get("client_ns"), v_.get("range"), v_.get("shaping"))))
+    hosts = [("server host", net.get("server_host"))] + \
+        [("client host", h) for h in net.get("client_hosts") or []]
+    for word, h in hosts:
+        if isinstance(h, dict):
+            out.append((word, "%s (%s, %s): %s, %s cores, kernel %s, %s" % (
+                h.get("spec"), h.get("hostname"), h.get("address"), h.get("cpu_model"),
+                h.get("cores"), h.get("kernel"), h.get("c10k_version"))))
     variants = st.get("variants")
     if isinstance(variants, dict) and variants:
         out.append(("variants", "; ".join("%s = `c10k serve %s`" % (k, val)
@@ -290,6 +303,10 @@ HOWTO = [
     "or lock). **Involuntary**: the scheduler preempted a runnable thread.",
     "Loopback numbers are **relative**: client and server share one machine, so compare "
     "models within a run, not with numbers from elsewhere.",
+    "**Links**: *loopback* is 127.0.0.1 on one host; *veth* puts the load generator in a "
+    "network namespace of its own, joined to the server's by a veth pair (its own network "
+    "stack, still the same CPUs), shaped by tbf to the rate named (*veth 100mbit*); "
+    "*network* is a real network to another host (--server-host, --client-host).",
     "Server costs cover the captured window only and every thread and process of the "
     "server. n/a or unavailable means the counter could not be measured, never zero.",
     "Cell status: **degraded** = errors or timeouts, not every connection established, or "
@@ -326,6 +343,13 @@ def build(run, ch):
         head, rows, caption = summary.ranked_table(run, g)
         page.add(Heading(3, g.label, anchor="rank-" + g.id), Table(head, rows, caption, left=2),
                  Figures(group_figures(ch, run, g)))
+    loads, links_ = links.link_loads(run)
+    if loads:
+        page.add(Heading(3, "Across links", anchor="links"),
+                 Para("The same load on each link the run used (%s): what a slower or longer "
+                      "path does to each model." % ", ".join(links_)))
+        for label, by_link in loads:
+            page.add(Heading(4, label), links.link_table(run, by_link, links_))
     finds = summary.findings(run)
     page.add(Heading(3, "Findings"),
              Bullets(finds, cls="findings") if finds else

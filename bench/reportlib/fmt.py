@@ -8,6 +8,13 @@ def rps(v):
     return NA if v is None else "{:,.0f}".format(v)
 
 
+def rps1(v):
+    """A rate that may be below 1 per second: '0.2', '4.2', '9,318'."""
+    if v is None:
+        return NA
+    return "%.1f" % v if v < 10 else rps(v)
+
+
 def ms(us):
     """Latency given in µs, written in ms with three significant digits."""
     if us is None:

@@ -17,6 +17,7 @@ the data meets the clause's premise (see each function).
 
 from . import fmt
 from .data import Stat, architecture
+from .links import slow_link_finding
 from .page import Row, TCell
 
 MAX_FINDINGS = 8
@@ -514,8 +515,8 @@ def ceiling_finding(run):
     return None
 
 
-FINDINGS = [tail_latency, knee_finding, memory_finding, cpu_finding, slow_finding,
-            size_finding, close_finding, ceiling_finding]
+FINDINGS = [tail_latency, knee_finding, slow_link_finding, memory_finding, cpu_finding,
+            slow_finding, size_finding, close_finding, ceiling_finding]
 
 
 def findings(run):

@@ -5,64 +5,111 @@
  *   Each worker thread owns one io_uring, one SO_REUSEPORT listener and the
  *   connections the kernel hands that listener. The loop never asks "is this
  *   socket ready?" (that is epoll's question); it queues the operations it
- *   wants done and reacts to their completions:
+ *   wants done and reacts to their completions. What a connection does next,
+ *   and by when, is decided by the lifecycle policy of conn.h, as for every
+ *   model; this file only turns its answers into operations:
  *
- *     multishot accept  one SQE accepts every connection, straight into the
- *                       ring's registered file table (no descriptor in the
- *                       process at all: "direct descriptors").
- *     multishot recv    one SQE per connection receives every request; the
- *                       kernel picks a 4 KiB buffer from a provided-buffer
- *                       ring for each completion. The handler parses straight
- *                       from that buffer, which goes back to the ring as soon
- *                       as the response to what it holds is sent (until then
- *                       the plan's method and target point into it, for the
- *                       access log). Only an incomplete head, e.g. one spanning
- *                       buffers, is copied into a per-connection C10K_REQ_BUF
- *                       buffer (allocated then, freed when drained), so an
- *                       idle connection holds no buffer at all.
- *     read + send       the head is written into a registered "slot" buffer,
- *                       the file body is read right after it with READ_FIXED,
- *                       and one linked SEND puts head and body on the wire:
- *                       two SQEs, zero syscalls of its own. Bodies larger than
- *                       a slot go out in slot-sized chunks.
- *     timeouts          one IORING_OP_TIMEOUT per connection, re-armed lazily:
- *                       activity only moves conn->deadline; when the timer
- *                       fires early it is re-armed for the rest. Semantics as
- *                       in net.c: the first request is on the header clock
- *                       from accept; a begun head that does not complete in
- *                       --header-timeout gets c10k_http_timeout()'s 408, then
- *                       close; an idle keep-alive connection closes after
- *                       --keepalive-timeout; a client that takes nothing of a
- *                       response for 30 s is dropped.
- *     stop              each ring polls srv->stop_fd. Then: cancel the
- *                       multishot accept and stop listening, close every
- *                       connection not sending, let in-flight responses
- *                       finish (then close), exit when none is left or
- *                       --grace has passed.
+ *     C10K_READ    one RECV, with a 4 KiB buffer the kernel picks from a
+ *                  provided-buffer ring when data arrives (so a waiting
+ *                  connection holds no buffer). The bytes are copied into the
+ *                  connection's request buffer (a c10k_io_t, lent from the
+ *                  ring's pool while a request is under way) and the buffer
+ *                  goes straight back; conn.h parses.
+ *     C10K_SEND    a response that fits in a 32 KiB "slot" (head and body):
+ *                  the head is copied into a registered slot, the file body
+ *                  is read right after it with READ_FIXED, and one linked
+ *                  SEND puts both on the wire: two SQEs, no syscall of its
+ *                  own. A larger body: SEND of the head (MSG_MORE), then
+ *                  SPLICE file -> pipe -> socket, linked, as often as the
+ *                  socket takes less than the rest (see "Large bodies").
+ *     C10K_LINGER  a SHUTDOWN(SHUT_WR), then RECVs whose bytes are dropped.
+ *     C10K_CLOSE   cancel what is in flight, then close.
+ *     deadlines    one IORING_OP_TIMEOUT per connection, re-armed lazily:
+ *                  conn.h moves the deadline, a timer is re-armed only when
+ *                  the deadline moved earlier, and one that fires early asks
+ *                  conn.h (which changes nothing before the deadline) and
+ *                  sleeps for the rest.
+ *     accept       one multishot ACCEPT straight into the ring's registered
+ *                  file table (no descriptor in the process at all: "direct
+ *                  descriptors").
+ *     stop         each ring polls srv->stop_fd, then cancels the accept,
+ *                  stops listening, tells every connection (c10k_conn_stop())
+ *                  and exits when none is left or --grace has passed.
  *
  *   All of it is submitted in batches: the loop is one io_uring_submit_and_wait()
  *   (one io_uring_enter) per batch of completions, however many connections
- *   they belong to; at 64 busy connections that is about one enter per 18
- *   requests (2.07 syscalls per request in all, the handler's openat2 and
- *   fstat included; epoll makes 6). The ring is SINGLE_ISSUER | DEFER_TASKRUN, so the kernel
- *   completes our requests only while we wait, in our thread, in batches. user_data packs the
- * operation (low 8 bits), the connection index (next 24) and its generation (high 32), so a
- * completion for a connection that has since been replaced is recognised and dropped.
+ *   they belong to, so at load one enter serves many requests (the figures
+ *   are in tests/uring/README.md). The ring is SINGLE_ISSUER | DEFER_TASKRUN,
+ *   so the kernel completes our requests only while we wait, in our thread,
+ *   in batches. user_data packs the operation (low 8 bits), the connection
+ *   index (next 24) and its generation (high 32), so a completion for a
+ *   connection that has since been replaced is recognised and dropped.
  *
- * Why read + send rather than splice
- *   IORING_OP_SPLICE is always executed by an io-wq worker thread (the kernel
- *   marks it force-async), so every body costs a thread hand-off and a second
- *   runnable thread; READ_FIXED from the page cache completes inline during
- *   submission, and head + body leave in a single send. Measured on 1 KiB
- *   keep-alive, one CPU, 64 connections (tests/uring/README.md): read + send
- *   cost ~20 us of CPU per request, splice through a per-connection pipe
- *   ~30 us (two io-wq threads busy), and served ~25% fewer requests/s; so
- *   splice was not kept. The price is one copy of
- *   the body into user memory, which shows only for large files; --zc then
- *   avoids the copy on the socket side.
+ * Buffers, slots and backpressure
+ *   Three kinds of memory, none of which a slow client can take from others:
+ *     provided buffers  4 MiB per ring (1024 x 4 KiB), shared. The kernel
+ *                  picks one only when bytes arrive for an armed RECV; they
+ *                  are copied out in the same batch and the buffer goes back,
+ *                  so no connection holds one across a wait. When a batch
+ *                  finds the ring empty (-ENOBUFS) the connection queues and
+ *                  its RECV is re-armed as buffers come back.
+ *     request buffers  a c10k_io_t (32 KiB for request bytes, 10 KiB for the
+ *                  response head) per connection with a request under way,
+ *                  from the ring's pool; handed back between requests, so an
+ *                  idle keep-alive connection holds none. The ring keeps up
+ *                  to --entries of them mapped; more are unmapped when they
+ *                  come back, so a burst does not stay resident.
+ *     slots        --entries x 32 KiB, registered, for a response that fits
+ *                  in one (head and body). A send to a client that does not
+ *                  read keeps its slot until the send completes; when every
+ *                  slot is so taken, a response uses 32 KiB of its own memory
+ *                  instead, so no request ever waits for a slot (and none can
+ *                  sit out its header timeout waiting for one). A larger body
+ *                  never takes a slot: it is spliced through a pipe of the
+ *                  connection's own (from the ring's pool), which holds page
+ *                  references to the file, not copies.
+ *   Backpressure is conn.h's: while a response is in flight nothing is read,
+ *   and a RECV asks for no more than the room left in the request buffer, so
+ *   what a client sends ahead (pipelined requests, a body) stays in its
+ *   socket's receive queue, where TCP's window holds the client back. No
+ *   request is ever received and then dropped.
+ *   So a client that never reads holds: its request buffer, one slot or its
+ *   own 32 KiB (small response) or one pipe (two descriptors, up to 1 MiB of
+ *   page references; large body), and its socket's kernel buffers; for at
+ *   most the send timeout (C10K_SEND_TIMEOUT_MS without progress), after
+ *   which conn.h closes it (and TCP_USER_TIMEOUT makes the kernel give up on
+ *   it). It cannot hold a provided buffer, a place in a queue, an io-wq
+ *   thread, or anything that another connection waits for.
+ *
+ * Large bodies: read + send up to a slot, splice beyond
+ *   A body read into user memory and sent from there is copied twice by the
+ *   server (page cache -> slot, slot -> socket buffer); sendfile, which the
+ *   epoll models use, copies it not at all (the socket takes page
+ *   references). io_uring has no sendfile, but IORING_OP_SPLICE file -> pipe
+ *   -> socket moves the same page references. Its price: the kernel always
+ *   runs a splice in an io-wq worker thread (it is force-async), so each
+ *   round costs a hand-off to that thread and back, where READ_FIXED from the
+ *   page cache and SEND complete inline. So the choice is by size: a
+ *   response that fits in one slot (head + body up to 32 KiB) goes as
+ *   READ_FIXED + SEND, where two small copies cost less than a thread
+ *   hand-off; a larger body is spliced, where the copies would cost more
+ *   (tests/uring/README.md has the measurements, 1 KiB to 16 MiB). Three
+ *   rules keep splicing cheap and safe:
+ *     - The head goes first as an inline SEND with MSG_MORE, linked to the
+ *       two splices, so all three go in one submission and one hand-off.
+ *     - Each round tops the pipe up (1 MiB, F_SETPIPE_SZ) before splicing it
+ *       to the socket, so every round offers the socket all it can take.
+ *     - Accepted sockets are O_NONBLOCK: a splice to a full socket returns
+ *       what it moved (or -EAGAIN) instead of parking the io-wq thread until
+ *       the client reads; the next round waits in a POLL (no thread) first.
+ *       A slow client therefore holds its pipe, never a thread.
+ *   SEND_ZC from larger registered buffers was not taken: the body would
+ *   still be copied once into the buffer, over loopback the kernel copies
+ *   zero-copy pages again on delivery, and the buffer stays pinned until the
+ *   client has acknowledged the bytes, which a slow client may never do.
  *
  * What it needs
- *   Linux 6.1+ (multishot recv and IORING_OP_SEND_ZC arrived in 6.0,
+ *   Linux 6.1+ (provided-buffer rings and IORING_OP_SEND_ZC arrived in 6.0,
  *   DEFER_TASKRUN in 6.1; kernels without DEFER_TASKRUN fall back to
  *   COOP_TASKRUN), liburing 2.3+, io_uring not disabled
  *   (sysctl kernel.io_uring_disabled) nor blocked by seccomp (containers often
@@ -74,22 +121,24 @@
  * How to run it
  *   c10k serve uring --root DIR [--workers N] [--entries N] [--sqpoll] [--zc]
  *     --entries N  SQ size per ring (default 256); also the number of response
- *                  slots (32 KiB each, registered) per ring.
+ *                  slots (32 KiB each, registered) and of request buffers
+ *                  kept for reuse per ring.
  *     --sqpoll     a kernel thread (iou-sqp-PID) polls the SQ, so submitting
  *                  needs no syscall while it is awake. Counting its CPU: it
  *                  is a thread of the server process, so `perf stat -e
  *                  task-clock -p PID`, `ps -L -p PID` and `pidstat -t -p PID`
  *                  include it; and with --cpus it is pinned to its worker's
  *                  CPU (IORING_SETUP_SQ_AFF), so a one-CPU comparison stays
- *                  honest. There it loses (~37,000 against ~60,000 req/s,
- *                  1 KiB, 64 connections): poller and worker share the CPU.
- *                  It pays only with a core to spare.
- *     --zc         send chunks of 16 KiB or more with SEND_ZC (zero copy);
- *                  the slot is reused only after the kernel's notification.
- *                  Over loopback it is slower (5 MB bodies, one CPU: 0.95
- *                  against 1.75 GB/s copied; epoll's sendfile 1.07): local
- *                  delivery copies anyway and every send completes twice.
- *                  It is meant for a real NIC.
+ *                  honest. There it loses (tests/uring/README.md): poller
+ *                  and worker share the CPU. It pays only with a core to
+ *                  spare.
+ *     --zc         send from the slots with SEND_ZC (zero copy) every chunk
+ *                  of 16 KiB or more, large bodies included (in slot-sized
+ *                  chunks, instead of splicing them); a slot is reused only
+ *                  after the kernel's notification. Over loopback it is
+ *                  slower (tests/uring/README.md): local delivery copies
+ *                  anyway and every send completes twice. It is meant for a
+ *                  real NIC.
  *   With --access-log, connections are accepted into ordinary descriptors,
  *   because the log needs getpeername() and a direct descriptor has no fd to
  *   ask.
@@ -98,27 +147,30 @@
  *   + Few syscalls: at load, one io_uring_enter serves many requests; no
  *     epoll_wait/read/write/sendfile per request.
  *   + Receive buffers are shared by the ring (provided buffers), not owned by
- *     every connection.
+ *     every connection; large bodies are spliced, never copied.
  *   - The most intricate model here: every operation's lifetime must be
- *     tracked (conn->inflight) before a connection can be closed, a multishot
- *     request can stop at any time (-ENOBUFS, cancel) and must be re-armed,
- *     and a buffer must be returned exactly once.
+ *     tracked (conn->inflight) before a connection can be closed, a recv
+ *     can find the buffer ring empty (-ENOBUFS) and must be re-armed when
+ *     buffers return, and a buffer must be returned exactly once.
  *   - Needs a recent kernel and is often disabled in containers.
- *   - Memory per ring is fixed up front: 4 MiB of receive buffers and
- *     --entries x 32 KiB of response slots; when all slots are busy, further
- *     responses wait for one (a queue, not an error).
- *   - Bodies are copied once through user memory (see above).
+ *   - Memory per ring is set up front: 4 MiB of receive buffers and
+ *     --entries x 32 KiB of response slots; when all slots are busy, a
+ *     response uses memory of its own instead (never a wait).
+ *   - Splicing costs an io-wq thread hand-off per round, and a pipe (two
+ *     descriptors) per connection sending a large body. When the client is
+ *     the bottleneck the rounds are many, each two context switches; where
+ *     a switch is dear (the VM of tests/uring/README.md) 16 MiB bodies then
+ *     cost more CPU than epoll's sendfile, which needs no second thread.
  */
-#include "server.h"
+#include "conn.h"
+#include "workers.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,15 +181,14 @@
 
 /* --- settings ------------------------------------------------------------------ */
 
-#define BGID      0     /* our one provided-buffer group per ring */
-#define BUF_SIZE  4096  /* one provided receive buffer */
-#define BUF_COUNT 1024  /* provided buffers per ring (a power of two) */
-#define SLOT_SIZE 32768 /* response slot: head + first body chunk */
-#define INQ_CAP   16    /* received buffers a connection may hold */
-#define INQ_HIGH  4     /* ... above this, its recv is cancelled (backpressure) */
-#define ZC_MIN    16384 /* --zc: smaller sends are cheaper copied */
-#define LINGER_MS 2000  /* after a closing response: wait this long for the client's FIN */
-#define MAX_CONNS 65536 /* connections per ring (bounded by RLIMIT_NOFILE) */
+#define BGID       0             /* our one provided-buffer group per ring */
+#define BUF_SIZE   4096          /* one provided receive buffer */
+#define BUF_COUNT  1024          /* provided buffers per ring (a power of two) */
+#define SLOT_SIZE  32768         /* response slot: head + first body chunk */
+#define ZC_MIN     16384         /* --zc: smaller sends are cheaper copied */
+#define PIPE_CACHE 64            /* empty pipes a ring keeps for reuse */
+#define PIPE_SIZE  (1024 * 1024) /* asked of F_SETPIPE_SZ: a 1 MiB body in one splice */
+#define MAX_CONNS  65536         /* connections per ring (bounded by RLIMIT_NOFILE) */
 
 static struct {
     bool sqpoll;
@@ -156,6 +207,9 @@ typedef enum {
     OP_READ,
     OP_SEND,
     OP_SEND_ZC,
+    OP_SPLICE_IN,  /* file -> pipe */
+    OP_SPLICE_OUT, /* pipe -> socket */
+    OP_POLL,       /* wait until the socket takes more */
     OP_TIMER,
     OP_AUX, /* shutdown or cancel-by-descriptor on a connection's socket */
 } op_t;
@@ -184,61 +238,38 @@ static uint32_t ud_gen(uint64_t ud)
 
 typedef enum {
     PHASE_FREE,    /* table entry unused */
-    PHASE_ACTIVE,  /* serving requests */
-    PHASE_LINGER,  /* last response sent, write side shut: draining until the client's FIN */
+    PHASE_OPEN,    /* conn.h decides what it does */
     PHASE_CLOSING, /* waiting for its operations to complete, then closed */
 } phase_t;
 
 typedef struct conn_s conn_t;
 
-/* An intrusive FIFO of connections waiting for something: a response slot,
- * or receive buffers. A connection can be on both, so each has its own link. */
-typedef enum { Q_SLOT, Q_STARVED, Q_COUNT } qid_t;
-
-typedef struct {
-    conn_t *head, *tail;
-    qid_t id;
-} waitq_t;
-
-typedef struct {
-    uint16_t bid, off, len; /* provided buffer, bytes consumed, bytes received */
-} inbuf_t;
-
 struct conn_s {
-    uint32_t gen; /* bumped for every new connection in this entry */
+    c10k_conn_t cc; /* the lifecycle: what to do next, and by when (conn.h) */
+    uint32_t gen;   /* bumped for every new connection in this entry */
     uint32_t idx;
     int fd; /* direct descriptor (registered file index) or ordinary fd */
     phase_t phase;
     unsigned inflight; /* operations whose completion is still to come */
 
-    bool recv_armed;  /* a multishot recv is outstanding */
-    bool recv_cancel; /* ... and we asked it to stop (backpressure) */
-    bool eof;         /* the client closed its side */
+    bool recv_armed;
+    bool starved; /* waits in the ring's queue for a receive buffer */
     bool timer_armed;
-    bool sending;   /* a response is in flight */
-    bool chunk_bad; /* the read feeding the current send failed or came up short */
-    bool head_started;
-    bool from_rbuf; /* the request in flight was parsed from rbuf */
+    bool chunk_bad;     /* an operation of the chunk in flight failed or came up short */
+    bool sock_full;     /* the last splice to the socket left bytes in the pipe */
+    unsigned chunk_ops; /* operations of the chunk in flight still to complete */
 
-    c10k_req_t req;
-    c10k_resp_t resp;
-
-    inbuf_t inq[INQ_CAP]; /* received, not yet consumed */
-    unsigned inq_head, inq_n;
-    char *rbuf; /* an incomplete head, assembled */
-    size_t rlen;
-    size_t consumed; /* bytes of input the request in flight used */
-
-    int slot;           /* response slot, or -1 */
-    size_t sent, total; /* bytes of head + body */
-    size_t chunk_len, chunk_off;
+    char *out; /* slot path: the chunk, in a registered slot or our own memory */
+    int slot;  /* its slot, or -1 */
+    size_t chunk_len, chunk_off, read_len;
     int zc_res;
 
-    int64_t deadline, timer_at;
-    struct __kernel_timespec ts; /* read by the kernel when the SQE is submitted */
+    int pipe[2]; /* splice path: a pipe from the ring's pool, or -1 */
+    size_t pipe_cap, in_pipe, splice_len;
 
-    conn_t *wait_next[Q_COUNT];
-    bool queued[Q_COUNT];
+    int64_t timer_at;
+    struct __kernel_timespec ts; /* read by the kernel when the SQE is submitted */
+    conn_t *starved_next;
 
     union {
         struct sockaddr sa;
@@ -248,22 +279,12 @@ struct conn_s {
 };
 
 typedef struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int pending; /* workers still setting up */
-    int err;     /* first setup error */
-} latch_t;
-
-typedef struct {
     c10k_server_t *srv;
     int id;
-    pthread_t thread;
-    latch_t *latch;
     struct io_uring ring;
     bool ring_ok;
     bool direct; /* connections are direct descriptors */
     int listen_fd;
-    bool own_listener;
 
     struct io_uring_buf_ring *br;
     char *bufs;
@@ -274,15 +295,22 @@ typedef struct {
     unsigned nslots, nslot_free;
     bool slots_registered;
 
+    c10k_io_t **io_free; /* up to --entries request buffers kept for reuse */
+    unsigned nio_free;
+    struct {
+        int fd[2];
+        size_t cap;
+    } pipes[PIPE_CACHE];
+    unsigned npipes;
+
     conn_t *conns;
     uint32_t nconns, hiwater;
     unsigned live;
 
-    waitq_t slot_wait, starved;
+    conn_t *starved_head, *starved_tail; /* FIFO of connections whose recv found no buffer */
     bool accept_paused, stopping, grace_over;
     int64_t now;
     struct __kernel_timespec grace_ts;
-    int err;
 } worker_t;
 
 /* --- small helpers ------------------------------------------------------------- */
@@ -310,15 +338,18 @@ static struct io_uring_sqe *get_sqe(worker_t *w)
     return io_uring_get_sqe(&w->ring);
 }
 
-/* An SQE on a connection's socket: direct descriptors need IOSQE_FIXED_FILE. */
+/* An SQE for one of a connection's operations: counted in flight, so the
+ * connection is not closed (and its entry reused) before it completes. */
 static struct io_uring_sqe *conn_sqe(worker_t *w, conn_t *c, op_t op)
 {
     struct io_uring_sqe *sqe = get_sqe(w);
 
     io_uring_sqe_set_data64(sqe, ud_make(op, c->idx, c->gen));
+    c->inflight++;
     return sqe;
 }
 
+/* ... on its socket: direct descriptors need IOSQE_FIXED_FILE. */
 static void conn_fixed(worker_t *w, struct io_uring_sqe *sqe)
 {
     if (w->direct)
@@ -332,58 +363,46 @@ static void quiet(struct io_uring_sqe *sqe)
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-/* An SQE naming the connection's socket that the kernel may execute later,
- * in an io-wq thread (IORING_OP_SHUTDOWN always is): it resolves the
- * descriptor only then. So it counts as in flight, and the socket is not
- * closed before it completes; else a new connection given the same table
- * slot (or fd number) would take the shutdown meant for the old one. */
-static struct io_uring_sqe *aux_sqe(worker_t *w, conn_t *c)
+static size_t plan_total(const c10k_resp_t *r)
 {
-    struct io_uring_sqe *sqe = conn_sqe(w, c, OP_AUX);
-
-    c->inflight++;
-    return sqe;
+    return r->head_len + (r->body_mem ? r->body_mem_len : r->body_fd >= 0 ? r->body_len : 0);
 }
 
-static void waitq_push(waitq_t *q, conn_t *c)
+/* --- request buffers: lent to a connection while a request is under way -------- */
+
+/* Memory of our own (request buffers, and a chunk when every slot is busy)
+ * is mapped, not malloc'd: a request touches only the first pages of its
+ * 42 KiB buffer, and an unmapped buffer gives its memory back at once, where
+ * the heap would keep what a burst of requests once used. */
+static void *own_map(size_t n)
 {
-    if (c->queued[q->id])
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static c10k_io_t *io_lend(worker_t *w)
+{
+    c10k_io_t *io;
+
+    if (w->nio_free > 0)
+        return w->io_free[--w->nio_free];
+    io = own_map(sizeof(*io));
+    if (io)
+        c10k_io_init(io);
+    return io;
+}
+
+/* A ring keeps as many as it has slots (--entries): the requests it is sized
+ * to have in flight. */
+static void io_back(worker_t *w, c10k_io_t *io)
+{
+    if (!io)
         return;
-    c->queued[q->id] = true;
-    c->wait_next[q->id] = NULL;
-    if (q->tail)
-        q->tail->wait_next[q->id] = c;
+    if (w->nio_free < w->nslots)
+        w->io_free[w->nio_free++] = io;
     else
-        q->head = c;
-    q->tail = c;
-}
-
-static conn_t *waitq_pop(waitq_t *q)
-{
-    conn_t *c = q->head;
-
-    if (!c)
-        return NULL;
-    q->head = c->wait_next[q->id];
-    if (!q->head)
-        q->tail = NULL;
-    c->queued[q->id] = false;
-    return c;
-}
-
-/* O(queue length), but only a connection closing while it waits needs it. */
-static void waitq_remove(waitq_t *q, conn_t *c)
-{
-    conn_t **pp, *prev = NULL;
-
-    if (!c->queued[q->id])
-        return;
-    for (pp = &q->head; *pp != c; pp = &(*pp)->wait_next[q->id])
-        prev = *pp;
-    *pp = c->wait_next[q->id];
-    if (q->tail == c)
-        q->tail = prev;
-    c->queued[q->id] = false;
+        munmap(io, sizeof(*io));
 }
 
 /* --- provided receive buffers ---------------------------------------------------- */
@@ -406,65 +425,46 @@ static void arm_recv(worker_t *w, conn_t *c);
 static void buf_flush(worker_t *w)
 {
     unsigned n = w->br_pending;
-    conn_t *c;
 
     if (n == 0)
         return;
     io_uring_buf_ring_advance(w->br, (int)n);
     w->br_pending = 0;
-    while (n-- > 0 && (c = waitq_pop(&w->starved)) != NULL)
-        if (c->phase == PHASE_ACTIVE || c->phase == PHASE_LINGER)
+    while (n-- > 0 && w->starved_head) {
+        conn_t *c = w->starved_head;
+        w->starved_head = c->starved_next;
+        if (!w->starved_head)
+            w->starved_tail = NULL;
+        c->starved = false;
+        if (c->phase == PHASE_OPEN)
             arm_recv(w, c);
-}
-
-static void inq_drop_all(worker_t *w, conn_t *c)
-{
-    for (; c->inq_n > 0; c->inq_n--, c->inq_head = (c->inq_head + 1) % INQ_CAP)
-        buf_put(w, c->inq[c->inq_head].bid);
-}
-
-/* Consume n bytes from the oldest received buffer, returning it when empty. */
-static void inq_consume(worker_t *w, conn_t *c, size_t n)
-{
-    inbuf_t *b = &c->inq[c->inq_head];
-
-    b->off = (uint16_t)(b->off + n);
-    if (b->off == b->len) {
-        buf_put(w, b->bid);
-        c->inq_head = (c->inq_head + 1) % INQ_CAP;
-        c->inq_n--;
     }
 }
 
-static size_t buffered(const conn_t *c)
+static void starve(worker_t *w, conn_t *c)
 {
-    size_t n = c->rlen;
-
-    for (unsigned i = 0; i < c->inq_n; i++) {
-        const inbuf_t *b = &c->inq[(c->inq_head + i) % INQ_CAP];
-        n += (size_t)(b->len - b->off);
-    }
-    return n;
+    c->starved = true;
+    c->starved_next = NULL;
+    if (w->starved_tail)
+        w->starved_tail->starved_next = c;
+    else
+        w->starved_head = c;
+    w->starved_tail = c;
 }
 
-/* Move received bytes into rbuf, as many as fit. */
-static void rbuf_fill(worker_t *w, conn_t *c)
+/* O(queue length), but only a connection closing while it starves needs it. */
+static void unstarve(worker_t *w, conn_t *c)
 {
-    while (c->inq_n > 0 && c->rlen < C10K_REQ_BUF) {
-        inbuf_t *b = &c->inq[c->inq_head];
-        size_t n = min_sz((size_t)(b->len - b->off), C10K_REQ_BUF - c->rlen);
+    conn_t **pp, *prev = NULL;
 
-        memcpy(c->rbuf + c->rlen, buf_addr(w, b->bid) + b->off, n);
-        c->rlen += n;
-        inq_consume(w, c, n);
-    }
-}
-
-static void rbuf_free(conn_t *c)
-{
-    free(c->rbuf);
-    c->rbuf = NULL;
-    c->rlen = 0;
+    if (!c->starved)
+        return;
+    for (pp = &w->starved_head; *pp != c; pp = &(*pp)->starved_next)
+        prev = *pp;
+    *pp = c->starved_next;
+    if (w->starved_tail == c)
+        w->starved_tail = prev;
+    c->starved = false;
 }
 
 /* --- response slots ---------------------------------------------------------------- */
@@ -474,71 +474,112 @@ static char *slot_addr(worker_t *w, int slot)
     return w->slots + (size_t)slot * SLOT_SIZE;
 }
 
-static bool slot_get(worker_t *w, conn_t *c)
+/* Memory for the next chunk: a registered slot, or when every slot is busy
+ * (their clients are slow to take their responses) memory of the
+ * connection's own, so nobody ever waits for a slot. */
+static bool out_get(worker_t *w, conn_t *c)
+{
+    if (w->nslot_free > 0) {
+        c->slot = w->slot_free[--w->nslot_free];
+        c->out = slot_addr(w, c->slot);
+        return true;
+    }
+    c->slot = -1;
+    c->out = own_map(SLOT_SIZE);
+    return c->out != NULL;
+}
+
+static void out_put(worker_t *w, conn_t *c)
 {
     if (c->slot >= 0)
-        return true;
-    if (w->nslot_free == 0)
-        return false;
-    c->slot = w->slot_free[--w->nslot_free];
+        w->slot_free[w->nslot_free++] = c->slot;
+    else
+        munmap(c->out, SLOT_SIZE);
+    c->slot = -1;
+    c->out = NULL;
+}
+
+/* --- pipes, for splicing large bodies -------------------------------------------------- */
+
+static bool pipe_get(worker_t *w, conn_t *c)
+{
+    int sz;
+
+    if (w->npipes > 0) {
+        w->npipes--;
+        c->pipe[0] = w->pipes[w->npipes].fd[0];
+        c->pipe[1] = w->pipes[w->npipes].fd[1];
+        c->pipe_cap = w->pipes[w->npipes].cap;
+    } else if (pipe2(c->pipe, O_CLOEXEC) == 0) {
+        sz = fcntl(c->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
+        if (sz < 0) /* over the user's pipe quota: keep the size it has */
+            sz = fcntl(c->pipe[1], F_GETPIPE_SZ);
+        c->pipe_cap = sz > 0 ? (size_t)sz : 4096;
+    } else {
+        c->pipe[0] = c->pipe[1] = -1;
+        return false; /* out of descriptors: the slot path needs none */
+    }
+    c->in_pipe = 0;
+    c->sock_full = false;
     return true;
 }
 
-static void slot_put(worker_t *w, conn_t *c)
+/* Bytes of the body that still fit in the pipe. It holds pipe_cap / page
+ * buffers, each at most one page of the file; the body bytes in it start at
+ * body_sent. */
+static size_t pipe_room(const conn_t *c, size_t body_sent)
 {
-    if (c->slot < 0)
-        return;
-    w->slot_free[w->nslot_free++] = c->slot;
-    c->slot = -1;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), slots = c->pipe_cap / pg, used = 0;
+    size_t start = (size_t)c->cc.io->resp.body_off + body_sent, end = start + c->in_pipe;
+
+    if (c->in_pipe > 0)
+        used = (end - 1) / pg - start / pg + 1;
+    return used >= slots ? 0 : (slots - used) * pg - end % pg;
 }
 
-static void conn_process(worker_t *w, conn_t *c);
-
-/* After each batch: connections that found every slot busy get the freed
- * ones, oldest first. (Not from slot_put(): that would recurse through the
- * whole queue.) */
-static void slots_handoff(worker_t *w)
+/* A pipe that still holds bytes of an abandoned response is not reused. */
+static void pipe_put(worker_t *w, conn_t *c)
 {
-    conn_t *c;
-
-    while (w->nslot_free > 0 && (c = waitq_pop(&w->slot_wait)) != NULL)
-        conn_process(w, c);
+    if (c->pipe[0] < 0)
+        return;
+    if (c->in_pipe == 0 && w->npipes < PIPE_CACHE) {
+        w->pipes[w->npipes].fd[0] = c->pipe[0];
+        w->pipes[w->npipes].fd[1] = c->pipe[1];
+        w->pipes[w->npipes++].cap = c->pipe_cap;
+    } else {
+        close(c->pipe[0]);
+        close(c->pipe[1]);
+    }
+    c->pipe[0] = c->pipe[1] = -1;
 }
 
 /* --- timers: one per connection, re-armed lazily ------------------------------------- */
 
 static void timer_prep(worker_t *w, conn_t *c, int64_t ms)
 {
+    if (ms < 0)
+        ms = 0;
     c->ts.tv_sec = ms / 1000;
     c->ts.tv_nsec = (ms % 1000) * 1000000;
     c->timer_at = w->now + ms;
 }
 
-static void timer_arm(worker_t *w, conn_t *c, int64_t ms)
-{
-    struct io_uring_sqe *sqe = conn_sqe(w, c, OP_TIMER);
-
-    timer_prep(w, c, ms);
-    io_uring_prep_timeout(sqe, &c->ts, 0, 0);
-    io_uring_sqe_set_data64(sqe, ud_make(OP_TIMER, c->idx, c->gen));
-    c->timer_armed = true;
-    c->inflight++;
-}
-
-/* Activity moves the deadline; an SQE is needed only when it moves earlier
- * than the timer already armed. */
-static void set_deadline(worker_t *w, conn_t *c, int ms)
+/* conn.h moved c->cc.deadline: an SQE is needed only when there is no timer
+ * yet or the deadline moved earlier than it; a timer that fires early is
+ * re-armed for the rest (handle_timer). */
+static void timer_sync(worker_t *w, conn_t *c)
 {
     struct io_uring_sqe *sqe;
 
-    c->deadline = w->now + ms;
+    if (c->phase != PHASE_OPEN || (c->timer_armed && c->cc.deadline >= c->timer_at))
+        return;
+    timer_prep(w, c, c->cc.deadline - w->now);
     if (!c->timer_armed) {
-        timer_arm(w, c, ms);
+        sqe = conn_sqe(w, c, OP_TIMER);
+        io_uring_prep_timeout(sqe, &c->ts, 0, 0);
+        c->timer_armed = true;
         return;
     }
-    if (c->deadline >= c->timer_at)
-        return;
-    timer_prep(w, c, ms);
     sqe = get_sqe(w);
     io_uring_prep_timeout_update(sqe, &c->ts, ud_make(OP_TIMER, c->idx, c->gen), 0);
     quiet(sqe);
@@ -555,8 +596,10 @@ static void conn_reap(worker_t *w, conn_t *c)
 
     if (c->phase != PHASE_CLOSING || c->inflight > 0)
         return;
-    c10k_resp_finish(&c->resp);
-    slot_put(w, c);
+    io_back(w, c10k_conn_end(&c->cc));
+    if (c->out)
+        out_put(w, c);
+    pipe_put(w, c);
     sqe = get_sqe(w);
     if (w->direct)
         io_uring_prep_close_direct(sqe, (unsigned)c->fd);
@@ -571,20 +614,20 @@ static void conn_reap(worker_t *w, conn_t *c)
     }
 }
 
-/* Close now: cancel whatever is outstanding, close once it has all completed. */
+/* Close: cancel whatever is outstanding, close once it has all completed.
+ * A cancel or shutdown naming the socket may run later, in an io-wq thread,
+ * and resolve the descriptor only then: it counts as in flight too, so the
+ * socket is not closed (and its table entry reused) before it completes. */
 static void conn_close(worker_t *w, conn_t *c)
 {
     struct io_uring_sqe *sqe;
 
-    if (c->phase == PHASE_CLOSING || c->phase == PHASE_FREE)
+    if (c->phase != PHASE_OPEN)
         return;
     c->phase = PHASE_CLOSING;
-    waitq_remove(&w->slot_wait, c);
-    waitq_remove(&w->starved, c);
-    inq_drop_all(w, c);
-    rbuf_free(c);
-    if (c->recv_armed || c->sending) {
-        sqe = aux_sqe(w, c);
+    unstarve(w, c);
+    if (c->recv_armed || c->chunk_ops > 0) {
+        sqe = conn_sqe(w, c, OP_AUX);
         io_uring_prep_cancel_fd(
             sqe, c->fd, IORING_ASYNC_CANCEL_ALL | (w->direct ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
     }
@@ -596,236 +639,233 @@ static void conn_close(worker_t *w, conn_t *c)
     conn_reap(w, c);
 }
 
-/* After a response that closes the connection: send our FIN, then read and
- * discard until the client's, so unread request bytes cannot turn our close
- * into a reset that destroys the response on its way. */
-static void conn_linger(worker_t *w, conn_t *c)
-{
-    struct io_uring_sqe *sqe;
+/* --- doing what conn.h says --------------------------------------------------------------- */
 
-    if (w->stopping || c->eof) {
-        conn_close(w, c);
-        return;
-    }
-    c->phase = PHASE_LINGER;
-    inq_drop_all(w, c);
-    rbuf_free(c);
-    sqe = aux_sqe(w, c);
-    io_uring_prep_shutdown(sqe, c->fd, SHUT_WR);
-    conn_fixed(w, sqe);
-    if (!c->recv_armed && !c->queued[Q_STARVED])
-        arm_recv(w, c);
-    set_deadline(w, c, LINGER_MS);
-}
-
-/* --- receiving ------------------------------------------------------------------------- */
-
+/* One recv at a time, armed only while conn.h wants to read, for at most the
+ * room the connection's request buffer has left: what the client sends
+ * beyond that stays in the kernel (backpressure). The kernel picks a
+ * provided buffer only when data arrives, so a waiting connection holds none.
+ * poll_first: nothing is expected yet (the client is reading our response),
+ * so skip the attempt that would find the socket empty. */
 static void arm_recv(worker_t *w, conn_t *c)
 {
-    struct io_uring_sqe *sqe = conn_sqe(w, c, OP_RECV);
+    struct io_uring_sqe *sqe;
+    size_t room = BUF_SIZE;
 
-    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    if (c->recv_armed || c->starved)
+        return;
+    if (c->cc.next == C10K_READ && c->cc.io)
+        c10k_conn_room(&c->cc, &room);
+    sqe = conn_sqe(w, c, OP_RECV);
+    io_uring_prep_recv(sqe, c->fd, NULL, min_sz(room, BUF_SIZE), 0);
     conn_fixed(w, sqe);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
+    if (!c->cc.io && c->cc.req.requests > 0)
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     c->recv_armed = true;
-    c->recv_cancel = false;
-    c->inflight++;
 }
 
-/* Too much received ahead of the responses: stop the multishot recv. It is
- * re-armed once the connection has consumed what it holds. */
-static void recv_pause(worker_t *w, conn_t *c)
+static void send_chunk(worker_t *w, conn_t *c);
+
+static void conn_do(worker_t *w, conn_t *c, c10k_next_t next)
 {
     struct io_uring_sqe *sqe;
 
-    if (!c->recv_armed || c->recv_cancel)
+    if (c->phase != PHASE_OPEN)
         return;
-    sqe = get_sqe(w);
-    io_uring_prep_cancel64(sqe, ud_make(OP_RECV, c->idx, c->gen), 0);
-    quiet(sqe);
-    c->recv_cancel = true;
+    switch (next) {
+    case C10K_SEND:
+        if (c->chunk_ops == 0)
+            send_chunk(w, c);
+        break;
+    case C10K_READ:
+    case C10K_LINGER:
+        io_back(w, c10k_conn_idle_io(&c->cc));
+        if (c10k_conn_shutdown_due(&c->cc)) {
+            sqe = conn_sqe(w, c, OP_AUX);
+            io_uring_prep_shutdown(sqe, c->fd, SHUT_WR);
+            conn_fixed(w, sqe);
+        }
+        arm_recv(w, c);
+        break;
+    case C10K_CLOSE:
+        conn_close(w, c);
+        return;
+    }
+    timer_sync(w, c);
 }
 
 /* --- sending ----------------------------------------------------------------------------- */
 
-/* Queue the next piece of the response held in the slot: for the first chunk
- * the head is already there and the body follows it. A file body is read into
- * the slot by a READ linked to the SEND, so both go in one submission. */
-static void send_chunk(worker_t *w, conn_t *c)
+/* An operation of the chunk in flight; the chunk is done when all are. */
+static struct io_uring_sqe *chunk_sqe(worker_t *w, conn_t *c, op_t op, bool link)
 {
-    const c10k_resp_t *r = &c->resp;
-    char *mem = slot_addr(w, c->slot);
-    size_t len = 0, body_done, n;
+    struct io_uring_sqe *sqe = conn_sqe(w, c, op);
+
+    c->chunk_ops++;
+    if (link) /* a failed or short operation cancels the rest of the chain */
+        sqe->flags |= IOSQE_IO_LINK;
+    return sqe;
+}
+
+/* Slot path: what is left of the head, then as much body as fits, read from
+ * the file straight after it by a READ linked to the SEND, so both go in one
+ * submission. */
+static void slot_chunk(worker_t *w, conn_t *c)
+{
+    const c10k_io_t *io = c->cc.io;
+    const c10k_resp_t *r = &io->resp;
+    size_t done = io->sent.done, len = 0, body_done, n;
+    uint64_t off;
     struct io_uring_sqe *sqe;
     bool zc;
 
-    if (c->sent == 0)
-        len = r->head_len;
-    body_done = c->sent > r->head_len ? c->sent - r->head_len : 0;
+    if (!out_get(w, c)) {
+        conn_do(w, c, c10k_conn_sent(&c->cc, C10K_ERROR, w->now));
+        return;
+    }
+    if (done < r->head_len) {
+        len = r->head_len - done;
+        memcpy(c->out, io->head + done, len);
+    }
+    body_done = done > r->head_len ? done - r->head_len : 0;
     if (r->body_mem) {
         n = min_sz(r->body_mem_len - body_done, SLOT_SIZE - len);
-        memcpy(mem + len, r->body_mem + body_done, n);
+        memcpy(c->out + len, r->body_mem + body_done, n);
         len += n;
     } else if (r->body_fd >= 0 && body_done < r->body_len) {
-        n = min_sz(r->body_len - body_done, SLOT_SIZE - len);
+        c->read_len = n = min_sz(r->body_len - body_done, SLOT_SIZE - len);
+        off = (uint64_t)(r->body_off + (off_t)body_done);
         sq_reserve(w, 2);
-        sqe = conn_sqe(w, c, OP_READ);
-        if (w->slots_registered)
-            io_uring_prep_read_fixed(sqe, r->body_fd, mem + len, (unsigned)n,
-                                     (uint64_t)(r->body_off + (off_t)body_done), c->slot);
+        sqe = chunk_sqe(w, c, OP_READ, true);
+        if (c->slot >= 0 && w->slots_registered)
+            io_uring_prep_read_fixed(sqe, r->body_fd, c->out + len, (unsigned)n, off, c->slot);
         else
-            io_uring_prep_read(sqe, r->body_fd, mem + len, (unsigned)n,
-                               (uint64_t)(r->body_off + (off_t)body_done));
-        sqe->flags |= IOSQE_IO_LINK; /* a failed or short read cancels the send */
-        c->inflight++;
+            io_uring_prep_read(sqe, r->body_fd, c->out + len, (unsigned)n, off);
         len += n;
     }
     c->chunk_len = len;
     c->chunk_off = 0;
-    c->chunk_bad = false;
-
     zc = opt.zc && len >= ZC_MIN;
-    sqe = conn_sqe(w, c, zc ? OP_SEND_ZC : OP_SEND);
+    sqe = chunk_sqe(w, c, zc ? OP_SEND_ZC : OP_SEND, false);
     /* MSG_WAITALL: io_uring itself retries a partial send until all is out. */
-    if (zc && w->slots_registered)
-        io_uring_prep_send_zc_fixed(sqe, c->fd, mem, len, MSG_WAITALL | MSG_NOSIGNAL, 0,
+    if (zc && c->slot >= 0 && w->slots_registered)
+        io_uring_prep_send_zc_fixed(sqe, c->fd, c->out, len, MSG_WAITALL | MSG_NOSIGNAL, 0,
                                     (unsigned)c->slot);
     else if (zc)
-        io_uring_prep_send_zc(sqe, c->fd, mem, len, MSG_WAITALL | MSG_NOSIGNAL, 0);
+        io_uring_prep_send_zc(sqe, c->fd, c->out, len, MSG_WAITALL | MSG_NOSIGNAL, 0);
     else
-        io_uring_prep_send(sqe, c->fd, mem, len, MSG_WAITALL | MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, c->fd, c->out, len, MSG_WAITALL | MSG_NOSIGNAL);
     conn_fixed(w, sqe);
-    c->inflight++;
 }
 
 /* The rest of a chunk the socket took only in part. */
 static void send_rest(worker_t *w, conn_t *c)
 {
-    struct io_uring_sqe *sqe = conn_sqe(w, c, OP_SEND);
+    struct io_uring_sqe *sqe = chunk_sqe(w, c, OP_SEND, false);
 
-    io_uring_prep_send(sqe, c->fd, slot_addr(w, c->slot) + c->chunk_off,
-                       c->chunk_len - c->chunk_off, MSG_WAITALL | MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, c->fd, c->out + c->chunk_off, c->chunk_len - c->chunk_off,
+                       MSG_WAITALL | MSG_NOSIGNAL);
     conn_fixed(w, sqe);
-    c->inflight++;
 }
 
-static void response_start(worker_t *w, conn_t *c)
+/* Splice path: the head from the connection's own head buffer, then the body
+ * file -> pipe -> socket as page references, never copied. When the socket
+ * took only part of what the pipe holds, a POLL waits until it has room:
+ * nothing but the pipe is held while the client is slow. */
+static void splice_chunk(worker_t *w, conn_t *c)
 {
-    const c10k_resp_t *r = &c->resp;
+    const c10k_io_t *io = c->cc.io;
+    const c10k_resp_t *r = &io->resp;
+    size_t done = io->sent.done, body_sent = done > r->head_len ? done - r->head_len : 0;
+    size_t add = min_sz(r->body_len - body_sent - c->in_pipe, pipe_room(c, body_sent));
+    struct io_uring_sqe *sqe;
 
-    c->sending = true;
-    c->sent = 0;
-    c->total = r->head_len + (r->body_mem ? r->body_mem_len : r->body_fd >= 0 ? r->body_len : 0);
-    set_deadline(w, c, C10K_SEND_TIMEOUT_MS);
-    send_chunk(w, c);
+    sq_reserve(w, 4);
+    if (done < r->head_len) {
+        sqe = chunk_sqe(w, c, OP_SEND, true);
+        io_uring_prep_send(sqe, c->fd, io->head + done, r->head_len - done,
+                           MSG_WAITALL | MSG_NOSIGNAL | MSG_MORE);
+        conn_fixed(w, sqe);
+    }
+    if (c->sock_full) {
+        sqe = chunk_sqe(w, c, OP_POLL, true);
+        io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+        conn_fixed(w, sqe);
+    }
+    /* Top the pipe up, so that each round offers the socket all it can
+     * take. NONBLOCK: a pipe fuller than reckoned gives a short splice (an
+     * error), never an io-wq thread waiting for room. */
+    if (add > 0) {
+        c->splice_len = add;
+        sqe = chunk_sqe(w, c, OP_SPLICE_IN, true);
+        io_uring_prep_splice(sqe, r->body_fd, r->body_off + (off_t)(body_sent + c->in_pipe),
+                             c->pipe[1], -1, (unsigned)add, SPLICE_F_NONBLOCK);
+    }
+    /* The socket is O_NONBLOCK, so this splice (run by an io-wq thread)
+     * takes what fits and returns, never blocking that thread on a slow
+     * client. */
+    sqe = chunk_sqe(w, c, OP_SPLICE_OUT, false);
+    io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1, (unsigned)(c->in_pipe + add),
+                         SPLICE_F_NONBLOCK);
+    conn_fixed(w, sqe);
 }
 
-static void response_done(worker_t *w, conn_t *c)
+/* A file body that does not fit in one slot with its head is spliced, unless
+ * --zc asks for SEND_ZC from the slots (the reasons are in the header). */
+static bool spliced(const c10k_resp_t *r)
 {
-    bool keep = c->resp.keep_alive;
-
-    c->sending = false;
-    if (!w->direct)
-        c10k_log_access(w->srv, &c->peer.sa, &c->resp, c->sent);
-    if (c->resp.body_fd >= 0) { /* closed by the ring: one syscall fewer per request */
-        struct io_uring_sqe *sqe = get_sqe(w);
-        io_uring_prep_close(sqe, c->resp.body_fd);
-        quiet(sqe);
-        c->resp.body_fd = -1;
-    }
-    c10k_resp_finish(&c->resp);
-    /* The plan's method and target pointed into the input until now. */
-    if (c->from_rbuf) {
-        c->rlen -= c->consumed;
-        memmove(c->rbuf, c->rbuf + c->consumed, c->rlen);
-        if (c->rlen == 0)
-            rbuf_free(c);
-    } else if (c->consumed > 0) {
-        inq_consume(w, c, c->consumed);
-    }
-    c->consumed = 0;
-    slot_put(w, c);
-    if (!keep) {
-        conn_linger(w, c);
-    } else if (w->stopping) {
-        conn_close(w, c);
-    } else {
-        set_deadline(w, c, w->srv->cfg.keepalive_ms);
-        conn_process(w, c);
-    }
+    return !opt.zc && r->body_fd >= 0 && r->head_len + r->body_len > SLOT_SIZE;
 }
 
-/* --- the request loop of one connection --------------------------------------------------- */
-
-/* Nothing more to answer now: wait for the rest of a head or the next request. */
-static void conn_idle(worker_t *w, conn_t *c)
+static void send_chunk(worker_t *w, conn_t *c)
 {
-    if (c->eof) {
-        conn_close(w, c);
-        return;
-    }
-    if (!c->head_started && buffered(c) > 0) { /* the first bytes of a head: header clock */
-        c->head_started = true;
-        set_deadline(w, c, w->srv->cfg.header_ms);
-    }
-    if (!c->recv_armed && !c->queued[Q_STARVED] && c->inq_n < INQ_HIGH)
-        arm_recv(w, c);
+    const c10k_resp_t *r = &c->cc.io->resp;
+
+    c->chunk_bad = false;
+    if (c->out)
+        send_rest(w, c);
+    else if (c->pipe[0] >= 0 || (spliced(r) && pipe_get(w, c)))
+        splice_chunk(w, c);
+    else
+        slot_chunk(w, c);
 }
 
-/* Parse and answer the next request if the connection holds one. Parsing is
- * straight from the received buffer; only an incomplete head moves to rbuf. */
-static void conn_process(worker_t *w, conn_t *c)
+/* The chunk's last operation completed: conn.h hears how far the plan got.
+ * When all of it went, its file is closed by the ring (one syscall fewer per
+ * request than c10k_resp_finish() closing it). */
+static void chunk_done(worker_t *w, conn_t *c)
 {
-    const char *buf;
-    size_t len;
-    ssize_t n;
+    c10k_io_t *io = c->cc.io;
+    c10k_resp_t *r = &io->resp;
+    c10k_status_t st = C10K_AGAIN;
+    struct io_uring_sqe *sqe;
 
-    while (c->phase == PHASE_ACTIVE && !c->sending) {
-        if (c->rlen > 0) {
-            rbuf_fill(w, c);
-            buf = c->rbuf;
-            len = c->rlen;
-        } else if (c->inq_n > 0) {
-            const inbuf_t *b = &c->inq[c->inq_head];
-            buf = buf_addr(w, b->bid) + b->off;
-            len = (size_t)(b->len - b->off);
-        } else {
-            break;
+    if (c->chunk_bad) { /* peer gone, or the file changed under us */
+        st = C10K_ERROR;
+    } else if (io->sent.done == plan_total(r)) {
+        st = C10K_OK;
+        pipe_put(w, c);
+        if (r->body_fd >= 0) {
+            sqe = get_sqe(w);
+            io_uring_prep_close(sqe, r->body_fd);
+            quiet(sqe);
+            r->body_fd = -1;
         }
-        if (!slot_get(w, c)) { /* every slot busy: wait for one */
-            waitq_push(&w->slot_wait, c);
-            return;
-        }
-        c->req.force_close = w->stopping;
-        n = c10k_http_handle(&w->srv->site, &c->req, buf, len, slot_addr(w, c->slot), SLOT_SIZE,
-                             &c->resp);
-        if (n < 0) {
-            c10k_warn(w->srv, "handler: %s", strerror((int)-n));
-            conn_close(w, c);
-            return;
-        }
-        if (n == C10K_INCOMPLETE) {
-            if (buf == c->rbuf) /* rbuf holds all there is: wait for more */
-                break;
-            c->rbuf = malloc(C10K_REQ_BUF); /* the head spans buffers: assemble it */
-            if (!c->rbuf) {
-                conn_close(w, c);
-                return;
-            }
-            rbuf_fill(w, c);
-            continue;
-        }
-        c->from_rbuf = buf == c->rbuf;
-        c->consumed = (size_t)n;
-        c->head_started = false;
-        response_start(w, c);
-        return;
     }
-    if (c->phase != PHASE_ACTIVE || c->sending)
-        return;
-    slot_put(w, c);
-    conn_idle(w, c);
+    if (c->out && (st != C10K_AGAIN || c->chunk_off == c->chunk_len))
+        out_put(w, c);
+    conn_do(w, c, c10k_conn_sent(&c->cc, st, w->now));
+}
+
+/* One operation of the chunk in flight completed. */
+static void chunk_step(worker_t *w, conn_t *c, bool ok)
+{
+    if (!ok)
+        c->chunk_bad = true;
+    if (--c->chunk_ops == 0 && c->phase == PHASE_OPEN)
+        chunk_done(w, c);
 }
 
 /* --- completion handlers ------------------------------------------------------------------- */
@@ -846,6 +886,7 @@ static void handle_accept_error(worker_t *w, struct io_uring_cqe *cqe)
 
 static void handle_accept(worker_t *w, struct io_uring_cqe *cqe)
 {
+    const struct sockaddr *peer = NULL;
     conn_t *c;
     socklen_t sl;
 
@@ -866,139 +907,62 @@ static void handle_accept(worker_t *w, struct io_uring_cqe *cqe)
     }
     c = &w->conns[cqe->res];
     c->gen++;
-    c->idx = (uint32_t)cqe->res;
-    c->fd = cqe->res;
-    c->phase = PHASE_ACTIVE;
+    c->idx = c->fd = cqe->res;
+    c->phase = PHASE_OPEN;
     c->inflight = 0;
-    c->recv_armed = c->recv_cancel = c->eof = c->timer_armed = false;
-    c->sending = c->chunk_bad = c->from_rbuf = false;
-    c->head_started = true; /* the first request is on the header clock from accept */
-    c->inq_head = c->inq_n = 0;
-    c->rbuf = NULL;
-    c->rlen = c->consumed = 0;
-    c->slot = -1;
-    c->resp.body_fd = -1;
-    c->queued[Q_SLOT] = c->queued[Q_STARVED] = false;
-    c10k_req_init(&c->req);
+    c->recv_armed = c->starved = c->timer_armed = false;
+    c->chunk_ops = 0;
+    c->slot = c->pipe[0] = c->pipe[1] = -1;
+    c->out = NULL;
     if (!w->direct) {
         sl = sizeof(c->peer);
+        peer = &c->peer.sa;
         if (getpeername(c->fd, &c->peer.sa, &sl) < 0)
             c->peer.sa.sa_family = AF_UNSPEC;
     }
     if (c->idx >= w->hiwater)
         w->hiwater = c->idx + 1;
     w->live++;
-    set_deadline(w, c, w->srv->cfg.header_ms);
-    arm_recv(w, c);
+    conn_do(w, c, c10k_conn_start(&c->cc, w->srv, peer, w->now));
 }
 
-static void handle_recv_error(worker_t *w, conn_t *c, int res)
-{
-    if (res == -ENOBUFS) { /* the ring ran out of buffers: resume when some return */
-        waitq_push(&w->starved, c);
-        return;
-    }
-    if (res == -ECANCELED && c->phase == PHASE_ACTIVE) { /* our backpressure */
-        conn_process(w, c);
-        return;
-    }
-    if (res == -ECANCELED && c->phase == PHASE_LINGER) {
-        arm_recv(w, c);
-        return;
-    }
-    conn_close(w, c); /* reset, or worse */
-}
-
-/* Everything but bytes for an active connection: errors, the client's FIN,
- * and bytes that arrive while lingering or closing (their buffer is back). */
-static void handle_recv_other(worker_t *w, conn_t *c, int res)
-{
-    if (c->phase == PHASE_CLOSING) {
-        conn_reap(w, c);
-    } else if (res < 0) {
-        handle_recv_error(w, c, res);
-    } else if (res == 0) {
-        c->eof = true;
-        if (c->phase == PHASE_LINGER)
-            conn_close(w, c);
-        else if (!c->sending) /* else once the response is out */
-            conn_process(w, c);
-    } else if (!c->recv_armed && !c->queued[Q_STARVED]) { /* lingering: keep draining */
-        arm_recv(w, c);
-    }
-}
-
+/* Received bytes go from the provided buffer into the connection's request
+ * buffer (lent now if it has none) and the buffer goes straight back. */
 static void handle_recv(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
 {
-    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-    inbuf_t *b;
+    int res = cqe->res;
+    size_t room;
 
-    if (!(cqe->flags & IORING_CQE_F_MORE)) { /* the multishot recv has ended */
-        c->recv_armed = false;
-        c->inflight--;
+    c->recv_armed = false;
+    if (res > 0 && c->phase == PHASE_OPEN && c->cc.next == C10K_READ) {
+        if (!c->cc.io)
+            c->cc.io = io_lend(w);
+        if (!c->cc.io)
+            res = -ENOMEM;
+        else
+            memcpy(c10k_conn_room(&c->cc, &room),
+                   buf_addr(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT), (size_t)res);
     }
-    if (cqe->res <= 0 || c->phase != PHASE_ACTIVE) {
-        if (cqe->flags & IORING_CQE_F_BUFFER)
-            buf_put(w, bid);
-        handle_recv_other(w, c, cqe->res);
+    if (cqe->flags & IORING_CQE_F_BUFFER)
+        buf_put(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    if (c->phase != PHASE_OPEN) {
         return;
-    }
-    if (c->inq_n == INQ_CAP) { /* more than backpressure could hold back */
-        buf_put(w, bid);
-        conn_close(w, c);
+    } else if (res == -ENOBUFS) { /* the ring ran out of buffers: resume when some return */
+        starve(w, c);
+    } else if (c->cc.next == C10K_SEND) { /* a 408 went out meanwhile: the bytes are dropped */
         return;
+    } else {
+        conn_do(w, c, c10k_conn_read(&c->cc, res, w->now));
     }
-    b = &c->inq[(c->inq_head + c->inq_n) % INQ_CAP];
-    b->bid = (uint16_t)bid;
-    b->off = 0;
-    b->len = (uint16_t)cqe->res;
-    c->inq_n++;
-    if (c->inq_n >= INQ_HIGH)
-        recv_pause(w, c);
-    if (!c->sending)
-        conn_process(w, c);
 }
 
-static void handle_read(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
+static void handle_send(worker_t *w, conn_t *c, int res)
 {
-    c->inflight--;
-    /* The expected length is the send's: a short read means the file shrank. */
-    if (cqe->res < 0 || c->chunk_len == 0 ||
-        (size_t)cqe->res != c->chunk_len - (c->sent == 0 ? c->resp.head_len : 0))
-        c->chunk_bad = true;
-    if (c->phase == PHASE_CLOSING)
-        conn_reap(w, c);
-}
-
-static void send_progress(worker_t *w, conn_t *c, int res)
-{
-    if (c->phase == PHASE_CLOSING) {
-        conn_reap(w, c);
-        return;
+    if (res > 0) {
+        c->cc.io->sent.done += (size_t)res;
+        c->chunk_off += (size_t)res;
     }
-    if (res < 0 || c->chunk_bad) { /* peer gone, or the file changed under us */
-        conn_close(w, c);
-        return;
-    }
-    c->chunk_off += (size_t)res;
-    c->sent += (size_t)res;
-    if (res == 0 && c->chunk_off < c->chunk_len) {
-        conn_close(w, c);
-        return;
-    }
-    set_deadline(w, c, C10K_SEND_TIMEOUT_MS);
-    if (c->chunk_off < c->chunk_len)
-        send_rest(w, c);
-    else if (c->sent < c->total)
-        send_chunk(w, c);
-    else
-        response_done(w, c);
-}
-
-static void handle_send(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
-{
-    c->inflight--;
-    send_progress(w, c, cqe->res);
+    chunk_step(w, c, res > 0);
 }
 
 /* SEND_ZC completes twice: the result (with F_MORE), then a notification
@@ -1006,60 +970,37 @@ static void handle_send(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
  * slot be refilled. */
 static void handle_send_zc(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
 {
-    if (cqe->flags & IORING_CQE_F_NOTIF) {
-        c->inflight--;
-        send_progress(w, c, c->zc_res);
-        return;
-    }
-    if (cqe->flags & IORING_CQE_F_MORE) {
+    if (cqe->flags & IORING_CQE_F_MORE)
         c->zc_res = cqe->res;
-        return;
-    }
-    c->inflight--;
-    send_progress(w, c, cqe->res);
+    else
+        handle_send(w, c, cqe->flags & IORING_CQE_F_NOTIF ? c->zc_res : cqe->res);
 }
 
-static void conn_timeout(worker_t *w, conn_t *c)
+static void handle_splice(worker_t *w, conn_t *c, op_t op, int res)
 {
-    size_t len = buffered(c);
+    bool ok = res > 0;
 
-    if (c->phase != PHASE_ACTIVE || c->sending || !slot_get(w, c)) {
-        conn_close(w, c);
-        return;
+    if (op == OP_SPLICE_IN) {
+        ok = ok && (size_t)res == c->splice_len; /* short: the file shrank */
+        c->in_pipe += ok ? (size_t)res : 0;
+    } else if (ok) {
+        c->cc.io->sent.done += (size_t)res;
+        c->in_pipe -= (size_t)res;
+        c->sock_full = c->in_pipe > 0;
+    } else if (res == -EAGAIN) { /* the socket is full: wait for room */
+        c->sock_full = ok = true;
     }
-    if (!c10k_http_timeout(&c->req, len, slot_addr(w, c->slot), SLOT_SIZE, &c->resp)) {
-        conn_close(w, c);
-        return;
-    }
-    /* 408: what was received is abandoned; the response closes the connection. */
-    inq_drop_all(w, c);
-    rbuf_free(c);
-    c->consumed = 0;
-    c->from_rbuf = false;
-    response_start(w, c);
-}
-
-static void handle_aux(worker_t *w, conn_t *c)
-{
-    c->inflight--;
-    conn_reap(w, c);
+    chunk_step(w, c, ok);
 }
 
 static void handle_timer(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
 {
-    c->inflight--;
     c->timer_armed = false;
-    if (c->phase == PHASE_CLOSING) {
-        conn_reap(w, c);
+    if (c->phase != PHASE_OPEN || cqe->res != -ETIME) /* removed: nothing to do */
         return;
-    }
-    if (cqe->res != -ETIME) /* removed or updated away: nothing to do */
-        return;
-    if (w->now < c->deadline) { /* activity since: sleep for the rest */
-        timer_arm(w, c, c->deadline - w->now);
-        return;
-    }
-    conn_timeout(w, c);
+    /* Early (activity moved the deadline since): conn.h changes nothing, and
+     * the timer is re-armed for the rest. */
+    conn_do(w, c, c10k_conn_timeout(&c->cc, w->now));
 }
 
 static void handle_stop(worker_t *w)
@@ -1070,16 +1011,11 @@ static void handle_stop(worker_t *w)
     sqe = get_sqe(w);
     io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, 0, 0), 0);
     quiet(sqe);
-    /* Stop listening at once: with SO_REUSEPORT the kernel would otherwise
-     * keep queueing connections here that nobody will accept. */
-    shutdown(w->listen_fd, SHUT_RD);
-    for (uint32_t i = 0; i < w->hiwater; i++) {
-        conn_t *c = &w->conns[i];
-        if (c->phase == PHASE_ACTIVE && c->sending) /* finish it, then close */
-            c->req.force_close = true;
-        else if (c->phase == PHASE_ACTIVE || c->phase == PHASE_LINGER)
-            conn_close(w, c);
-    }
+    c10k_worker_listener_close(w->srv, w->listen_fd);
+    w->listen_fd = -1;
+    for (uint32_t i = 0; i < w->hiwater; i++)
+        if (w->conns[i].phase == PHASE_OPEN)
+            conn_do(w, &w->conns[i], c10k_conn_stop(&w->conns[i].cc, w->now));
     sqe = get_sqe(w);
     w->grace_ts.tv_sec = w->srv->cfg.grace_ms / 1000;
     w->grace_ts.tv_nsec = (w->srv->cfg.grace_ms % 1000) * 1000000LL;
@@ -1110,44 +1046,58 @@ static conn_t *conn_of(worker_t *w, struct io_uring_cqe *cqe)
     return NULL;
 }
 
-static void dispatch(worker_t *w, struct io_uring_cqe *cqe)
+/* A completion for one of a connection's operations. All but a SEND_ZC's
+ * first (F_MORE) are its last; a closing connection is closed after its
+ * last one. */
+static void dispatch_conn(worker_t *w, conn_t *c, op_t op, struct io_uring_cqe *cqe)
 {
-    op_t op = ud_op(cqe->user_data);
-    conn_t *c = NULL;
-
-    if (op >= OP_RECV && (c = conn_of(w, cqe)) == NULL)
-        return;
+    if (!(op == OP_SEND_ZC && (cqe->flags & IORING_CQE_F_MORE)))
+        c->inflight--;
     switch (op) {
-    case OP_IGNORE:
-        break;
-    case OP_ACCEPT:
-        handle_accept(w, cqe);
-        break;
-    case OP_STOP:
-        handle_stop(w);
-        break;
-    case OP_GRACE:
-        handle_grace(w, cqe);
-        break;
     case OP_RECV:
         handle_recv(w, c, cqe);
         break;
-    case OP_READ:
-        handle_read(w, c, cqe);
+    case OP_READ: /* short: the file shrank */
+        chunk_step(w, c, cqe->res >= 0 && (size_t)cqe->res == c->read_len);
         break;
     case OP_SEND:
-        handle_send(w, c, cqe);
+        handle_send(w, c, cqe->res);
         break;
     case OP_SEND_ZC:
         handle_send_zc(w, c, cqe);
         break;
+    case OP_SPLICE_IN:
+    case OP_SPLICE_OUT:
+        handle_splice(w, c, op, cqe->res);
+        break;
+    case OP_POLL:
+        chunk_step(w, c, cqe->res > 0);
+        break;
     case OP_TIMER:
         handle_timer(w, c, cqe);
         break;
-    case OP_AUX:
-        handle_aux(w, c);
+    default: /* OP_AUX: a shutdown or a cancel */
         break;
     }
+    conn_reap(w, c);
+}
+
+static void dispatch(worker_t *w, struct io_uring_cqe *cqe)
+{
+    op_t op = ud_op(cqe->user_data);
+    conn_t *c;
+
+    if (op >= OP_RECV) {
+        if ((c = conn_of(w, cqe)) != NULL)
+            dispatch_conn(w, c, op, cqe);
+        return;
+    }
+    if (op == OP_ACCEPT)
+        handle_accept(w, cqe);
+    else if (op == OP_STOP)
+        handle_stop(w);
+    else if (op == OP_GRACE)
+        handle_grace(w, cqe);
 }
 
 /* --- the ring --------------------------------------------------------------------------------- */
@@ -1156,10 +1106,14 @@ static void arm_accept(worker_t *w)
 {
     struct io_uring_sqe *sqe = get_sqe(w);
 
-    if (w->direct) /* a direct descriptor has no fd to be close-on-exec: flags must be 0 */
-        io_uring_prep_multishot_accept_direct(sqe, w->listen_fd, NULL, NULL, 0);
+    /* O_NONBLOCK: io_uring's own socket operations wait by polling anyway,
+     * but a splice to the socket runs in an io-wq thread, which must never
+     * block on a slow client. A direct descriptor has no fd to be
+     * close-on-exec. */
+    if (w->direct)
+        io_uring_prep_multishot_accept_direct(sqe, w->listen_fd, NULL, NULL, SOCK_NONBLOCK);
     else
-        io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, 0, 0));
 }
 
@@ -1240,8 +1194,9 @@ static int slots_init(worker_t *w)
         return -errno;
     }
     w->slot_free = malloc(w->nslots * sizeof(*w->slot_free));
+    w->io_free = malloc(w->nslots * sizeof(*w->io_free));
     iov = malloc(w->nslots * sizeof(*iov));
-    if (!w->slot_free || !iov) {
+    if (!w->slot_free || !w->io_free || !iov) {
         free(iov);
         return -ENOMEM;
     }
@@ -1268,22 +1223,15 @@ static int worker_setup(worker_t *w)
     int ret, cpu = worker_cpu(w);
 
     w->direct = w->srv->log_fd < 0;
-    w->slot_wait.id = Q_SLOT;
-    w->starved.id = Q_STARVED;
     w->nconns = MAX_CONNS;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < MAX_CONNS)
         w->nconns = (uint32_t)rl.rlim_cur;
     w->conns = calloc(w->nconns, sizeof(*w->conns));
     if (!w->conns)
         return -ENOMEM;
-    if (w->id == 0) {
-        w->listen_fd = w->srv->listen_fd;
-    } else {
-        w->listen_fd = c10k_listen_more(w->srv);
-        if (w->listen_fd < 0)
-            return w->listen_fd;
-        w->own_listener = true;
-    }
+    w->listen_fd = c10k_worker_listener(w->srv, w->id, false);
+    if (w->listen_fd < 0)
+        return w->listen_fd;
     ret = ring_init(w);
     if (ret < 0)
         return ret;
@@ -1305,7 +1253,6 @@ static int worker_setup(worker_t *w)
     ret = slots_init(w);
     if (ret < 0)
         return ret;
-
     sqe = get_sqe(w);
     io_uring_prep_poll_add(sqe, w->srv->stop_fd, POLLIN);
     io_uring_sqe_set_data64(sqe, ud_make(OP_STOP, 0, 0));
@@ -1313,8 +1260,27 @@ static int worker_setup(worker_t *w)
     return 0;
 }
 
-static int worker_loop(worker_t *w)
+/* --- the worker (workers.h): init, serve and fini run in its own thread ---------------------- */
+
+static int uring_init(void *state, c10k_server_t *srv, int id)
 {
+    worker_t *w = state;
+    int ret;
+
+    w->srv = srv;
+    w->id = id;
+    w->listen_fd = -1;
+    w->now = c10k_now_ms();
+    ret = worker_setup(w);
+    if (ret < 0)
+        c10k_warn(srv, "ring %d: setup: %s", id, strerror(-ret));
+    return ret;
+}
+
+static int uring_serve(void *state)
+{
+    worker_t *w = state;
+
     while (!w->grace_over && !(w->stopping && w->live == 0)) {
         struct io_uring_cqe *cqe;
         unsigned head, n = 0;
@@ -1331,27 +1297,45 @@ static int worker_loop(worker_t *w)
             n++;
         }
         io_uring_cq_advance(&w->ring, n);
-        slots_handoff(w);
         buf_flush(w);
     }
     io_uring_submit(&w->ring); /* the last closes */
     return 0;
 }
 
-static void worker_teardown(worker_t *w)
+/* At the end of --grace, with the ring gone: release what a connection
+ * still holds. */
+static void conn_abandon(worker_t *w, conn_t *c)
 {
+    c10k_io_t *io = c10k_conn_end(&c->cc);
+
+    if (io)
+        munmap(io, sizeof(*io));
+    if (c->out && c->slot < 0)
+        munmap(c->out, SLOT_SIZE);
+    c->in_pipe = 1; /* so pipe_put() closes the pipe */
+    pipe_put(w, c);
+    if (!w->direct)
+        close(c->fd);
+}
+
+static void uring_fini(void *state)
+{
+    worker_t *w = state;
+
     if (w->ring_ok)
         io_uring_queue_exit(&w->ring); /* also closes every direct descriptor */
-    if (w->own_listener)
-        close(w->listen_fd);
-    for (uint32_t i = 0; w->conns && i < w->hiwater; i++) {
-        conn_t *c = &w->conns[i];
-        if (c->phase != PHASE_FREE) {
-            c10k_resp_finish(&c->resp);
-            free(c->rbuf);
-            if (!w->direct)
-                close(c->fd);
-        }
+    c10k_worker_listener_close(w->srv, w->listen_fd);
+    for (uint32_t i = 0; w->conns && i < w->hiwater; i++)
+        if (w->conns[i].phase != PHASE_FREE)
+            conn_abandon(w, &w->conns[i]);
+    while (w->nio_free > 0)
+        munmap(w->io_free[--w->nio_free], sizeof(c10k_io_t));
+    free(w->io_free);
+    while (w->npipes > 0) {
+        w->npipes--;
+        close(w->pipes[w->npipes].fd[0]);
+        close(w->pipes[w->npipes].fd[1]);
     }
     if (w->br)
         munmap(w->br, BUF_COUNT * sizeof(struct io_uring_buf));
@@ -1362,35 +1346,16 @@ static void worker_teardown(worker_t *w)
     free(w->conns);
 }
 
-static void latch_done(latch_t *l, int err)
-{
-    pthread_mutex_lock(&l->lock);
-    if (err < 0 && l->err == 0)
-        l->err = err;
-    l->pending--;
-    pthread_cond_broadcast(&l->cond);
-    pthread_mutex_unlock(&l->lock);
-}
+static const c10k_worker_ops_t uring_ops = {
+    .size = sizeof(worker_t),
+    .init = uring_init,
+    .serve = uring_serve,
+    .fini = uring_fini,
+};
 
-static void *worker_main(void *arg)
+static int uring_run(c10k_server_t *srv)
 {
-    worker_t *w = arg;
-    int ret;
-
-    c10k_pin_worker(w->srv, w->id);
-    w->now = c10k_now_ms();
-    ret = worker_setup(w);
-    if (ret < 0)
-        c10k_warn(w->srv, "ring %d: setup: %s", w->id, strerror(-ret));
-    latch_done(w->latch, ret);
-    if (ret == 0) {
-        ret = worker_loop(w);
-        if (ret < 0) /* wake the main thread out of c10k_wait_for_stop() */
-            kill(getpid(), SIGTERM);
-    }
-    w->err = ret;
-    worker_teardown(w);
-    return NULL;
+    return c10k_run_workers(srv, &uring_ops);
 }
 
 /* --- probing: say clearly why io_uring cannot be used -------------------------------------------
@@ -1436,9 +1401,10 @@ static int probe(void)
         {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
         {IORING_OP_CLOSE, "CLOSE"},
         {IORING_OP_SHUTDOWN, "SHUTDOWN"},
-        /* Multishot recv and provided-buffer rings have no probe bit; they
+        {IORING_OP_SPLICE, "SPLICE"},
+        /* Provided-buffer rings and multishot accept have no probe bit; they
          * came with SEND_ZC's kernel (6.0), which is therefore their witness. */
-        {IORING_OP_SEND_ZC, "SEND_ZC (Linux 6.0: multishot recv, buffer rings)"},
+        {IORING_OP_SEND_ZC, "SEND_ZC (Linux 6.0: provided-buffer rings)"},
     };
     struct io_uring ring;
     struct io_uring_probe *p;
@@ -1473,49 +1439,6 @@ static int probe(void)
 
 /* --- the model interface ------------------------------------------------------------------------
  */
-
-static int uring_run(c10k_server_t *srv)
-{
-    latch_t latch = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
-    int n = c10k_worker_count(srv), started = 0, ret;
-    worker_t *ws;
-
-    ws = calloc((size_t)n, sizeof(*ws));
-    if (!ws)
-        return -ENOMEM;
-    latch.pending = n;
-    for (int i = 0; i < n; i++, started++) {
-        ws[i].srv = srv;
-        ws[i].id = i;
-        ws[i].latch = &latch;
-        ws[i].listen_fd = -1;
-        ret = pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
-        if (ret != 0) { /* the workers never created will not report */
-            pthread_mutex_lock(&latch.lock);
-            latch.pending -= n - i;
-            latch.err = -ret;
-            pthread_mutex_unlock(&latch.lock);
-            break;
-        }
-    }
-    pthread_mutex_lock(&latch.lock);
-    while (latch.pending > 0)
-        pthread_cond_wait(&latch.cond, &latch.lock);
-    ret = latch.err;
-    pthread_mutex_unlock(&latch.lock);
-
-    if (ret == 0)
-        c10k_wait_for_stop(srv);
-    else
-        c10k_request_stop(srv);
-    for (int i = 0; i < started; i++) {
-        pthread_join(ws[i].thread, NULL);
-        if (ret == 0 && ws[i].err < 0)
-            ret = ws[i].err;
-    }
-    free(ws);
-    return ret;
-}
 
 static int uring_set_opt(const char *name, const char *value)
 {
@@ -1552,9 +1475,10 @@ static void uring_describe(const c10k_server_t *srv, char *buf, size_t cap)
 }
 
 static const c10k_opt_t uring_opts[] = {
-    {"entries", "N", "submission queue entries and response slots per ring (default 256)"},
+    {"entries", "N",
+     "submission queue entries, response slots and kept request buffers per ring (default 256)"},
     {"sqpoll", NULL, "a kernel thread polls the submission queue (its CPU counts)"},
-    {"zc", NULL, "zero-copy send (SEND_ZC) for chunks of 16 KiB or more"},
+    {"zc", NULL, "zero-copy send (SEND_ZC) from the slots, large bodies too (not spliced)"},
     {0},
 };
 
@@ -1562,7 +1486,7 @@ static const char *const uring_variants[] = {"--entries 16 --zc", "--sqpoll", NU
 
 const c10k_model_t c10k_model_uring = {
     .name = "uring",
-    .summary = "io_uring: completion-based rings per thread, multishot accept/recv, "
+    .summary = "io_uring: completion-based rings per thread, multishot accept, "
                "provided buffers",
     .opts = uring_opts,
     .variants = uring_variants,
