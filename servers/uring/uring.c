@@ -36,6 +36,13 @@
  *                  stops listening, tells every connection (c10k_conn_stop())
  *                  and exits when none is left or --grace has passed.
  *
+ *   Stalls: each ring counts its iterations (from io_uring_submit_and_wait's
+ *   return to the next call: the batch of completions handled), those over
+ *   1 ms and their duration (common/loopstat.h). A file read whose pages are
+ *   not in memory does not stall it: READ_FIXED is tried without blocking
+ *   and completes later, a SPLICE runs on an io-wq thread (iou-wrk), so the
+ *   disk is waited for off the ring's thread (tests/coldcache checks it).
+ *
  *   All of it is submitted in batches: the loop is one io_uring_submit_and_wait()
  *   (one io_uring_enter) per batch of completions, however many connections
  *   they belong to, so at load one enter serves many requests (the figures
@@ -163,6 +170,7 @@
  *     cost more CPU than epoll's sendfile, which needs no second thread.
  */
 #include "conn.h"
+#include "loopstat.h"
 #include "workers.h"
 
 #include <errno.h>
@@ -311,6 +319,7 @@ typedef struct {
     bool accept_paused, stopping, grace_over;
     int64_t now;
     struct __kernel_timespec grace_ts;
+    c10k_loopstat_t ls; /* iterations and stalls: a batch of completions handled */
 } worker_t;
 
 /* --- small helpers ------------------------------------------------------------- */
@@ -699,14 +708,22 @@ static void conn_do(worker_t *w, conn_t *c, c10k_next_t next)
 /* --- sending ----------------------------------------------------------------------------- */
 
 /* An operation of the chunk in flight; the chunk is done when all are. */
-static struct io_uring_sqe *chunk_sqe(worker_t *w, conn_t *c, op_t op, bool link)
+static struct io_uring_sqe *chunk_sqe(worker_t *w, conn_t *c, op_t op)
 {
     struct io_uring_sqe *sqe = conn_sqe(w, c, op);
 
     c->chunk_ops++;
-    if (link) /* a failed or short operation cancels the rest of the chain */
-        sqe->flags |= IOSQE_IO_LINK;
     return sqe;
+}
+
+/* The next operation of the chain starts only when this one has completed,
+ * and a failed or short one cancels the rest. Only after the sqe's
+ * io_uring_prep_*(), which clears sqe->flags: set before it, the link was
+ * lost, and a SEND went out before the READ of a file not in memory had
+ * filled the slot, with the previous response's bytes (tests/coldcache). */
+static void chunk_link(struct io_uring_sqe *sqe)
+{
+    sqe->flags |= IOSQE_IO_LINK;
 }
 
 /* Slot path: what is left of the head, then as much body as fits, read from
@@ -738,17 +755,18 @@ static void slot_chunk(worker_t *w, conn_t *c)
         c->read_len = n = min_sz(r->body_len - body_done, SLOT_SIZE - len);
         off = (uint64_t)(r->body_off + (off_t)body_done);
         sq_reserve(w, 2);
-        sqe = chunk_sqe(w, c, OP_READ, true);
+        sqe = chunk_sqe(w, c, OP_READ);
         if (c->slot >= 0 && w->slots_registered)
             io_uring_prep_read_fixed(sqe, r->body_fd, c->out + len, (unsigned)n, off, c->slot);
         else
             io_uring_prep_read(sqe, r->body_fd, c->out + len, (unsigned)n, off);
+        chunk_link(sqe);
         len += n;
     }
     c->chunk_len = len;
     c->chunk_off = 0;
     zc = opt.zc && len >= ZC_MIN;
-    sqe = chunk_sqe(w, c, zc ? OP_SEND_ZC : OP_SEND, false);
+    sqe = chunk_sqe(w, c, zc ? OP_SEND_ZC : OP_SEND);
     /* MSG_WAITALL: io_uring itself retries a partial send until all is out. */
     if (zc && c->slot >= 0 && w->slots_registered)
         io_uring_prep_send_zc_fixed(sqe, c->fd, c->out, len, MSG_WAITALL | MSG_NOSIGNAL, 0,
@@ -763,7 +781,7 @@ static void slot_chunk(worker_t *w, conn_t *c)
 /* The rest of a chunk the socket took only in part. */
 static void send_rest(worker_t *w, conn_t *c)
 {
-    struct io_uring_sqe *sqe = chunk_sqe(w, c, OP_SEND, false);
+    struct io_uring_sqe *sqe = chunk_sqe(w, c, OP_SEND);
 
     io_uring_prep_send(sqe, c->fd, c->out + c->chunk_off, c->chunk_len - c->chunk_off,
                        MSG_WAITALL | MSG_NOSIGNAL);
@@ -784,29 +802,32 @@ static void splice_chunk(worker_t *w, conn_t *c)
 
     sq_reserve(w, 4);
     if (done < r->head_len) {
-        sqe = chunk_sqe(w, c, OP_SEND, true);
+        sqe = chunk_sqe(w, c, OP_SEND);
         io_uring_prep_send(sqe, c->fd, io->head + done, r->head_len - done,
                            MSG_WAITALL | MSG_NOSIGNAL | MSG_MORE);
         conn_fixed(w, sqe);
+        chunk_link(sqe);
     }
     if (c->sock_full) {
-        sqe = chunk_sqe(w, c, OP_POLL, true);
+        sqe = chunk_sqe(w, c, OP_POLL);
         io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
         conn_fixed(w, sqe);
+        chunk_link(sqe);
     }
     /* Top the pipe up, so that each round offers the socket all it can
      * take. NONBLOCK: a pipe fuller than reckoned gives a short splice (an
      * error), never an io-wq thread waiting for room. */
     if (add > 0) {
         c->splice_len = add;
-        sqe = chunk_sqe(w, c, OP_SPLICE_IN, true);
+        sqe = chunk_sqe(w, c, OP_SPLICE_IN);
         io_uring_prep_splice(sqe, r->body_fd, r->body_off + (off_t)(body_sent + c->in_pipe),
                              c->pipe[1], -1, (unsigned)add, SPLICE_F_NONBLOCK);
+        chunk_link(sqe);
     }
     /* The socket is O_NONBLOCK, so this splice (run by an io-wq thread)
      * takes what fits and returns, never blocking that thread on a slow
      * client. */
-    sqe = chunk_sqe(w, c, OP_SPLICE_OUT, false);
+    sqe = chunk_sqe(w, c, OP_SPLICE_OUT);
     io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1, (unsigned)(c->in_pipe + add),
                          SPLICE_F_NONBLOCK);
     conn_fixed(w, sqe);
@@ -1274,6 +1295,8 @@ static int uring_init(void *state, c10k_server_t *srv, int id)
     ret = worker_setup(w);
     if (ret < 0)
         c10k_warn(srv, "ring %d: setup: %s", id, strerror(-ret));
+    else
+        c10k_loopstat_publish(&w->ls); /* counters are extras: run on without */
     return ret;
 }
 
@@ -1284,13 +1307,18 @@ static int uring_serve(void *state)
     while (!w->grace_over && !(w->stopping && w->live == 0)) {
         struct io_uring_cqe *cqe;
         unsigned head, n = 0;
-        int ret = io_uring_submit_and_wait(&w->ring, 1);
+        int64_t ns;
+        int ret;
 
+        c10k_loop_idle(&w->ls);
+        ret = io_uring_submit_and_wait(&w->ring, 1);
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
             c10k_warn(w->srv, "ring %d: io_uring_enter: %s", w->id, strerror(-ret));
             return ret;
         }
-        w->now = c10k_now_ms();
+        ns = c10k_now_ns(); /* the one clock read of the wake-up, for both */
+        c10k_loop_busy(&w->ls, ns);
+        w->now = ns / 1000000;
         io_uring_for_each_cqe(&w->ring, head, cqe)
         {
             dispatch(w, cqe);
@@ -1323,6 +1351,7 @@ static void uring_fini(void *state)
 {
     worker_t *w = state;
 
+    c10k_loopstat_unpublish(&w->ls);
     if (w->ring_ok)
         io_uring_queue_exit(&w->ring); /* also closes every direct descriptor */
     c10k_worker_listener_close(w->srv, w->listen_fd);

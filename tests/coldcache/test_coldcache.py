@@ -16,6 +16,9 @@
                    nobody reads for 0.5 s) stalls; its stats file counts the
                    stall and at least 0.375 s more of stalls than the same
                    requests unheld. Needs --stats-file
+  cold bytes       every model and variant serves files that are not in
+                   memory byte for byte, one at a time and pipelined (io_uring
+                   once sent a slot before the read that fills it completed)
   eviction         bench/harness/pagecache.py: evict() empties a file's pages
                    and resident() (mincore) sees it, pages read back in are
                    seen again, and a file that cannot be evicted (tmpfs) is
@@ -192,6 +195,55 @@ def test_without_helpers_the_loop_reads_the_disk_itself(ctx):
         "the loop's sendfile read it in"
 
 
+# --- cold files, byte for byte ------------------------------------------------------------
+
+# Every model and the variants that change how a body is read.
+EVERY_MODEL = [("threaded",), ("prefork",), ("epoll",), ("epoll", "--helpers", "2"),
+               ("libevent",), ("libuv",), ("libuv", "--fs-pool"), ("uring",),
+               ("uring", "--zc")]
+COLD_SIZES = [100, 4096, 30000, 65536, 1 << 20]  # a uring slot is 32 KiB: under and over
+
+
+def test_cold_files_served_byte_for_byte(ctx):
+    """A file that is not in memory is read by the kernel while the request
+    waits (or a helper, a pool thread, an io-wq thread): the response must
+    still be the file, whole and exact, one after another and pipelined."""
+    root = os.path.join(ctx.tmp, "bytes")
+    os.makedirs(root)
+    data = {"/f%d.bin" % n: write_file(os.path.join(root, "f%d.bin" % n), n, "bytes%d" % n)
+            for n in COLD_SIZES}
+    paths = [os.path.join(root, p[1:]) for p in data]
+    wrong = []
+    for flags in EVERY_MODEL:
+        try:
+            srv = serve(ctx.bin, root, *flags)
+        except c10ktest.Unsupported as e:
+            print("    %s: skipped (%s)" % (" ".join(flags), str(e).strip()[-80:]))
+            continue
+        try:
+            make_cold(paths[0])
+            pagecache.evict(paths)
+            for p, want in data.items():  # one at a time, each cold
+                got = http_get(srv.port, p)
+                if got.status != 200 or got.body != want:
+                    wrong.append("%s %s: %d, %d bytes%s" % (" ".join(flags), p, got.status,
+                                                            len(got.body), ", wrong bytes"
+                                                            if len(got.body) == len(want) else ""))
+            pagecache.evict(paths)
+            s = c10ktest.connect(srv.port, timeout=30)  # all at once, pipelined, cold
+            s.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p.encode() for p in data))
+            r = c10ktest.Reader(s)
+            for p, want in data.items():
+                got = r.read_response()
+                if got.status != 200 or got.body != want:
+                    wrong.append("%s pipelined %s: %d, %d bytes" % (" ".join(flags), p,
+                                                                   got.status, len(got.body)))
+            s.close()
+        finally:
+            stop(srv)
+    assert not wrong, "; ".join(wrong)
+
+
 # --- who waits for the disk --------------------------------------------------------------
 
 # model flags -> does a request for a file in memory wait behind another
@@ -282,8 +334,8 @@ def test_who_waits_for_the_disk(ctx):
 
 EVENT_MODELS = ["epoll", "libevent", "libuv", "uring"]
 # A model whose counter is still to come, and why (it must not be forgotten:
-# the test says so on every run).
-NOT_YET = {"uring": "servers/uring/uring.c counts no stalls before the uring branch is merged"}
+# the test says so on every run). None now.
+NOT_YET = {}
 HOLD_S = 0.5
 REQUESTS = 200  # ~150 KiB of access log (a 700-byte User-Agent each): twice a pipe
 REQUEST = b"GET /small.bin HTTP/1.1\r\nHost: t\r\nUser-Agent: " + b"x" * 700 + b"\r\n\r\n"
@@ -429,7 +481,8 @@ def test_eviction_and_its_mincore_check(ctx):
             shutil.rmtree(shm)
 
 
-TESTS = [test_eviction_and_its_mincore_check, test_helper_hands_off_a_cold_range,
+TESTS = [test_eviction_and_its_mincore_check, test_cold_files_served_byte_for_byte,
+         test_helper_hands_off_a_cold_range,
          test_without_helpers_the_loop_reads_the_disk_itself, test_who_waits_for_the_disk,
          test_stall_counter_counts_a_blocked_loop]
 
