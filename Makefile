@@ -17,7 +17,7 @@ OPT      ?= -O2 -g
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-MODELS ?= threaded prefork epoll libevent libuv uring
+MODELS ?= threaded prefork epoll libevent libuv uring coro
 
 CPPFLAGS += -D_GNU_SOURCE -Icommon -Iload
 CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -pthread
@@ -126,7 +126,7 @@ conformance: all
 	$(PYTHON) tests/conformance/run.py --bin $(BUILD)/c10k
 
 # Models with one loop over many connections must hold thousands of them.
-EVENT_MODELS := $(filter epoll libevent libuv uring,$(MODELS))
+EVENT_MODELS := $(filter epoll libevent libuv uring coro,$(MODELS))
 SYSTEM_CONNS ?= 2000
 
 system: all

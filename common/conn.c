@@ -86,7 +86,8 @@ static c10k_next_t parse(c10k_conn_t *c, int64_t now)
     c10k_io_t *io = c->io;
     ssize_t used;
 
-    c->req.force_close = c->stopping;
+    if (c->stopping) /* keeps what c10k_conn_stop_soon() set too */
+        c->req.force_close = true;
     used = c10k_http_handle(&c->srv->site, &c->req, io->buf, io->len, io->head, C10K_HEAD_BUF,
                             &io->resp);
     if (used < 0)

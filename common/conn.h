@@ -221,6 +221,37 @@ typedef bool (*c10k_send_gate_t)(void *arg, c10k_conn_t *c);
 c10k_next_t c10k_conn_pump_gated(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
                                  int64_t now, c10k_send_gate_t gate, void *arg);
 
+/* --- straight-line connections (implemented in net.c) --------------------------- */
+
+/*
+ * How a connection served by straight-line code waits: with blocking calls
+ * in a thread or process of its own (threaded, prefork: c10k_serve_blocking())
+ * or with a coroutine's wrappers (coro). c10k_serve_conn() is the one loop
+ * both run; only these three differ. ctx is the caller's.
+ */
+typedef struct c10k_waits_s {
+    /* Wait until fd has something to read (1), c->deadline passes (0) or,
+     * while !c->stopping, a stop is requested (-ECANCELED). Any other
+     * negative errno ends the connection. */
+    int (*readable)(void *ctx, int fd, const c10k_conn_t *c);
+    /* One read of what is there: bytes, 0 at EOF, or a negative errno
+     * (-EAGAIN: nothing after all, wait again). */
+    ssize_t (*recv)(void *ctx, int fd, void *buf, size_t len);
+    /* C10K_SEND: send the plan in c->io, waiting as needed until it is all
+     * out, the send clock (c->deadline) runs out or the peer is gone; report
+     * to conn.h (c10k_conn_sent(), c10k_conn_timeout()) and return its answer. */
+    c10k_next_t (*send)(void *ctx, int fd, c10k_conn_t *c);
+} c10k_waits_t;
+
+/*
+ * Serve one accepted connection to its end, top to bottom: read, handle,
+ * send the plan, repeat, as conn.h decides, waiting with w. Buffers come from
+ * pool while a request is under way and go back to it while the connection
+ * is idle. Closes fd. Returns the number of responses planned.
+ */
+unsigned c10k_serve_conn(c10k_server_t *srv, int fd, const struct sockaddr *peer,
+                         c10k_iopool_t *pool, const c10k_waits_t *w, void *ctx);
+
 /* --- for models with their own buffers (uring) ------------------------------------ */
 
 /*

@@ -1,8 +1,9 @@
 /*
  * conn_io.c - the socket side of the connection lifecycle (conn.h): doing
  * what the policy asks on a non-blocking socket (c10k_conn_pump(), for the
- * readiness models) and serving a whole connection with blocking calls
- * (c10k_serve_blocking(), for threaded and prefork). It lives apart from
+ * readiness models) and serving a whole connection in straight-line code
+ * (c10k_serve_conn(): with blocking calls, c10k_serve_blocking(), for
+ * threaded and prefork; with a coroutine's waits for coro). It lives apart from
  * net.c because it runs the handler, through conn.c: net.c links without the
  * handler, so programs that are not c10k models (bench/ceiling) can use it.
  */
@@ -128,6 +129,54 @@ c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_
     return c10k_conn_pump_gated(c, fd, r, pool, now, NULL, NULL);
 }
 
+/* --- straight-line connections -------------------------------------------------- */
+
+/* C10K_READ and C10K_LINGER: wait until there is something to read, the
+ * deadline, or a stop; then one read. Lingering reads land in the buffer,
+ * which nothing reads any more. While there is nothing buffered, the buffer
+ * is back in the pool, so an idle connection holds none. */
+static c10k_next_t serve_read(const c10k_waits_t *w, void *ctx, int fd, c10k_conn_t *c,
+                              c10k_iopool_t *pool)
+{
+    size_t room = C10K_REQ_BUF;
+    char *at;
+    ssize_t n;
+    int r;
+
+    if (c10k_conn_shutdown_due(c))
+        shutdown(fd, SHUT_WR);
+    c10k_iopool_put(pool, c10k_conn_idle_io(c));
+    r = w->readable(ctx, fd, c);
+    if (r == 0)
+        return c10k_conn_timeout(c, c10k_now_ms());
+    if (r == -ECANCELED)
+        return c10k_conn_stop(c, c10k_now_ms());
+    if (r < 0)
+        return c10k_conn_read(c, r, c10k_now_ms());
+    if (!c->io && !(c->io = c10k_iopool_get(pool)))
+        return c10k_conn_read(c, -ENOMEM, c10k_now_ms());
+    at = c->io->buf;
+    if (c->next == C10K_READ)
+        at = c10k_conn_room(c, &room);
+    n = w->recv(ctx, fd, at, room);
+    if (n == -EINTR || n == -EAGAIN)
+        return (c10k_next_t)c->next;
+    return c10k_conn_read(c, n, c10k_now_ms());
+}
+
+unsigned c10k_serve_conn(c10k_server_t *srv, int fd, const struct sockaddr *peer,
+                         c10k_iopool_t *pool, const c10k_waits_t *w, void *ctx)
+{
+    c10k_conn_t c;
+    c10k_next_t next = c10k_conn_start(&c, srv, peer, c10k_now_ms());
+
+    while (next != C10K_CLOSE)
+        next = next == C10K_SEND ? w->send(ctx, fd, &c) : serve_read(w, ctx, fd, &c, pool);
+    c10k_iopool_put(pool, c10k_conn_end(&c));
+    close(fd);
+    return c.req.requests;
+}
+
 /* --- blocking connections --------------------------------------------------------- */
 
 /* Wait until fd is readable (1), the deadline passes (0), a stop was requested
@@ -162,52 +211,38 @@ static void set_send_timeout(int fd)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-/* C10K_READ and C10K_LINGER: sleep in poll until there is something to read,
- * the deadline, or a stop; then one recv. Lingering reads land in the
- * connection's own buffer, which nothing reads any more. */
-static c10k_next_t blocking_read(c10k_server_t *srv, int fd, c10k_conn_t *c)
+/* Sleep in poll until there is something to read, the deadline, or a stop. */
+static int blocking_readable(void *ctx, int fd, const c10k_conn_t *c)
 {
-    size_t room = C10K_REQ_BUF;
-    char *at = c->io->buf;
-    ssize_t n;
-    int r;
+    (void)ctx;
+    return wait_readable(c->srv, fd, c->deadline, !c->stopping);
+}
 
-    if (c10k_conn_shutdown_due(c))
-        shutdown(fd, SHUT_WR);
-    r = wait_readable(srv, fd, c->deadline, !c->stopping);
-    if (r == 0)
-        return c10k_conn_timeout(c, c10k_now_ms());
-    if (r == -ECANCELED)
-        return c10k_conn_stop(c, c10k_now_ms());
-    if (r < 0)
-        return c10k_conn_read(c, r, c10k_now_ms());
-    if (c->next == C10K_READ)
-        at = c10k_conn_room(c, &room);
-    n = recv(fd, at, room, 0);
-    if (n < 0 && errno == EINTR)
-        return (c10k_next_t)c->next;
-    return c10k_conn_read(c, n < 0 ? -errno : n, c10k_now_ms());
+static ssize_t blocking_recv(void *ctx, int fd, void *buf, size_t len)
+{
+    ssize_t n = recv(fd, buf, len, 0);
+
+    (void)ctx;
+    return n < 0 ? -errno : n;
 }
 
 /* C10K_SEND: one blocking call per step (send, sendfile) until it is all out. */
-static c10k_next_t blocking_send(c10k_server_t *srv, int fd, c10k_conn_t *c)
+static c10k_next_t blocking_send(void *ctx, int fd, c10k_conn_t *c)
 {
     c10k_status_t st =
-        c10k_send_plan_blocking(srv, fd, &c->io->resp, c->io->head, &c->io->sent.done);
+        c10k_send_plan_blocking(c->srv, fd, &c->io->resp, c->io->head, &c->io->sent.done);
 
+    (void)ctx;
     return c10k_conn_sent(c, st, c10k_now_ms());
 }
 
+static const c10k_waits_t blocking_waits = {blocking_readable, blocking_recv, blocking_send};
+
 unsigned c10k_serve_blocking(c10k_server_t *srv, int fd, const struct sockaddr *peer, c10k_io_t *io)
 {
-    c10k_conn_t c;
-    c10k_next_t next = c10k_conn_start(&c, srv, peer, c10k_now_ms());
+    /* The caller's one buffer, lent to each request in turn. */
+    c10k_iopool_t one = {.free = {io}, .n = 1};
 
-    c.io = io;
     set_send_timeout(fd);
-    while (next != C10K_CLOSE)
-        next = next == C10K_SEND ? blocking_send(srv, fd, &c) : blocking_read(srv, fd, &c);
-    c10k_conn_end(&c);
-    close(fd);
-    return c.req.requests;
+    return c10k_serve_conn(srv, fd, peer, &one, &blocking_waits, NULL);
 }

@@ -19,6 +19,7 @@
 #include "load.h"
 #include "cli.h"
 #include "server.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +51,7 @@ typedef enum {
     OPT_HEADER,
     OPT_MAXREQ,
     OPT_LOG,
+    OPT_STATS,
     OPT_GRACE,
     OPT_BACKLOG,
     OPT_LINGER_TIME,
@@ -70,6 +72,7 @@ static const struct {
     {OPT_HEADER, {"header-timeout", "S", "408 if a request head takes longer than S s (10)"}},
     {OPT_MAXREQ, {"max-requests", "N", "requests per connection, 0 = unlimited (default 0)"}},
     {OPT_LOG, {"access-log", "FILE", "append one line per response to FILE (default off)"}},
+    {OPT_STATS, {"stats-file", "FILE", "write the model's counters to FILE as JSON (default off)"}},
     {OPT_GRACE, {"grace", "S", "on SIGTERM, let in-flight responses finish for S s (10)"}},
     {OPT_BACKLOG, {"backlog", "N", "listen(2) backlog (default 4096)"}},
     {OPT_LINGER_TIME,
@@ -213,6 +216,9 @@ static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, con
         break;
     case OPT_LOG:
         cfg->access_log = v;
+        break;
+    case OPT_STATS:
+        cfg->stats_file = v;
         break;
     case OPT_GRACE:
         rc = c10k_parse_seconds(CMD, flag, v, &cfg->grace_ms);
@@ -431,8 +437,14 @@ static int cmd_serve(int argc, char **argv)
     c10k_raise_nofile();
     if (server_open(&srv) < 0)
         return EXIT_USAGE;
+    if (srv.cfg.stats_file && (rc = c10k_stats_start(srv.cfg.stats_file, model->name)) < 0) {
+        fprintf(stderr, "c10k serve: --stats-file '%s': %s\n", srv.cfg.stats_file, strerror(-rc));
+        return EXIT_USAGE;
+    }
     print_start_line(&srv);
     rc = model->run(&srv);
+    if (c10k_stats_stop(rc == 0) < 0)
+        fprintf(stderr, "c10k serve: --stats-file '%s': last write failed\n", srv.cfg.stats_file);
     if (rc == -EOPNOTSUPP)
         return EXIT_USAGE;
     if (rc < 0) {

@@ -51,6 +51,7 @@ typedef struct c10k_config_s {
     int header_ms;            /* --header-timeout, default 10 s */
     unsigned max_requests;    /* --max-requests per connection, 0 = unlimited */
     const char *access_log;   /* --access-log FILE, NULL = off */
+    const char *stats_file;   /* --stats-file FILE, NULL = off (stats.h) */
     int grace_ms;             /* --grace, in-flight grace on stop, default 10 s */
     int backlog;              /* --backlog, default 4096 */
     int lingering_time_ms;    /* --lingering-time, default 30 s (conn.h) */

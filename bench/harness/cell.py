@@ -256,25 +256,30 @@ class CellRunner:
         # the server is idle between warm-up and window: its stats file,
         # once rewritten, holds the counters at the window's start
         side = self.side
-        stats0 = (side.fresh_stats(stats_path, time.time_ns()) if stats_path
-                  else (None, None))
         if cold:
-            cold.evict(rep)  # the window starts cold
-        window.start()
-        if cold:
+            # the server quiet, the root evicted: the window starts cold; the
+            # disk's counters run from before the first stats file to after
+            # the second, the span the loop's stall counters cover
+            cold.evict(rep)
             cold.start()
+            stats0 = cold.read_stats(stats_path, time.time_ns())
+        else:
+            stats0 = (side.fresh_stats(stats_path, time.time_ns()) if stats_path
+                      else (None, None))
+        window.start()
         t0 = time.monotonic()
         wrk, client_cpu, err = run_wrk(run, srv.port, sc, run.plan.duration,
                                        self._raw("wrk_%s.json" % tag),
                                        self._raw("wrk_%s.txt" % tag), side=side)
         elapsed = time.monotonic() - t0
         done_ns = time.time_ns()
-        if cold:
-            cold.stop()
         cost = window.stop()
         if cold:
+            stats1 = cold.read_stats(stats_path, done_ns)
+            cold.stop()
             cold.after(rep)
-        stats1 = side.fresh_stats(stats_path, done_ns) if stats_path else (None, None)
+        else:
+            stats1 = side.fresh_stats(stats_path, done_ns) if stats_path else (None, None)
         if cost.get("warning"):
             rep.setdefault("warnings", []).append(cost.pop("warning"))
         if run.interrupted:

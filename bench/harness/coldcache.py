@@ -38,7 +38,7 @@ import time
 from . import pagecache
 from .cgroups import Cgroups
 from .counters import (BlockedSampler, disk_delta, disk_snapshot, enable_delayacct,
-                       restore_delayacct)
+                       read_fresh_stats, restore_delayacct)
 from .util import GiB, KiB, MiB, UsageError
 
 LAYOUT = ((20000, 64 * KiB), (2000, 4 * KiB), (200, 1 * MiB))
@@ -303,6 +303,7 @@ class ColdWindow:
         self.files = setup.root.paths()
         self.disk0 = self.cg0 = self.disk1 = self.cg1 = None
         self.blocked = BlockedSampler(pid)
+        self.stats_ns = []  # when the stats files read were written
 
     def _reads_so_far(self):
         counts = self.setup.cgroups.disk_counts()
@@ -354,6 +355,24 @@ class ColdWindow:
         """Stop the sampler, whatever happened (idempotent)."""
         self.blocked.finish()
 
+    def read_stats(self, path, since_ns):
+        """The model's counters as counters.read_fresh_stats gives them,
+        remembering when each read file was written: the loop's stalls are
+        counted between those two moments, so that is what they are per
+        second of (stalls of the warm-up's tail or of requests still served
+        after wrk stopped fall in it, not in wrk's window)."""
+        if not path:
+            return None, None
+        counters, why, mtime = read_fresh_stats(path, since_ns, with_time=True)
+        self.stats_ns.append(mtime if counters is not None else None)
+        return counters, why
+
+    def stats_span_s(self):
+        """Seconds between the two stats files read, or None."""
+        if len(self.stats_ns) != 2 or None in self.stats_ns:
+            return None
+        return (self.stats_ns[1] - self.stats_ns[0]) / 1e9
+
     def after(self, rep):
         """What the window read, waited for, and left in memory."""
         rep["resident_end_frac"] = pagecache.resident_frac(self.files)
@@ -365,13 +384,17 @@ class ColdWindow:
         else:
             rep.update(disk_reads=None, disk_read_bytes=None)
 
-    @staticmethod
-    def per_request(rep):
-        """Per-request and per-second figures, once the load's are known."""
-        req, secs = rep.get("requests"), rep.get("duration_s")
+    def per_request(self, rep):
+        """Per-request and per-second figures, once the load's are known.
+        The disk's counters and the stall counters cover the same span, from
+        just before the first stats file read to just after the second (the
+        window, and what the server was still serving of it after wrk
+        stopped); each is per second of its own measure of that span."""
+        req, secs = rep.get("requests"), rep.get("blkio_delay_span_s")
         rb = rep.get("io_read_bytes")
         rep["io_read_bytes_per_req"] = rb / req if rb is not None and req else None
         bd = rep.get("blkio_delay_ms")
         rep["blkio_delay_ms_per_s"] = bd / secs if bd is not None and secs else None
-        ls = rep.get("loop_stall_ms")
-        rep["loop_stall_ms_per_s"] = ls / secs if ls is not None and secs else None
+        ls, span = rep.get("loop_stall_ms"), self.stats_span_s()
+        rep["loop_stall_span_s"] = span
+        rep["loop_stall_ms_per_s"] = ls / span if ls is not None and span else None

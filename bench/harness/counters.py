@@ -503,26 +503,35 @@ def window_diag():
 # --- the model's stats file (CONTRACTS.md section 3) ----------------------------------
 
 
-def read_stats_file(path):
-    """{name: number} from the model's stats file, or None and why."""
+def read_stats_at(path):
+    """({name: number} or None, why, the file's modification time in ns):
+    the time is that of the very file read (fstat of the open descriptor;
+    the server replaces the file by a rename every 250 ms)."""
     try:
         with open(path) as f:
+            mtime = os.fstat(f.fileno()).st_mtime_ns
             doc = json.load(f)
     except FileNotFoundError:
-        return None, "no stats file %s" % os.path.basename(path)
+        return None, "no stats file %s" % os.path.basename(path), None
     except (OSError, ValueError) as e:
-        return None, "stats file unreadable: %s" % e
+        return None, "stats file unreadable: %s" % e, None
     counters = doc.get("counters") if isinstance(doc, dict) else None
     if not isinstance(counters, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in counters.values()):
-        return None, "stats file has no {name: number} counters"
-    return counters, None
+        return None, "stats file has no {name: number} counters", mtime
+    return counters, None, mtime
 
 
-def read_fresh_stats(path, since_ns, timeout=0.75):
+def read_stats_file(path):
+    """{name: number} from the model's stats file, or None and why."""
+    return read_stats_at(path)[:2]
+
+
+def read_fresh_stats(path, since_ns, timeout=0.75, with_time=False):
     """The stats file once the server has rewritten it after since_ns (it
     does every 250 ms): counters as of a moment when the load was idle, so
-    the start and end of a window are exact. (counters or None, why)."""
+    the start and end of a window are exact. (counters or None, why), and
+    with_time the time the file was written (ns, time.time_ns's clock)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -530,10 +539,10 @@ def read_fresh_stats(path, since_ns, timeout=0.75):
         except OSError:
             fresh = False
         if fresh or time.monotonic() >= deadline:
-            counters, why = read_stats_file(path)
+            counters, why, mtime = read_stats_at(path)
             if counters is not None and not fresh:
-                return None, "stats file not rewritten within %.2f s" % timeout
-            return counters, why
+                counters, why = None, "stats file not rewritten within %.2f s" % timeout
+            return (counters, why, mtime) if with_time else (counters, why)
         time.sleep(0.02)
 
 
@@ -705,12 +714,20 @@ class BlockedSampler(Periodic):
 
     def start(self):
         self._refresh()
-        self.last = time.monotonic()
+        self.last = self.t0 = time.monotonic()
+        self.t1 = None
         super().start()
 
+    def finish(self):
+        super().finish()
+        if getattr(self, "t0", None) is not None and self.t1 is None:
+            self.t1 = time.monotonic()
+
     def result(self):
-        """blkio_delay_ms (sum over threads) and its split by thread name."""
+        """blkio_delay_ms (sum over threads), its split by thread name, and
+        the seconds sampled (blkio_delay_span_s)."""
         by = {k: v * 1000.0 for k, v in sorted(self.blocked.items())}
+        span = self.t1 - self.t0 if getattr(self, "t1", None) else None
         return {"blkio_delay_ms": sum(by.values()), "blkio_delay_by_thread": by,
-                "blkio_delay_samples": self.samples,
+                "blkio_delay_samples": self.samples, "blkio_delay_span_s": span,
                 "blkio_delay_method": "threads in state D, sampled at %d Hz" % self.HZ}

@@ -42,7 +42,8 @@ SCALAR_METRICS = [
     "loop_stalls", "loop_stall_ms", "loop_stall_ms_per_s", "disk_iops", "cache_limit_bytes",
     "resident_start_frac", "resident_end_frac", "evict_s", "majflt", "io_read_bytes",
     "io_read_bytes_per_req", "disk_reads", "disk_read_bytes", "blkio_delay_ms",
-    "blkio_delay_ms_per_s", "delayacct_blkio_ms", "quiesce_s",
+    "blkio_delay_ms_per_s", "delayacct_blkio_ms", "quiesce_s", "loop_stall_span_s",
+    "blkio_delay_span_s",
 ]
 
 FLAG_RULES_TEXT = {

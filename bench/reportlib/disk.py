@@ -30,6 +30,9 @@ COLD_START = 0.01      # a window "began cold" with at most 1% of the root in me
 DISK_SHARE = 0.5       # the loop's thread in D for at least half its stalled time
 TAKEN_AWAY = 0.25      # an answer's stalls at most a quarter of its plain model's
 LOOP_THREAD = "c10k"   # the loop's thread name (helpers: c10k-helper, io-wq: iou-wrk)
+# Who waited in the loop's place, by thread name (libuv's pool threads carry
+# the loop's name: see answer_part).
+WAITERS = {"c10k-helper": "its helpers", "iou-wrk": "io_uring's io-wq threads"}
 
 
 def cold_scenario(run):
@@ -46,7 +49,7 @@ def per_s(cell, thread):
     the disk (median over rounds), or None."""
     vals = []
     for r in cell.repeats:
-        by, secs = r.get("blkio_delay_by_thread"), r.get("duration_s")
+        by, secs = r.get("blkio_delay_by_thread"), r.get("blkio_delay_span_s")
         if isinstance(by, dict) and secs:
             vals.append(sum(v for k, v in by.items() if k == thread or
                             (thread is None and k != LOOP_THREAD)) / secs)
@@ -119,20 +122,30 @@ def answer_part(run, sc, c, base):
     text = "%s: %s ms/s (%s" % (c.model, fmt.num(stall, 0), measured(c, run, sc))
     cmp = vs(c, base) if base else None
     text += ", %s)" % cmp if cmp else ")"
-    others = per_s(c, None)
+    others, who = per_s(c, None), waiter(c)
     if "fs-pool" in variant_flags(c.model) and stall is not None:
         # libuv's pool threads carry the loop's name: what the loop did not
         # stall of that name's waiting, at least, was the pool's
         mine = per_s(c, LOOP_THREAD)
         others = max(0.0, mine - stall) if mine is not None else None
+        who = "libuv's thread pool"
     base_stall = stalled(base) if base else None
     if (base_stall and stall is not None and stall <= TAKEN_AWAY * base_stall
             and others and others > 0):
-        who = {"helpers": "its helpers", "fs-pool": "libuv's thread pool"}.get(
-            next((f for f in variant_flags(c.model) if f in ("helpers", "fs-pool")), None),
-            "its other threads")
-        text += ", %s waiting %s ms/s in its place" % (who, fmt.num(others, 0))
+        text += ", %s waiting %s ms/s in its place (%s in all)" % (
+            who, fmt.num(others, 0), fmt.count(c.med("threads_max"), "thread"))
     return text
+
+
+def waiter(c):
+    """The name of the threads, other than the loop's, that waited longest."""
+    totals = {}
+    for r in c.repeats:
+        for k, v in (r.get("blkio_delay_by_thread") or {}).items():
+            if k != LOOP_THREAD:
+                totals[k] = totals.get(k, 0) + v
+    top = max(totals, key=totals.get) if totals else None
+    return WAITERS.get(top, "its other threads")
 
 
 def blocking_part(run, sc, c):

@@ -144,6 +144,7 @@
 #include "cli.h"
 #include "conn.h"
 #include "loopstat.h"
+#include "stats.h"
 #include "timer.h"
 #include "warm.h"
 #include "workers.h"
@@ -586,6 +587,8 @@ static void loop_fini(void *arg)
     loop_t *lp = arg;
 
     c10k_loopstat_unpublish(&lp->ls);
+    c10k_stats_remove(&lp->warm.checks);
+    c10k_stats_remove(&lp->warm.handoffs);
     /* Helpers first: no job may point at a connection once it is freed. */
     c10k_warm_fini(&lp->warm, job_give_back, NULL);
     while (lp->conns) /* those --grace cut short, or all after a failure */
@@ -626,6 +629,9 @@ static int loop_init(void *arg, c10k_server_t *srv, int id)
         ev.data.ptr = &tag_warm;
         if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->warm.efd, &ev) < 0)
             goto fail_errno;
+        /* How many file responses asked, how many went to a helper. */
+        c10k_stats_add("helper_checks", &lp->warm.checks);
+        c10k_stats_add("helper_handoffs", &lp->warm.handoffs);
     }
     c10k_loopstat_publish(&lp->ls); /* counters are extras: run on without */
     return 0;

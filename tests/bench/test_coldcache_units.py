@@ -309,16 +309,21 @@ class CountersTest(unittest.TestCase):
         self.assertEqual(s.result()["blkio_delay_ms"], 0)
 
     def test_per_request_and_per_second(self):
-        rep = {"requests": 100, "duration_s": 2.0, "io_read_bytes": 6553600,
+        w = coldcache.ColdWindow.__new__(coldcache.ColdWindow)
+        w.stats_ns = [10 ** 9, 3.5 * 10 ** 9]  # the stats files were written 2.5 s apart
+        rep = {"requests": 100, "blkio_delay_span_s": 2.0, "io_read_bytes": 6553600,
                "blkio_delay_ms": 1500.0, "loop_stall_ms": 900.0}
-        coldcache.ColdWindow.per_request(rep)
+        w.per_request(rep)
         self.assertEqual((rep["io_read_bytes_per_req"], rep["blkio_delay_ms_per_s"],
-                          rep["loop_stall_ms_per_s"]), (65536, 750.0, 450.0))
-        rep = {"requests": 0, "duration_s": 2.0, "io_read_bytes": 5, "blkio_delay_ms": None,
-               "loop_stall_ms": None}
-        coldcache.ColdWindow.per_request(rep)
+                          rep["loop_stall_span_s"], rep["loop_stall_ms_per_s"]),
+                         (65536, 750.0, 2.5, 360.0), "stalls per second of their own span")
+        w.stats_ns = [None, 3 * 10 ** 9]  # a stats file not read
+        rep = {"requests": 0, "blkio_delay_span_s": 2.0, "io_read_bytes": 5, "blkio_delay_ms": None,
+               "loop_stall_ms": 900.0}
+        w.per_request(rep)
         self.assertIsNone(rep["io_read_bytes_per_req"])
         self.assertIsNone(rep["blkio_delay_ms_per_s"])
+        self.assertIsNone(rep["loop_stall_ms_per_s"])
 
     def test_loop_stalls_from_counters(self):
         self.assertEqual(cell.loop_stalls({"loop_stalls": 3, "loop_stall_us": 4500,

@@ -605,7 +605,7 @@ def cold_doc(cells, start=0.0, by_thread=None, stalls=True):
                 "mem_per_conn_kib": {"min": 25, "median": 25, "max": 25}}
         if stall is not None and stalls:
             summ["loop_stall_ms_per_s"] = {"min": stall, "median": stall, "max": stall}
-        reps = [{"round": r, "status": "ok", "duration_s": 5.0,
+        reps = [{"round": r, "status": "ok", "duration_s": 5.0, "blkio_delay_span_s": 5.0,
                  "blkio_delay_by_thread": (by_thread or {}).get(model, {})} for r in (1, 2)]
         out.append({"model": model, "scenario": sc["id"], "status": "ok", "flags": [],
                     "reasons": [], "repeats": reps, "summary": summ})
@@ -623,7 +623,7 @@ COLD_CELLS = [("epoll", (300, 310, 320), 900, 900.0),
               ("nginx", (300, 305, 310), 950, None)]
 COLD_THREADS = {"epoll": {"c10k": 4400}, "libuv": {"c10k": 4300},
                 "epoll:helpers=4": {"c10k": 50, "c10k-helper": 16000},
-                "libuv:fs-pool": {"c10k": 15000}, "uring": {"c10k": 0}}
+                "libuv:fs-pool": {"c10k": 15000}, "uring": {"c10k": 0, "iou-wrk": 9000}}
 
 
 class DiskFindingTest(unittest.TestCase):
@@ -643,7 +643,8 @@ class DiskFindingTest(unittest.TestCase):
         self.assertIn("libuv:fs-pool: 30 ms/s (420 req/s, p99 500 ms, 1.4× libuv's req/s), "
                       "libuv's thread pool waiting 2,970 ms/s in its place", text)
         self.assertIn("as it ended", text)
-        self.assertIn("uring: 5 ms/s (510 req/s, p99 280 ms, 1.6× epoll's req/s)", text)
+        self.assertIn("uring: 5 ms/s (510 req/s, p99 280 ms, 1.6× epoll's req/s), io_uring's "
+                      "io-wq threads waiting 1,800 ms/s in its place (66 threads in all)", text)
         self.assertIn("threaded 530 req/s, p99 250 ms with 66 threads", text)
         self.assertNotIn("nginx", text, "no stall counter: not an event loop of ours")
 

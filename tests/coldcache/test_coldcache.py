@@ -7,8 +7,8 @@
                    memory goes at once, without a helper
   blocking         a request for a file in memory, sent while another
                    client waits for a cold file on a throttled disk: the
-                   plain event loops (epoll, libevent, libuv) answer it only
-                   after the disk, the answers (epoll --helpers, libuv
+                   plain event loops (epoll, libevent, libuv, coro) answer it
+                   only after the disk, the answers (epoll --helpers, libuv
                    --fs-pool, io_uring, a thread per connection) at once.
                    Needs root and a blkio (v1) or io (v2) cgroup; skipped
                    with the reason otherwise
@@ -200,7 +200,7 @@ def test_without_helpers_the_loop_reads_the_disk_itself(ctx):
 # Every model and the variants that change how a body is read.
 EVERY_MODEL = [("threaded",), ("prefork",), ("epoll",), ("epoll", "--helpers", "2"),
                ("libevent",), ("libuv",), ("libuv", "--fs-pool"), ("uring",),
-               ("uring", "--zc")]
+               ("uring", "--zc"), ("coro",)]
 COLD_SIZES = [100, 4096, 30000, 65536, 1 << 20]  # a uring slot is 32 KiB: under and over
 
 
@@ -252,6 +252,7 @@ BLOCKING = [
     (("epoll",), True),
     (("libevent",), True),
     (("libuv",), True),
+    (("coro",), True),  # a coroutine's sendfile blocks its scheduler's thread
     (("epoll", "--helpers", "2"), False),
     (("libuv", "--fs-pool"), False),
     (("uring",), False),
@@ -332,7 +333,7 @@ def test_who_waits_for_the_disk(ctx):
 
 # --- the stall counter ------------------------------------------------------------------
 
-EVENT_MODELS = ["epoll", "libevent", "libuv", "uring"]
+EVENT_MODELS = ["epoll", "libevent", "libuv", "uring", "coro"]
 # A model whose counter is still to come, and why (it must not be forgotten:
 # the test says so on every run). None now.
 NOT_YET = {}

@@ -385,3 +385,14 @@ Test(conn, no_gate_sends_at_once)
     close(sv[0]);
     close(sv[1]);
 }
+
+Test(conn, stop_soon_makes_the_next_response_the_last)
+{
+    c10k_conn_start(&c, &srv, NULL, T0);
+    client_sends(GET, T0);
+    all_sent(T0);
+    c10k_conn_stop_soon(&c); /* a request may be waiting unread in the socket */
+    cr_assert_eq(client_sends(GET, T0 + 1), C10K_SEND);
+    cr_assert_not(c.io->resp.keep_alive, "answered with Connection: close");
+    cr_assert_eq(all_sent(T0 + 1), C10K_CLOSE);
+}
