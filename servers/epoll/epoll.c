@@ -316,14 +316,14 @@ static bool conn_advance(loop_t *lp, conn_t *c)
     }
     next = c10k_conn_pump_gated(&c->cc, c->fd, &c->ready, &lp->pool, lp->now,
                                 opts.helpers ? warm_gate : NULL, lp);
+    if (next == C10K_CLOSE) { /* a helper still reading for it lets go (conn_close) */
+        conn_close(lp, c);
+        return false;
+    }
     if (c->job) { /* the gate handed the body to a helper */
         want(lp, c, 0);
         c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
         return true;
-    }
-    if (next == C10K_CLOSE) {
-        conn_close(lp, c);
-        return false;
     }
     want(lp, c, next == C10K_SEND ? EPOLLOUT : EPOLLIN);
     c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);

@@ -12,6 +12,8 @@
                    --fs-pool, io_uring, a thread per connection) at once.
                    Needs root and a blkio (v1) or io (v2) cgroup; skipped
                    with the reason otherwise
+  stop             SIGTERM while helpers read cold files: every response is
+                   finished and the server exits 0 (root and cgroups)
   stall counter    an event loop that cannot write its access log (a FIFO
                    nobody reads for 0.5 s) stalls; its stats file counts the
                    stall and at least 0.375 s more of stalls than the same
@@ -331,6 +333,40 @@ def test_who_waits_for_the_disk(ctx):
         BLOCKED_MS, FREE_MS, "; ".join(wrong))
 
 
+def test_stop_while_helpers_read(ctx):
+    """SIGTERM while helpers are still reading cold files for clients: each
+    response is finished (--grace) and the server exits 0; a client that
+    gave up meanwhile costs nothing."""
+    cg = throttled(ctx)
+    root = os.path.join(ctx.tmp, "stop")
+    os.makedirs(root)
+    data = {"/c%d.bin" % i: write_file(os.path.join(root, "c%d.bin" % i), 256 * 1024,
+                                       "stop%d" % i) for i in range(3)}
+    try:
+        pagecache.evict([os.path.join(root, p[1:]) for p in data])
+        srv = serve(ctx.bin, root, "epoll", "--helpers", "1", wrap=cg.wrap)
+        try:
+            got = {}
+            threads = [threading.Thread(target=lambda p=p: got.update({p: http_get(srv.port, p)}))
+                       for p in data]
+            for t in threads:
+                t.start()
+            gone = c10ktest.connect(srv.port)  # asks, then leaves before the answer
+            gone.sendall(b"GET /c0.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(0.1)
+            gone.close()
+            srv.proc.send_signal(signal.SIGTERM)
+            for t in threads:
+                t.join(30)
+            for p, want in data.items():
+                c10ktest.eq(got[p].status, 200, p)
+                assert got[p].body == want, "%s: the body, whole, after the stop" % p
+        finally:
+            stop(srv)
+    finally:
+        cg.remove()
+
+
 # --- the stall counter ------------------------------------------------------------------
 
 EVENT_MODELS = ["epoll", "libevent", "libuv", "uring", "coro"]
@@ -485,6 +521,7 @@ def test_eviction_and_its_mincore_check(ctx):
 TESTS = [test_eviction_and_its_mincore_check, test_cold_files_served_byte_for_byte,
          test_helper_hands_off_a_cold_range,
          test_without_helpers_the_loop_reads_the_disk_itself, test_who_waits_for_the_disk,
+         test_stop_while_helpers_read,
          test_stall_counter_counts_a_blocked_loop]
 
 
