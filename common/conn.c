@@ -17,6 +17,7 @@ static int64_t min64(int64_t a, int64_t b)
 void c10k_io_init(c10k_io_t *io)
 {
     io->resp.body_fd = -1;
+    io->resp.body_ref = NULL;
     io->sent.done = 0;
     io->len = io->used = io->mark = 0;
 }

@@ -13,6 +13,7 @@
  * the spec leaves room"); each is commented where this file makes it.
  */
 #include "http.h"
+#include "filecache.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -230,9 +231,21 @@ void c10k_req_init(c10k_req_t *req)
 
 void c10k_resp_finish(c10k_resp_t *resp)
 {
-    if (resp->body_fd >= 0)
+    if (resp->body_ref)
+        c10k_fcache_release(resp->body_ref); /* the cache closes it, if it ever does */
+    else if (resp->body_fd >= 0)
         close(resp->body_fd);
+    resp->body_ref = NULL;
     resp->body_fd = -1;
+}
+
+int c10k_resp_take_fd(c10k_resp_t *resp)
+{
+    int fd = resp->body_ref ? -1 : resp->body_fd;
+
+    if (fd >= 0)
+        resp->body_fd = -1;
+    return fd;
 }
 
 /* Without openat2 (kernels before 5.6): walk one component at a time and
@@ -449,6 +462,17 @@ static void put(headctx_t *h, const char *fmt, ...)
         h->overflow = true;
     else
         h->len += (size_t)n;
+}
+
+/* n bytes as they are (a cached part of a head). */
+static void put_raw(headctx_t *h, const char *p, size_t n)
+{
+    if (h->overflow || n >= h->cap - h->len) {
+        h->overflow = true;
+        return;
+    }
+    memcpy(h->buf + h->len, p, n);
+    h->len += n;
 }
 
 static void put_start(headctx_t *h, int status, const char *reason)
@@ -885,6 +909,21 @@ static int target_path(view_t url, view_t *path, view_t *query)
     return 0;
 }
 
+/* The file a response is planned from, and what its head says of it: an
+ * entry of the open-file cache (ref set; its descriptor and content are the
+ * cache's), or a file opened for this request alone (fd is ours). */
+typedef struct file_s {
+    int fd;
+    const struct stat *st;
+    const char *data; /* the whole content in memory, or NULL */
+    const char *etag, *lastmod, *ctype;
+    const char *hdr; /* the entity header lines of a 200, or NULL */
+    size_t hdr_len;
+    c10k_fcfile_t *ref;
+    struct stat own_st; /* for a file of our own */
+    char own_etag[48], own_lastmod[40];
+} file_t;
+
 /* open_file() and fstat(); -EIO if fstat fails. */
 static int open_stat(const c10k_site_t *site, const char *rel, struct stat *st)
 {
@@ -909,15 +948,11 @@ static int open_index(ctx_t *c, char *rel, struct stat *st)
     return fd == -ENOENT ? -EACCES : fd;
 }
 
-/* Resolve and open the file for path; rel gets its name below the root (with
- * /index.html for a directory). Returns 0 or the status to answer with. */
-static int open_target(ctx_t *c, view_t path, char *rel, size_t cap, int *fd, struct stat *st)
+/* Open the file for rel (the normalised path, dir_slash if it ended in '/'),
+ * beneath the root; rel gets /index.html appended for a directory. Returns 0
+ * or the status to answer with. */
+static int open_resolved(ctx_t *c, char *rel, bool dir_slash, int *fd, struct stat *st)
 {
-    bool dir_slash = false;
-    int status = path_resolve(path, rel, cap - 12, &dir_slash);
-
-    if (status)
-        return status;
     *fd = open_stat(c->site, rel, st);
     if (*fd >= 0 && (S_ISDIR(st->st_mode) || dir_slash)) {
         bool dir = S_ISDIR(st->st_mode);
@@ -940,6 +975,127 @@ static int open_target(ctx_t *c, view_t path, char *rel, size_t cap, int *fd, st
         *fd = -1;
         return 404;
     }
+    return 0;
+}
+
+static void put_entity(headctx_t *h, const file_t *f, off_t len)
+{
+    put(h, "Content-Type: %s\r\nContent-Length: %lld\r\nLast-Modified: %s\r\nETag: %s\r\n",
+        f->ctype, (long long)len, f->lastmod, f->etag);
+    put(h, "Accept-Ranges: bytes\r\n");
+}
+
+static void make_validators(const struct stat *st, char *etag, size_t ecap, char *lastmod,
+                            size_t lcap)
+{
+    snprintf(etag, ecap, "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
+             (unsigned long long)st->st_size);
+    http_date(st->st_mtime, lastmod, lcap);
+}
+
+/* A file opened for this request alone: derive what the head says of it. */
+static void file_own(file_t *f, const char *name)
+{
+    f->st = &f->own_st;
+    make_validators(f->st, f->own_etag, sizeof(f->own_etag), f->own_lastmod,
+                    sizeof(f->own_lastmod));
+    f->etag = f->own_etag;
+    f->lastmod = f->own_lastmod;
+    f->ctype = c10k_mime_type(name, strlen(name));
+    f->data = f->hdr = NULL;
+    f->ref = NULL;
+}
+
+/* A cache entry: what the head says of it is derived once, when it is new,
+ * with the same code as for a file of our own, so the bytes are the same. */
+static void file_cached(file_t *f, c10k_fcfile_t *e, const char *name, size_t nlen)
+{
+    if (!e->derived) {
+        headctx_t h = {.buf = e->hdr, .cap = sizeof(e->hdr)};
+        file_t tmp = {.etag = e->etag, .lastmod = e->lastmod};
+        make_validators(&e->st, e->etag, sizeof(e->etag), e->lastmod, sizeof(e->lastmod));
+        e->ctype = tmp.ctype = c10k_mime_type(name, nlen);
+        put_entity(&h, &tmp, e->st.st_size);
+        e->hdr_len = h.overflow ? 0 : h.len;
+        e->derived = true;
+    }
+    f->fd = e->fd;
+    f->st = &e->st;
+    f->data = e->data;
+    f->etag = e->etag;
+    f->lastmod = e->lastmod;
+    f->ctype = e->ctype;
+    f->hdr = e->hdr_len ? e->hdr : NULL;
+    f->hdr_len = e->hdr_len;
+    f->ref = e;
+}
+
+/* The response is done with f (or never needed its body). */
+static void file_drop(file_t *f)
+{
+    if (f->ref)
+        c10k_fcache_release(f->ref);
+    else
+        close(f->fd);
+    f->ref = NULL;
+    f->fd = -1;
+}
+
+/* The cache's name for rel: rel itself, or its index for "dir/". Returns its
+ * length, or 0 when it is too long to cache. */
+static size_t cache_key(const char *rel, bool dir_slash, char *key)
+{
+    size_t n = strlen(rel), extra = dir_slash ? strlen("/index.html") : 0;
+
+    if (n + extra >= C10K_FCACHE_KEY_MAX)
+        return 0;
+    memcpy(key, rel, n);
+    memcpy(key + n, "/index.html", extra);
+    key[n + extra] = '\0';
+    return n + extra;
+}
+
+/*
+ * Resolve and open the file for path; rel gets its name below the root (with
+ * /index.html for a directory). Returns 0 with *f filled, or the status to
+ * answer with. With the open-file cache on, a valid entry answers without a
+ * system call; otherwise the file is resolved exactly as without a cache and
+ * the result refreshes the cache: a new entry, the same one trusted again,
+ * or (no regular file there any more) none.
+ */
+static int open_target(ctx_t *c, view_t path, char *rel, size_t cap, file_t *f)
+{
+    const c10k_site_t *site = c->site;
+    c10k_fcache_t *fc = NULL;
+    char key[C10K_FCACHE_KEY_MAX];
+    c10k_fcfile_t *e;
+    bool dir_slash = false;
+    int status = path_resolve(path, rel, cap - 12, &dir_slash);
+    size_t klen = 0;
+    int64_t now = 0;
+
+    if (status)
+        return status;
+    if (site->fcache_max && (klen = cache_key(rel, dir_slash, key)) > 0)
+        fc = c10k_fcache_thread(site->fcache_max, site->fcache_valid_ms);
+    if (fc) {
+        now = c10k_fcache_now(fc);
+        e = c10k_fcache_get(fc, key, klen, now);
+        if (e) {
+            memcpy(rel, key, klen + 1);
+            file_cached(f, e, key, klen);
+            return 0;
+        }
+    }
+    status = open_resolved(c, rel, dir_slash, &f->fd, &f->own_st);
+    if (fc && status)
+        c10k_fcache_forget(fc, key, klen);
+    if (status)
+        return status;
+    if (fc && (e = c10k_fcache_put(fc, key, klen, f->fd, &f->own_st, now)) != NULL)
+        file_cached(f, e, key, klen);
+    else
+        file_own(f, rel);
     return 0;
 }
 
@@ -967,51 +1123,64 @@ static bool if_range_holds(const parsed_t *ps, const char *etag, const char *las
     return v.n == strlen(lastmod) && memcmp(v.p, lastmod, v.n) == 0;
 }
 
-static void plan_file(ctx_t *c, int fd, const struct stat *st, const char *name, size_t nlen)
+/* The body: the file range, or the same bytes from the cached content (one
+ * send with the head). The response holds f's cache entry until
+ * c10k_resp_finish(). */
+static void plan_body(c10k_resp_t *resp, const file_t *f, off_t first, off_t last)
 {
-    char etag[48], lastmod[40];
+    size_t len = (size_t)(last - first + 1);
+
+    resp->body_ref = f->ref;
+    if (f->data) {
+        resp->body_mem = f->data + first;
+        resp->body_mem_len = len;
+        return;
+    }
+    resp->body_fd = f->fd;
+    resp->body_off = first;
+    resp->body_len = len;
+}
+
+static void plan_file(ctx_t *c, file_t *f)
+{
+    const struct stat *st = f->st;
     off_t first = 0, last = st->st_size - 1;
     int status = 200;
     c10k_resp_t *resp = c->resp;
 
-    snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
-             (unsigned long long)st->st_size);
-    http_date(st->st_mtime, lastmod, sizeof(lastmod));
-    if (conditional(&c->ps, st, etag) == 304) {
-        close(fd);
+    if (conditional(&c->ps, st, f->etag) == 304) {
         resp->status = 304;
         resp->keep_alive = c->keep_alive;
         put_start(&c->h, 304, "Not Modified");
-        put(&c->h, "Last-Modified: %s\r\nETag: %s\r\n", lastmod, etag);
+        put(&c->h, "Last-Modified: %s\r\nETag: %s\r\n", f->lastmod, f->etag);
         put_end(&c->h, resp->keep_alive);
         resp->head_len = c->h.len;
+        file_drop(f);
         return;
     }
-    if (c->ps.range.p && if_range_holds(&c->ps, etag, lastmod))
+    if (c->ps.range.p && if_range_holds(&c->ps, f->etag, f->lastmod))
         status = range_parse(c->ps.range, st->st_size, &first, &last);
     if (status == 416) {
-        close(fd);
         plan_error(resp, &c->h, 416, c->head_only, c->keep_alive, NULL, st->st_size);
+        file_drop(f);
         return;
     }
     resp->status = status;
     resp->keep_alive = c->keep_alive;
     put_start(&c->h, status, status == 206 ? "Partial Content" : "OK");
-    put(&c->h, "Content-Type: %s\r\nContent-Length: %lld\r\nLast-Modified: %s\r\nETag: %s\r\n",
-        c10k_mime_type(name, nlen), (long long)(last - first + 1), lastmod, etag);
-    put(&c->h, "Accept-Ranges: bytes\r\n");
+    if (status == 200 && f->hdr)
+        put_raw(&c->h, f->hdr, f->hdr_len);
+    else
+        put_entity(&c->h, f, last - first + 1);
     if (status == 206)
         put(&c->h, "Content-Range: bytes %lld-%lld/%lld\r\n", (long long)first, (long long)last,
             (long long)st->st_size);
     put_end(&c->h, resp->keep_alive);
     resp->head_len = c->h.len;
-    if (c->head_only || last < first) {
-        close(fd);
-        return;
-    }
-    resp->body_fd = fd;
-    resp->body_off = first;
-    resp->body_len = (size_t)(last - first + 1);
+    if (c->head_only || last < first)
+        file_drop(f);
+    else
+        plan_body(resp, f, first, last);
 }
 
 /* Bytes of a Location for rel and query once percent-encoded. */
@@ -1029,15 +1198,19 @@ static size_t location_len(const char *rel, view_t query)
 static void plan_request(ctx_t *c, view_t path)
 {
     char rel[C10K_URI_MAX + 16];
-    struct stat st;
-    int fd = -1;
-    int status = open_target(c, path, rel, sizeof(rel), &fd, &st);
-    view_t loc[2] = {{rel, strlen(rel)}, c->query};
+    file_t f;
+    int status;
+    view_t loc[2];
+
+    rel[0] = '\0'; /* a path refused before it was decoded leaves it empty */
+    status = open_target(c, path, rel, sizeof(rel), &f);
+    loc[0] = (view_t){rel, strlen(rel)};
+    loc[1] = c->query;
 
     if (status == 301 && location_len(rel, c->query) > C10K_URI_MAX)
         status = 414; /* its Location would not fit the head buffer */
     if (status == 0)
-        plan_file(c, fd, &st, rel, strlen(rel));
+        plan_file(c, &f);
     else
         plan_error(c->resp, &c->h, status, c->head_only, c->keep_alive, loc, 0);
 }

@@ -12,7 +12,9 @@
  * filled a plan: head bytes written into the caller's head buffer, and a body
  * that is a file range (for sendfile or splice) or a small static buffer.
  * The only I/O it does is on the file system (openat2/fstat of the file to
- * serve); there is no malloc on this path.
+ * serve); there is no malloc on this path. With --open-file-cache on, the
+ * file comes from the calling thread's open-file cache when it can
+ * (filecache.h), and a warm cache allocates nothing either.
  *
  * Pipelining: the return value says how many bytes one request used. The
  * caller sends that response, then calls again on the rest of its buffer.
@@ -44,6 +46,8 @@ typedef struct c10k_site_s {
     char root_path[4096];  /* as given, for messages */
     bool have_openat2;     /* kernel supports RESOLVE_BENEATH */
     unsigned max_requests; /* per connection; 0 = unlimited */
+    unsigned fcache_max;   /* entries in each thread's open-file cache; 0 = off */
+    int fcache_valid_ms;   /* ... each trusted this long after its last check */
 } c10k_site_t;
 
 /* Per-connection parse state. Tiny, so an idle connection costs little. */
@@ -82,6 +86,12 @@ typedef struct c10k_resp_s {
     size_t referer_len;
     const char *user_agent;
     size_t user_agent_len;
+
+    /* The open-file cache entry that body_fd or body_mem belongs to, or NULL
+     * (then body_fd is the plan's own). The plan holds a reference, which
+     * c10k_resp_finish() gives back; the cache closes the descriptor once no
+     * plan holds it and it has left the cache. */
+    struct c10k_fcfile_s *body_ref;
 } c10k_resp_t;
 
 /* Open root as the document root. Returns 0, or a negative errno (-ENOENT,
@@ -122,8 +132,16 @@ ssize_t c10k_http_handle(const c10k_site_t *site, c10k_req_t *req, const char *b
  */
 int c10k_http_timeout(c10k_req_t *req, size_t len, char *head, size_t head_cap, c10k_resp_t *resp);
 
-/* Release the plan's resources (closes body_fd). Call once the response has
- * been sent or abandoned. Safe to call twice. */
+/* Release the plan's resources (closes body_fd, or gives a cached file back
+ * to its cache). Call once the response has been sent or abandoned, from the
+ * thread that made the plan (the cache is that thread's). Safe to call
+ * twice. */
 void c10k_resp_finish(c10k_resp_t *resp);
+
+/* For a model that closes the body's descriptor itself (uring closes it on
+ * the ring, saving a system call): returns body_fd and forgets it, or -1 when
+ * there is none or it belongs to the open-file cache (c10k_resp_finish() then
+ * gives it back). */
+int c10k_resp_take_fd(c10k_resp_t *resp);
 
 #endif

@@ -19,6 +19,7 @@
 #include "load.h"
 #include "cli.h"
 #include "server.h"
+#include "filecache.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -57,6 +58,8 @@ typedef enum {
     OPT_LINGER_TIME,
     OPT_LINGER_TIMEOUT,
     OPT_MIME,
+    OPT_FCACHE,
+    OPT_FCACHE_VALID,
 } common_opt_t;
 
 static const struct {
@@ -80,6 +83,11 @@ static const struct {
     {OPT_LINGER_TIMEOUT,
      {"lingering-timeout", "S", "... and close if it sends nothing for S s (5)"}},
     {OPT_MIME, {"mime-types", "FILE", "extension to type map (default " C10K_MIME_TYPES_FILE ")"}},
+    {OPT_FCACHE,
+     {"open-file-cache", "N",
+      "keep N open files per worker, as nginx's open_file_cache (0 = off)"}},
+    {OPT_FCACHE_VALID,
+     {"open-file-cache-valid", "S", "... and check each one again after S s (60)"}},
 };
 
 /* --mime-types, or NULL: C10K_MIME_TYPES_FILE if it exists, else built-in. */
@@ -236,6 +244,13 @@ static int set_common(c10k_config_t *cfg, common_opt_t id, const char *flag, con
     case OPT_MIME:
         mime_types_file = v;
         break;
+    case OPT_FCACHE:
+        rc = c10k_parse_uint(CMD, flag, v, 0, C10K_FCACHE_MAX, &n);
+        cfg->fcache_max = (unsigned)n;
+        break;
+    case OPT_FCACHE_VALID:
+        rc = c10k_parse_seconds(CMD, flag, v, &cfg->fcache_valid_ms);
+        break;
     }
     return rc;
 }
@@ -298,6 +313,7 @@ static void config_defaults(c10k_config_t *cfg)
     cfg->backlog = 4096;
     cfg->lingering_time_ms = C10K_LINGERING_TIME_MS;
     cfg->lingering_timeout_ms = C10K_LINGERING_TIMEOUT_MS;
+    cfg->fcache_valid_ms = 60000; /* nginx's open_file_cache_valid default */
 }
 
 /* --- start-up ---------------------------------------------------------------- */
@@ -316,7 +332,7 @@ static int pin_process(const c10k_config_t *cfg)
 
 static void print_start_line(const c10k_server_t *srv)
 {
-    char model[256] = "", cpus[64] = "any";
+    char model[256] = "", cpus[64] = "any", fcache[64] = "off";
     const c10k_config_t *c = &srv->cfg;
     bool v6 = strchr(c->bind, ':') != NULL;
 
@@ -327,12 +343,15 @@ static void print_start_line(const c10k_server_t *srv)
         for (int i = 0; i < c->ncpus && off < sizeof(cpus) - 8; i++)
             off += snprintf(cpus + off, sizeof(cpus) - off, "%s%d", i ? "," : "", c->cpus[i]);
     }
+    if (c->fcache_max)
+        snprintf(fcache, sizeof(fcache), "%u/%gs", c->fcache_max, c->fcache_valid_ms / 1000.0);
     printf("c10k: serving %s at http://%s%s%s:%d/ with %s (workers=%d cpus=%s keepalive=%gs "
-           "header-timeout=%gs max-requests=%u access-log=%s mime-types=%s:%zu%s%s)\n",
+           "header-timeout=%gs max-requests=%u access-log=%s mime-types=%s:%zu "
+           "open-file-cache=%s%s%s)\n",
            srv->site.root_path, v6 ? "[" : "", c->bind, v6 ? "]" : "", srv->port, srv->model->name,
            c10k_worker_count(srv), cpus, c->keepalive_ms / 1000.0, c->header_ms / 1000.0,
            c->max_requests, c->access_log ? c->access_log : "off", c10k_mime_source(),
-           c10k_mime_count(), model[0] ? " " : "", model);
+           c10k_mime_count(), fcache, model[0] ? " " : "", model);
     fflush(stdout);
 }
 
@@ -365,6 +384,8 @@ static int server_open(c10k_server_t *srv)
         fprintf(stderr, "c10k serve: --root '%s': %s\n", srv->cfg.root, strerror(-rc));
         return rc;
     }
+    srv->site.fcache_max = srv->cfg.fcache_max;
+    srv->site.fcache_valid_ms = srv->cfg.fcache_valid_ms;
     rc = mime_open();
     if (rc < 0)
         return rc;

@@ -24,7 +24,14 @@
  *                (c10k_conn_idle_io(), c10k_conn_end()).
  *   a response   its body_fd, opened by the handler and closed by
  *                c10k_resp_finish(); conn.h calls it when the response is
- *                done or abandoned, so a model never closes it itself.
+ *                done or abandoned, so a model never closes it itself
+ *                (uring closes it on the ring: c10k_resp_take_fd()). With
+ *                --open-file-cache the descriptor may be the cache's
+ *                (resp->body_ref): the response holds a reference, which
+ *                c10k_resp_finish() gives back, on the thread that made
+ *                the plan.
+ *   a thread     its open-file cache (filecache.h), made on the first
+ *                request it handles and freed when it exits.
  */
 #ifndef C10K_SERVER_H
 #define C10K_SERVER_H
@@ -56,6 +63,8 @@ typedef struct c10k_config_s {
     int backlog;              /* --backlog, default 4096 */
     int lingering_time_ms;    /* --lingering-time, default 30 s (conn.h) */
     int lingering_timeout_ms; /* --lingering-timeout, default 5 s (conn.h) */
+    unsigned fcache_max;      /* --open-file-cache, entries per worker; 0 = off (default) */
+    int fcache_valid_ms;      /* --open-file-cache-valid, default 60 s */
 } c10k_config_t;
 
 /* The running server as every model sees it. */

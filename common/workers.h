@@ -13,7 +13,9 @@
  *
  * init, serve and fini all run in the worker's own thread: io_uring with
  * SINGLE_ISSUER, for one, must be used only by the thread that created it.
- * If any init fails, every worker is stopped and the first error returned.
+ * The inits run one at a time, so a worker's set-up never races another's
+ * for descriptors. If one fails, no further worker starts, every worker
+ * already up is stopped, and the first error is returned.
  */
 #ifndef C10K_WORKERS_H
 #define C10K_WORKERS_H

@@ -61,6 +61,12 @@ def parse_args(argv):
     p.add_argument("--server-cpus", help="CPUs for the server (default 0)")
     p.add_argument("--client-cpus", help="CPUs for wrk (default: the others)")
     p.add_argument("--port", type=int, help="fixed port for every server (default: a free one)")
+    p.add_argument("--open-file-cache", type=int, metavar="N",
+                   help="every c10k model runs with --open-file-cache N and nginx with the "
+                        "same open_file_cache max=N (default: off in both)")
+    p.add_argument("--open-file-cache-valid", type=int, metavar="S",
+                   help="... and checks a cached file again after S whole seconds (nginx "
+                        "takes no fraction; default 60, both servers' default)")
     p.add_argument("--out", help="results directory (default: results/ of the checkout, or "
                                       "of the current directory for an installed c10k)")
     p.add_argument("--no-report", action="store_true", help="do not run c10k report at the end")
@@ -104,6 +110,7 @@ def parse_args(argv):
         raise UsageError("--port %d: want 1 to 65535" % args.port)
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         raise UsageError("--seed %d: want 0 to 4294967295" % args.seed)
+    check_open_file_cache(args)
     try:
         if args.server_host:
             remote.parse_host(args.server_host, "--server-host")
@@ -115,6 +122,20 @@ def parse_args(argv):
         raise UsageError("--ssh-config %s: no such file" % args.ssh_config)
     args.argv_tail = without_bin(argv)
     return args
+
+
+def check_open_file_cache(args):
+    """The ranges c10k serve takes (C10K_FCACHE_MAX), and whole seconds for
+    nginx's open_file_cache_valid."""
+    n, valid = args.open_file_cache, args.open_file_cache_valid
+    if n is not None and not 1 <= n <= 1000000:
+        raise UsageError("--open-file-cache %d: want 1 to 1000000 (leave it out for no cache)"
+                         % n)
+    if valid is not None and n is None:
+        raise UsageError("--open-file-cache-valid needs --open-file-cache N")
+    if valid is not None and not 1 <= valid <= 86400:
+        raise UsageError("--open-file-cache-valid %d: want whole seconds from 1 to 86400 "
+                         "(nginx's open_file_cache_valid takes no fraction)" % valid)
 
 
 def without_bin(argv):

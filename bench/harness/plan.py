@@ -363,6 +363,8 @@ class Plan:
         self.header_timeout = settings.get("header_timeout", 10)
         self.cold = settings.get("cold")      # coldcache.ColdSetup, or None
         self.notes = settings.get("notes", [])
+        # {"max": N, "valid_s": S}: every server, nginx included, caches open files
+        self.open_file_cache = settings.get("open_file_cache")
         self.orders = round_orders([s.name for s in servers], rounds, seed)
         self.sizes = sorted({s["size"] for s in scenarios})
 
@@ -422,11 +424,13 @@ def pick_servers(profile, models_text, binary):
 
 
 def summary_line(plan):
+    cache = plan.open_file_cache
     return ("profile %s: %d round(s) x %d servers (%s) x %d scenarios = %d cells; warm-up "
-            "%s s, window %d s each; seed %d"
+            "%s s, window %d s each; seed %d%s"
             % (plan.profile, plan.rounds, len(plan.servers), ", ".join(plan.names),
                len(plan.scenarios), len(plan.cells()), fmt_seconds(plan.warmup), plan.duration,
-               plan.seed))
+               plan.seed, "; open-file cache of %d per worker, checked every %s s, in every "
+               "server" % (cache["max"], fmt_seconds(cache["valid_s"])) if cache else ""))
 
 
 def dry_run_text(plan, notes=(), report=True):
@@ -489,7 +493,21 @@ def from_args(args, binary, ncpu=None):
                 client_cpus=client_cpus,
                 keepalive_timeout=prof.get("keepalive_timeout", 5),
                 header_timeout=prof.get("header_timeout", 10),
-                wrk_timeout_s=prof.get("wrk_timeout_s"), cold=setup, notes=notes)
+                wrk_timeout_s=prof.get("wrk_timeout_s"),
+                open_file_cache=pick_open_file_cache(args, binary), cold=setup, notes=notes)
+
+
+def pick_open_file_cache(args, binary):
+    """--open-file-cache N [--open-file-cache-valid S] -> {"max", "valid_s"},
+    or None; the binary must take the flag."""
+    n = getattr(args, "open_file_cache", None)
+    if n is None:
+        return None
+    if not binary.has_serve_flag("open-file-cache"):
+        raise UsageError("--open-file-cache: %s has no --open-file-cache (c10k serve --help); "
+                         "rebuild it" % binary.path)
+    valid = getattr(args, "open_file_cache_valid", None)
+    return {"max": n, "valid_s": valid if valid is not None else 60}
 
 
 def pick_rounds(args, prof):

@@ -20,6 +20,9 @@ import json
 import os
 import statistics
 
+from .refs import nginx_open_file_cache
+from .servers import open_file_cache_flags
+
 SCHEMA = "c10k-bench-results"
 SCHEMA_VERSION = 2
 STARVED_WAIT_FRAC = 0.10   # accept queue non-empty in more than 10% of samples
@@ -172,9 +175,19 @@ def settings(run):
         # issue 19: where the requests travelled (each scenario's "link")
         "links": sorted({sc["link"] for sc in p.scenarios}),
         "server_host": run.args.server_host, "client_hosts": run.args.client_host,
+        "open_file_cache": open_file_cache_setting(p.open_file_cache),
         "cold_cache": run.cold.describe() if getattr(run, "cold", None) else None,
         "notes": list(getattr(p, "notes", [])),
     }
+
+
+def open_file_cache_setting(cache):
+    """What c10k bench --open-file-cache gave every server: null when off."""
+    if not cache:
+        return None
+    return {"max": cache["max"], "valid_s": cache["valid_s"],
+            "c10k_flags": " ".join(open_file_cache_flags(cache)),
+            "nginx": nginx_open_file_cache(cache)}
 
 
 def results_doc(run, status):

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 
-from .util import cpus_text, read_file, run_text, slug
+from .util import cpus_text, fmt_seconds, read_file, run_text, slug
 
 
 def free_port():
@@ -121,8 +121,18 @@ class Server:
             self.proc.kill_session()
 
 
+def open_file_cache_flags(cache):
+    """c10k serve's flags for c10k bench --open-file-cache (cache: {"max": N,
+    "valid_s": S} or None); refs.nginx_open_file_cache() is nginx's side."""
+    if not cache:
+        return []
+    return ["--open-file-cache", str(cache["max"]),
+            "--open-file-cache-valid", fmt_seconds(cache["valid_s"])]
+
+
 def model_argv(bin_path, spec, port, docroot, workers, per_connection, server_cpus,
-               keepalive_timeout, header_timeout, stats_file=None, bind=None):
+               keepalive_timeout, header_timeout, stats_file=None, bind=None,
+               open_file_cache=None):
     """`c10k serve` for one model or variant. A per-connection model gets no
     --workers unless its variant sets it (prefork:workers=1 is a fixed pool
     of one); a variant's --workers replaces the bench's. bind: the address
@@ -136,7 +146,7 @@ def model_argv(bin_path, spec, port, docroot, workers, per_connection, server_cp
              "--header-timeout", str(header_timeout), "--grace", "2"]
     if stats_file:
         argv += ["--stats-file", stats_file]
-    return argv + spec.argv()
+    return argv + open_file_cache_flags(open_file_cache) + spec.argv()
 
 
 class ModelServer(Server):
@@ -152,7 +162,7 @@ class ModelServer(Server):
                                side.path(r.docroot), p.workers, r.binary.per_connection,
                                p.server_cpus, p.keepalive_timeout, p.header_timeout,
                                side.stats_path(self.stats_file) if self.stats_file else None,
-                               side.bind)
+                               side.bind, p.open_file_cache)
         log = self._open_log()
         try:
             self.proc = side.start(self.run.wrap(self.argv), log, first_line=True)

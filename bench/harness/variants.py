@@ -27,6 +27,8 @@ BENCH_OWNED = {
     "header-timeout": "the profile sets it for every server",
     "grace": "the bench stops every server the same way",
     "stats-file": "the bench passes it to every model that has it",
+    "open-file-cache": "use c10k bench --open-file-cache N: nginx then gets the same cache",
+    "open-file-cache-valid": "use c10k bench --open-file-cache-valid S, for every server",
 }
 
 # How a flag's argument, as named in --help, must look.

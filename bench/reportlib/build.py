@@ -284,6 +284,10 @@ def env_lines(run):
     if isinstance(variants, dict) and variants:
         out.append(("variants", "; ".join("%s = `c10k serve %s`" % (k, val)
                                           for k, val in variants.items())))
+    cache = st.get("open_file_cache")
+    if isinstance(cache, dict):
+        out.append(("open-file cache", "on in every server: c10k `%s`, nginx `%s`"
+                    % (cache.get("c10k_flags"), cache.get("nginx"))))
     return out
 
 

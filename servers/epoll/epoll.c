@@ -665,7 +665,12 @@ static const c10k_opt_t epoll_opts[] = {
 };
 
 static const char *const epoll_variants[] = {
-    "--level-triggered", "--shared-listener", "--helpers 2", "--helpers 1 --level-triggered", NULL,
+    "--level-triggered",
+    "--shared-listener",
+    "--open-file-cache 64 --open-file-cache-valid 1",
+    "--helpers 2",
+    "--helpers 1 --level-triggered",
+    NULL,
 };
 
 static int set_helpers(const char *value)

@@ -285,6 +285,21 @@ static void timeouts_init(loop_t *l)
     }
 }
 
+/* An event base needs a few descriptors, and libevent ends the process when
+ * one of them (its signal socketpair) cannot be made. Workers are set up one
+ * at a time (workers.h), so checking that they are free just before is
+ * reliable: nothing else opens descriptors meanwhile. */
+static bool descriptors_to_spare(int any_fd, int n)
+{
+    int fds[8], got = 0;
+
+    while (got < n && (fds[got] = dup(any_fd)) >= 0)
+        got++;
+    for (int i = 0; i < got; i++)
+        close(fds[i]);
+    return got == n;
+}
+
 static int loop_init(void *arg, c10k_server_t *srv, int id)
 {
     loop_t *l = arg;
@@ -295,6 +310,8 @@ static int loop_init(void *arg, c10k_server_t *srv, int id)
     l->listen_fd = c10k_worker_listener(srv, id, false); /* < 0: fini closes nothing */
     if (l->listen_fd < 0)
         return l->listen_fd;
+    if (!descriptors_to_spare(srv->stop_fd, 3)) /* an epoll fd and a signal socketpair */
+        return -EMFILE;
     cfg = event_config_new();
     if (!cfg)
         return -ENOMEM;
@@ -361,6 +378,29 @@ static int libevent_run(c10k_server_t *srv)
     return c10k_run_workers(srv, &loop_ops);
 }
 
+/* libevent ends the process on a "fatal" error, such as an event base that
+ * cannot make its signal socketpair when descriptors run out, by calling
+ * exit() from whichever worker thread met it, under the others' feet. Say
+ * which server it was and leave at once instead: the other workers are not
+ * torn down either way, and exit()'s atexit handlers would run while they
+ * still use what those handlers free. */
+static void fatal_cb(int err)
+{
+    static const char msg[] =
+        "c10k serve: libevent: fatal error (see its message above); exiting\n";
+    ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+
+    (void)n;
+    (void)err;
+    _exit(1);
+}
+
+static int libevent_probe(void)
+{
+    event_set_fatal_callback(fatal_cb);
+    return 0;
+}
+
 static int libevent_set_opt(const char *name, const char *value)
 {
     (void)name;
@@ -381,5 +421,6 @@ const c10k_model_t c10k_model_libevent = {
     .variants = NULL,
     .set_opt = libevent_set_opt,
     .describe = libevent_describe,
+    .probe = libevent_probe,
     .run = libevent_run,
 };

@@ -19,6 +19,13 @@
  *   - With --pool N, at most N connections are served at once. An idle
  *     keep-alive client holds a pool thread until --keepalive-timeout, so
  *     slow or idle clients starve the rest (see the slow-clients profile).
+ *   - --open-file-cache works per thread and without locks, so a pool
+ *     thread keeps one. A thread per connection does not: its cache would
+ *     die with its connection (a miss, an allocation and a teardown per
+ *     connection instead of a saving), and one cache shared by every
+ *     connection thread would need a lock taken on every request, which is
+ *     exactly the cross-thread contention this model is meant not to have.
+ *     So without --pool the flag is accepted and the cache stays off.
  *
  * What it needs
  *   POSIX threads and Linux poll/sendfile; nothing else.
@@ -296,6 +303,8 @@ static int threaded_run(c10k_server_t *srv)
         rc = pool_start();
         if (rc < 0)
             return rc;
+    } else {
+        srv->site.fcache_max = 0; /* see "What it costs"; no thread serves yet */
     }
     rc = -pthread_create(&acceptor, NULL, acceptor_thread, NULL);
     if (rc < 0)
@@ -329,12 +338,12 @@ static int threaded_set_opt(const char *name, const char *value)
 
 static void threaded_describe(const c10k_server_t *srv, char *buf, size_t cap)
 {
-    (void)srv;
     if (opts.pool > 0)
         snprintf(buf, cap, "pool=%d queue=%d stack=%zuKiB", opts.pool, opts.queue,
                  opts.stack_size / 1024);
     else
-        snprintf(buf, cap, "thread-per-connection stack=%zuKiB", opts.stack_size / 1024);
+        snprintf(buf, cap, "thread-per-connection stack=%zuKiB%s", opts.stack_size / 1024,
+                 srv->cfg.fcache_max ? " (open-file-cache off: a thread per connection)" : "");
 }
 
 static const c10k_opt_t threaded_opts[] = {
@@ -344,7 +353,8 @@ static const c10k_opt_t threaded_opts[] = {
     {0},
 };
 
-static const char *const threaded_variants[] = {"--pool 4 --stack-size 32", NULL};
+static const char *const threaded_variants[] = {
+    "--pool 4 --stack-size 32", "--pool 4 --open-file-cache 64 --open-file-cache-valid 1", NULL};
 
 const c10k_model_t c10k_model_threaded = {
     .name = "threaded",

@@ -855,24 +855,26 @@ static void send_chunk(worker_t *w, conn_t *c)
 
 /* The chunk's last operation completed: conn.h hears how far the plan got.
  * When all of it went, its file is closed by the ring (one syscall fewer per
- * request than c10k_resp_finish() closing it). */
+ * request than c10k_resp_finish() closing it), unless the open-file cache
+ * holds it (c10k_resp_take_fd() leaves that one to c10k_resp_finish()). */
 static void chunk_done(worker_t *w, conn_t *c)
 {
     c10k_io_t *io = c->cc.io;
     c10k_resp_t *r = &io->resp;
     c10k_status_t st = C10K_AGAIN;
     struct io_uring_sqe *sqe;
+    int body_fd;
 
     if (c->chunk_bad) { /* peer gone, or the file changed under us */
         st = C10K_ERROR;
     } else if (io->sent.done == plan_total(r)) {
         st = C10K_OK;
         pipe_put(w, c);
-        if (r->body_fd >= 0) {
+        body_fd = c10k_resp_take_fd(r);
+        if (body_fd >= 0) {
             sqe = get_sqe(w);
-            io_uring_prep_close(sqe, r->body_fd);
+            io_uring_prep_close(sqe, body_fd);
             quiet(sqe);
-            r->body_fd = -1;
         }
     }
     if (c->out && (st != C10K_AGAIN || c->chunk_off == c->chunk_len))
@@ -1511,7 +1513,10 @@ static const c10k_opt_t uring_opts[] = {
     {0},
 };
 
-static const char *const uring_variants[] = {"--entries 16 --zc", "--sqpoll", NULL};
+/* The cache variant: uring is the one model that closes a body's descriptor
+ * itself, so it is the one that could close the cache's (c10k_resp_take_fd). */
+static const char *const uring_variants[] = {
+    "--entries 16 --zc", "--sqpoll", "--open-file-cache 64 --open-file-cache-valid 1", NULL};
 
 const c10k_model_t c10k_model_uring = {
     .name = "uring",

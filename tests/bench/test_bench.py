@@ -386,6 +386,38 @@ class SmokeTest(unittest.TestCase):
                 self.check_spread(c)
             self.check_starved(cells)
 
+    def test_open_file_cache_in_every_server(self):
+        """--open-file-cache: the c10k model gets the flags, nginx the same
+        cache, results.json records it, and the cache does its job: epoll
+        makes about two system calls per keep-alive request (read, sendmsg)
+        instead of six (openat2, fstat and close go)."""
+        with tempfile.TemporaryDirectory() as out:
+            r = run_bench(["--bin", BIN, "--models", "epoll", "--connections", "16", "--sizes",
+                           "1KiB", "--modes", "keepalive", "--duration", "1", "--warmup", "0",
+                           "--rounds", "1", "--open-file-cache", "64", "--no-report",
+                           "--out", out])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            run = os.path.join(out, "latest")
+            with open(os.path.join(run, "nginx.conf")) as f:
+                self.assertIn("open_file_cache max=64 inactive=3600s; open_file_cache_valid 60s;",
+                              f.read())
+            with open(os.path.join(run, "results.json")) as f:
+                doc = json.load(f)
+        cache = doc["run"]["settings"]["open_file_cache"]
+        self.assertEqual((cache["max"], cache["valid_s"]), (64, 60))
+        self.assertIn("open-file cache of 64 per worker", r.stdout)
+        cells = {c["model"]: c for c in doc["cells"]}
+        self.assertEqual(set(cells), {"epoll", "nginx"})
+        for model, c in cells.items():
+            self.assertNotEqual(c["status"], "failed", (model, c["reasons"]))
+        rep = cells["epoll"]["repeats"][0]
+        cmd = rep["server_command"]
+        i = cmd.index("--open-file-cache")
+        self.assertEqual(cmd[i:i + 4], ["--open-file-cache", "64", "--open-file-cache-valid",
+                                        "60"])
+        if doc["tools"]["perf"]["available"]:
+            self.assertLess(rep["syscalls_per_req"], 3.5, rep["syscalls_per_req"])
+
     def check_report(self, run, stderr):
         """The report is written, or (while report.py reads schema 1 only)
         the bench says plainly why not and still exits 0."""

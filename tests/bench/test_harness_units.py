@@ -13,7 +13,9 @@ exits 1 on any failure.
 
 import hashlib
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,8 +24,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
-from harness import cell, cli, counters, docroot, loadgen, plan, results, servers  # noqa: E402
-from harness import sockdiag, variants  # noqa: E402
+from harness import cell, cli, counters, docroot, loadgen, plan, refs, results  # noqa: E402
+from harness import servers, sockdiag, variants  # noqa: E402
 from harness.util import GiB, KiB, MiB, UsageError  # noqa: E402
 
 # `c10k serve --help` as the binary prints it (shortened), the source of
@@ -197,6 +199,86 @@ class StatsFlagTest(unittest.TestCase):
                                "model_counters_unavailable": "stats file gone"})
         self.assertIn("--stats-file", servers.model_argv(
             "c", epoll, 0, "/d", 1, [], [0], 5, 10, stats_file="/r/raw/stats-x.json"))
+
+
+class OpenFileCacheTest(unittest.TestCase):
+    """c10k bench --open-file-cache N: every c10k model gets the flags, nginx
+    the same cache in its nginx.conf, and results.json records it."""
+
+    CACHE_HELP = SERVE_HELP.replace(
+        "common flags:\n", "common flags:\n  --open-file-cache N        keep N open files\n"
+        "  --open-file-cache-valid S  ... check again after S s (60)\n")
+    CACHE_BINARY = plan.Binary("/bin/c10k", MODELS, ["threaded", "prefork"],
+                               variants.parse_serve_help(CACHE_HELP))
+
+    def plan(self, argv):
+        return plan.from_args(args_for(argv), self.CACHE_BINARY, ncpu=2)
+
+    def test_off_by_default(self):
+        p = self.plan([])
+        self.assertIsNone(p.open_file_cache)
+        self.assertNotIn("--open-file-cache", servers.model_argv(
+            "c", variants.Variant("epoll", "epoll"), 0, "/d", 1, [], [0], 5, 10))
+        self.assertIn("open_file_cache off;", refs.nginx_conf("/r", "/d", 1, 1, 1024, 5, 10,
+                                                              False))
+        self.assertIsNone(results.open_file_cache_setting(p.open_file_cache))
+        self.assertNotIn("open-file cache", plan.summary_line(p))
+
+    def test_every_server_gets_the_same_cache(self):
+        p = self.plan(["--open-file-cache", "64", "--open-file-cache-valid", "2"])
+        self.assertEqual(p.open_file_cache, {"max": 64, "valid_s": 2})
+        flags = ["--open-file-cache", "64", "--open-file-cache-valid", "2"]
+        for spec in p.servers:
+            if spec.reference:
+                continue
+            argv = servers.model_argv("c", spec, 0, "/d", 1, ["threaded", "prefork"], [0], 5,
+                                      10, open_file_cache=p.open_file_cache)
+            i = argv.index("--open-file-cache")
+            self.assertEqual(argv[i:i + 4], flags, spec.name)
+        conf = refs.nginx_conf("/r", "/d", 1, 1, 1024, 5, 10, False,
+                               open_file_cache=p.open_file_cache)
+        http = conf[conf.index("http {"):]
+        self.assertIn("open_file_cache max=64 inactive=3600s; open_file_cache_valid 2s;", http)
+        self.assertNotIn("open_file_cache off", conf)
+        got = results.open_file_cache_setting(p.open_file_cache)
+        self.assertEqual(got, {"max": 64, "valid_s": 2, "c10k_flags": " ".join(flags),
+                               "nginx": "open_file_cache max=64 inactive=3600s; "
+                                        "open_file_cache_valid 2s;"})
+        self.assertIn("open-file cache of 64 per worker, checked every 2 s, in every server",
+                      plan.summary_line(p))
+        self.assertEqual(self.plan(["--open-file-cache", "8"]).open_file_cache["valid_s"], 60)
+
+    def test_nginx_takes_the_configuration(self):
+        if not shutil.which("nginx"):
+            self.skipTest("nginx is not installed")
+        with tempfile.TemporaryDirectory() as d:
+            for t in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                os.makedirs(os.path.join(d, "tmp", t))
+            conf = os.path.join(d, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(refs.nginx_conf(d, d, 1, 1, 1024, 5, 10, os.geteuid() == 0,
+                                        open_file_cache={"max": 64, "valid_s": 1}))
+            p = subprocess.run(["nginx", "-t", "-p", d, "-c", conf, "-e",
+                                os.path.join(d, "error.log")], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_usage_errors(self):
+        for argv, want in ((["--open-file-cache", "0"], "want 1 to 1000000"),
+                           (["--open-file-cache-valid", "5"], "needs --open-file-cache"),
+                           (["--open-file-cache", "8", "--open-file-cache-valid", "0"],
+                            "whole seconds"),
+                           (["--open-file-cache", "8", "--open-file-cache-valid", "0.5"],
+                            "invalid int")):
+            with self.assertRaises(UsageError, msg=argv) as e:
+                self.plan(argv)
+            self.assertIn(want, str(e.exception), argv)
+        with self.assertRaises(UsageError) as e:
+            make_plan(["--open-file-cache", "8"])  # a binary without the flag
+        self.assertIn("rebuild it", str(e.exception))
+        for spec in ("epoll:open-file-cache=8", "epoll:open-file-cache-valid=1"):
+            with self.assertRaises(UsageError, msg=spec) as e:
+                variants.parse_variant(spec, self.CACHE_BINARY.help_flags)
+            self.assertIn("set by the bench", str(e.exception), spec)
 
 
 class PlanTest(unittest.TestCase):

@@ -349,6 +349,58 @@ Test(http, table_split_at_every_byte)
     }
 }
 
+/* What a plan sends, apart from the Date value: head, then body bytes. */
+static size_t plan_bytes(const c10k_resp_t *resp, char *out, size_t cap)
+{
+    const char *date = memmem(head, resp->head_len, "Date: ", 6);
+    const char *eol = date ? memchr(date, '\r', resp->head_len - (size_t)(date - head)) : NULL;
+    size_t n = 0, body = resp->body_fd >= 0 ? resp->body_len : resp->body_mem_len;
+
+    cr_assert(date && eol && resp->head_len + body < cap);
+    memcpy(out, head, (size_t)(date - head));
+    n = (size_t)(date - head);
+    memcpy(out + n, eol, resp->head_len - (size_t)(eol - head));
+    n += resp->head_len - (size_t)(eol - head);
+    if (resp->body_fd >= 0)
+        cr_assert_eq(pread(resp->body_fd, out + n, body, resp->body_off), (ssize_t)body);
+    else if (body)
+        memcpy(out + n, resp->body_mem, body);
+    return n + body;
+}
+
+/* --open-file-cache changes no byte of any answer: every message of the
+ * table, planned without the cache, then with it cold and warm. */
+Test(http, table_same_with_open_file_cache)
+{
+    static char plain[16384], cached[16384];
+    c10k_site_t with = site;
+
+    with.fcache_max = 8;
+    with.fcache_valid_ms = 60000;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < NMESSAGES; i++) {
+            const message_t *m = &messages[i];
+            c10k_req_t req;
+            c10k_resp_t a, b;
+            size_t na, nb;
+            c10k_req_init(&req);
+            cr_assert_gt(handle(m->raw, strlen(m->raw), &req, &a), 0);
+            na = plan_bytes(&a, plain, sizeof(plain));
+            c10k_req_init(&req);
+            cr_assert_gt(
+                c10k_http_handle(&with, &req, m->raw, strlen(m->raw), head, sizeof(head), &b), 0);
+            nb = plan_bytes(&b, cached, sizeof(cached));
+            cr_expect_eq(b.status, a.status, "%s (round %d): status", m->name, round);
+            cr_expect_eq(b.keep_alive, a.keep_alive, "%s: keep-alive", m->name);
+            cr_expect(na == nb && memcmp(plain, cached, na) == 0,
+                      "%s (round %d): with the cache:\n%.*s\nwithout:\n%.*s", m->name, round,
+                      (int)nb, cached, (int)na, plain);
+            c10k_resp_finish(&a);
+            c10k_resp_finish(&b);
+        }
+    }
+}
+
 Test(http, pipelined_in_order)
 {
     const char *raw = GET("/hello.txt") GET("/digits.txt") GET("/nope");
