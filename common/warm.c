@@ -224,7 +224,6 @@ c10k_warm_job_t *c10k_warm_submit(c10k_warm_t *w, int fd, off_t off, size_t len,
     w->tail = &j->next;
     pthread_cond_signal(&w->more);
     pthread_mutex_unlock(&w->lock);
-    w->pending++;
     atomic_fetch_add_explicit(&w->handoffs, 1, memory_order_relaxed);
     return j;
 }
@@ -240,8 +239,6 @@ c10k_warm_job_t *c10k_warm_reap(c10k_warm_t *w)
     done = w->done;
     w->done = NULL;
     pthread_mutex_unlock(&w->lock);
-    for (c10k_warm_job_t *j = done; j; j = j->next)
-        w->pending--;
     return done;
 }
 
@@ -272,7 +269,6 @@ void c10k_warm_fini(c10k_warm_t *w, void (*give_back)(c10k_warm_job_t *job, void
     give_all(w->done, give_back, arg);
     w->todo = w->done = NULL;
     w->tail = &w->todo;
-    w->pending = 0;
     if (w->efd >= 0)
         close(w->efd);
     w->efd = -1;

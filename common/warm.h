@@ -48,7 +48,6 @@ typedef struct c10k_warm_s {
     c10k_warm_job_t *done;         /* jobs finished, not reaped */
     pthread_t threads[C10K_HELPERS_MAX];
     int nthreads;
-    int pending; /* submitted and not reaped (the loop's count) */
     bool quit;
     bool locked;            /* lock and more were initialised */
     atomic_ullong checks;   /* c10k_warm_resident() calls */
