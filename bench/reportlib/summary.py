@@ -166,6 +166,19 @@ def ranked_caption(group, rows, knee_sc):
     return text
 
 
+def pct_text(st, c):
+    """A ranked table's req/s cell: % of the best clean cell; with no clean
+    cell to compare with, the req/s themselves; "failed" only for a cell
+    that failed."""
+    if st:
+        return fmt.with_spread(st, lambda v: "%.0f" % v, "%")
+    if c is None:
+        return "–"
+    if c.failed or c.stat("rps") is None:
+        return "failed"
+    return fmt.with_spread(c.stat("rps"), fmt.rps) + " req/s"
+
+
 def ranked_table(run, group):
     """(head, rows, caption) of one group's ranked table, as page cells."""
     rows = group_rows(run, group)
@@ -189,9 +202,7 @@ def ranked_table(run, group):
         cells = [TCell(r.rank or ("ref" if m == CEILING else "–")),
                  TCell(m, swatch=run.colours.get(m))]
         for s in group.closed:
-            st = r.pct[s.id]
-            cells.append(TCell(fmt.with_spread(st, lambda v: "%.0f" % v, "%") if st else
-                               "failed" if cell(m, s.id) else "–", win=m in win["pct", s.id]))
+            cells.append(TCell(pct_text(r.pct[s.id], cell(m, s.id)), win=m in win["pct", s.id]))
         for s in group.closed:
             c = cell(m, s.id)
             cells.append(TCell(fmt.with_spread(c.stat("lat_p99_us"), fmt.ms) if c else "–",
