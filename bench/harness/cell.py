@@ -20,7 +20,7 @@ import time
 
 from . import counters as ct
 from . import netns
-from .coldcache import ColdWindow
+from .coldcache import COLD_METRICS, ColdWindow
 from .docroot import file_name, verify
 from .loadgen import run_wrk, wrk_degraded, wrk_metrics
 from .refs import REFERENCES
@@ -292,6 +292,8 @@ class CellRunner:
         rep.update(loop_stalls(rep.get("model_counters")))
         if cold:
             cold.per_request(rep)
+        else:  # every repeat has the cold metrics' keys: null, not measured
+            rep.update(dict.fromkeys(COLD_METRICS))
         rep["raw"] = {"wrk": "raw/wrk_%s.json" % tag, "wrk_text": "raw/wrk_%s.txt" % tag,
                       "perf": "raw/perf_%s.csv" % tag if run.tools["perf"][0] else None,
                       "stats": "raw/stats-%s.json" % tag if stats_path else None}

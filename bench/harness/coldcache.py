@@ -41,6 +41,14 @@ from .counters import (BlockedSampler, disk_delta, disk_snapshot, enable_delayac
                        read_fresh_stats, restore_delayacct)
 from .util import GiB, KiB, MiB, UsageError
 
+# The scalar metrics a cold window adds to a repeat; null in every other
+# (results.json: null means unavailable, never 0).
+COLD_METRICS = ("disk_iops", "cache_limit_bytes", "resident_start_frac", "resident_end_frac",
+                "evict_s", "quiesce_s", "majflt", "io_read_bytes", "io_read_bytes_per_req",
+                "disk_reads", "disk_read_bytes", "blkio_delay_ms", "blkio_delay_ms_per_s",
+                "blkio_delay_span_s", "delayacct_blkio_ms", "loop_stall_ms_per_s",
+                "loop_stall_span_s")
+
 LAYOUT = ((20000, 64 * KiB), (2000, 4 * KiB), (200, 1 * MiB))
 FULL_FILES = sum(n for n, _ in LAYOUT)
 PATHS = 100000             # requests in a path list (wrk walks it round and round)

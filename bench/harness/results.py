@@ -20,6 +20,8 @@ import json
 import os
 import statistics
 
+from .coldcache import COLD_METRICS
+
 from .refs import nginx_open_file_cache
 from .servers import open_file_cache_flags
 
@@ -42,12 +44,8 @@ SCALAR_METRICS = [
     "accept_queue_wait_frac", "softirq_net_rx", "softirq_net_tx", "softirq_net_rx_per_req",
     "softirq_net_tx_per_req", "loadavg_1m", "steal_pct", "lat_co_synthetic",
     # an event loop's stalls (any scenario), the disk side (cold-cache scenarios)
-    "loop_stalls", "loop_stall_ms", "loop_stall_ms_per_s", "disk_iops", "cache_limit_bytes",
-    "resident_start_frac", "resident_end_frac", "evict_s", "majflt", "io_read_bytes",
-    "io_read_bytes_per_req", "disk_reads", "disk_read_bytes", "blkio_delay_ms",
-    "blkio_delay_ms_per_s", "delayacct_blkio_ms", "quiesce_s", "loop_stall_span_s",
-    "blkio_delay_span_s",
-]
+    "loop_stalls", "loop_stall_ms",
+] + list(COLD_METRICS)
 
 FLAG_RULES_TEXT = {
     "starved": "connections waited in the accept queue in more than %d%% of a round's "
