@@ -53,7 +53,8 @@ DEB_PKGS := build-essential pkg-config clang clang-format libclang-rt-14-dev \
 
 .PHONY: all deps test unit conformance system benchtest ceilingtest loadtest loadcheck robustness \
         bench fuzz clean format check-format report-screenshots install uninstall linktest \
-        test-links coldtest coldhandoff bench-cold
+        test-links perfgate \
+        perfgate-update coldtest coldhandoff bench-cold
 
 all: deps $(BUILD)/c10k $(BUILD)/c10k-ceiling
 
@@ -137,12 +138,15 @@ system: all
 	@if echo " $(MODELS) " | grep -q " uring "; then $(PYTHON) tests/uring/test_uring.py --bin $(BUILD)/c10k; fi
 
 # The harness and the report generator: the harness's pure parts, a smoke
-# run (two rounds, a variant, nginx), the method check, the report on stored
-# fixture runs (schema 1 and 2), and the report in headless Chromium at
-# 1,400 and 420 px wide; and the ceiling reference server on both drivers.
+# run (two rounds, a variant, nginx, the ceiling), open-loop smoke runs (a
+# 3-step latency ladder on 2 models, a 2-step crossover), the method check,
+# the perfgate's rules, the report on stored fixture runs (schema 1 and 2),
+# and the report in headless Chromium at 1,400 and 420 px wide; and the
+# ceiling reference server on both drivers.
 benchtest: all ceilingtest
 	$(PYTHON) tests/bench/test_harness_units.py
 	$(PYTHON) tests/bench/test_bench.py --bin $(BUILD)/c10k
+	$(PYTHON) tests/bench/test_perfgate.py --bin $(BUILD)/c10k
 	$(PYTHON) tests/bench/test_report.py
 	$(PYTHON) tests/bench/test_report_browser.py
 
@@ -255,6 +259,19 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/c10k $(DESTDIR)$(PREFIX)/bin/c10k-ceiling
 	rm -rf $(DESTDIR)$(PREFIX)/share/c10k
+
+# The regression gate (bench/README.md, "The perfgate"): each model's
+# syscalls and voluntary switches per request and bytes per idle connection
+# against bench/baseline.json; fails when one exceeds its baseline by more
+# than 10% (or a small absolute tolerance near zero). About a minute.
+perfgate: all
+	$(PYTHON) bench/perfgate.py --bin $(BUILD)/c10k
+
+# Measures every model (or PERFGATE_MODELS=coro,uring) 3 times and writes
+# the medians to bench/baseline.json. Commit it with a message saying why.
+PERFGATE_MODELS ?=
+perfgate-update: all
+	$(PYTHON) bench/perfgate.py --bin $(BUILD)/c10k --update $(if $(PERFGATE_MODELS),--models $(PERFGATE_MODELS))
 
 clean:
 	rm -rf $(BUILD)

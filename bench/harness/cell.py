@@ -15,11 +15,12 @@ The result is one repeat of results.json: the metrics of the window, what
 went wrong (failed, degraded_by) and whether the server was starved.
 """
 
+import functools
 import os
 import time
 
 from . import counters as ct
-from . import netns
+from . import netns, openloop
 from .coldcache import COLD_METRICS, ColdWindow
 from .docroot import file_name, verify
 from .loadgen import run_wrk, wrk_degraded, wrk_metrics
@@ -41,6 +42,8 @@ def cost_metrics(cost, requests, window):
              server_cpu_util=(user + syst) / window if window else None,
              ctx_method=cost["ctx_method"], syscalls=cost["syscalls"],
              syscalls_per_req=per_req(cost["syscalls"], requests),
+             syscalls_wait=cost.get("syscalls_wait"),
+             syscalls_wait_per_req=per_req(cost.get("syscalls_wait"), requests),
              perf_task_clock_s=cost["perf_task_clock_s"],
              ctx_vol=vol, ctx_invol=invol, ctx_vol_per_req=per_req(vol, requests),
              ctx_invol_per_req=per_req(invol, requests))
@@ -90,8 +93,8 @@ class Settled:
 
     MIN_S, QUIET = 0.25, 10
 
-    def __init__(self, port, diag):
-        self.port, self.diag = port, diag
+    def __init__(self, port, diag, min_s=MIN_S):
+        self.port, self.diag, self.min_s = port, diag, min_s
         self.quiet = 0
         self.settled = False
 
@@ -101,7 +104,7 @@ class Settled:
         except OSError:
             return False
         self.quiet = self.quiet + 1 if empty else 0
-        self.settled = elapsed >= self.MIN_S and self.quiet >= self.QUIET
+        self.settled = elapsed >= self.min_s and self.quiet >= self.QUIET
         return self.settled
 
 
@@ -129,6 +132,7 @@ class Window:
                                    netns_pid=pid if ns else None)
         self.queue = ct.QueueSampler(port, self.diags[1], netns_pid=pid if ns else None)
         self.soft = [None, None]
+        self.soft_t = [None, None]  # when each was read (time.monotonic)
         self.cost = None
 
     def start(self):
@@ -136,10 +140,10 @@ class Window:
         self.tree.sample(conns=False)
         self.tree.start()
         self.queue.start()
-        self.soft[0] = ct.softirqs()
+        self.soft[0], self.soft_t[0] = ct.softirqs(), time.monotonic()
 
     def stop(self):
-        self.soft[1] = ct.softirqs()
+        self.soft[1], self.soft_t[1] = ct.softirqs(), time.monotonic()
         self.queue.finish()
         self.tree.finish()
         self.tree.sample(conns=False)
@@ -159,17 +163,19 @@ class Window:
 
 class CellRunner:
     """Runs one cell of one round. How the window is measured depends on the
-    scenario's kind: "closed" is wrk; a new kind (the open-loop ladder)
-    registers its own measure function in self.measures."""
+    scenario's kind: "closed" is wrk after a wrk warm-up; "latency" and
+    "crossover" are one step of c10k load (openloop.py), whose warm-up is
+    part of the generator's run, for the scenario's step in sc["step"]."""
 
     def __init__(self, run):
         self.run = run
         self.current_server = None
-        self.measures = {"closed": self._measure}
+        open_step = functools.partial(openloop.measure, self)
+        self.measures = {"closed": self._measure, "latency": open_step, "crossover": open_step}
 
-    def make_server(self, spec, port, tag, side):
+    def make_server(self, spec, port, tag, sc, side):
         if spec.reference:
-            return REFERENCES[spec.model].server_class(self.run, spec, port, side)
+            return REFERENCES[spec.model].server(self.run, spec, port, sc, side)
         stats = None
         if self.run.stats_file_supported:
             stats = os.path.join(self.run.run_dir, "raw", "stats-%s.json" % tag)
@@ -181,13 +187,15 @@ class CellRunner:
         rep = {"round": round_no, "repeat": round_no, "status": "ok"}
         rep.update(machine)
         tag = "%s_%s_r%d" % (slug(spec.name), sc["id"], round_no)
+        if sc.get("step"):
+            tag += "_s%d" % (sc["step"]["index"] + 1)
         side = self.side = run.net.side(sc)
         port = run.args.port or side.free_port()
         if run.args.port and side.port_busy(port):
             rep.update(status="failed", failure="port %d is busy%s" % (
                 port, "" if side.remote else ": " + who_listens(port)))
             return rep
-        srv = self.make_server(spec, port, tag, side)
+        srv = self.make_server(spec, port, tag, sc, side)
         self.current_server = srv
         slow = window = None
         try:
@@ -198,8 +206,10 @@ class CellRunner:
                 rep.update(status="failed", failure="could not start: %s" % why)
                 return rep
             rep["server_command"] = srv.command()
-            why = side.in_client(verify, srv.port, run.plan.sizes, run.digests, side.host,
-                                 run.verify_extra)
+            if getattr(srv, "backend", None):
+                rep["ceiling_backend"] = srv.backend
+            why = side.in_client(verify, srv.port, srv.verify_sizes(run.plan.sizes), run.digests,
+                                 side.host, run.verify_extra)
             if why:
                 rep.update(status="failed", failure="verification failed: %s" % why)
                 return rep
@@ -208,7 +218,8 @@ class CellRunner:
             window = side.window(srv.proc.pid, srv.port, self._raw("perf_%s.csv" % tag),
                                  run.tools["perf"][0], run.tools["perf"][1])
             slow = self._slow_clients(srv, sc)
-            self._warm_up(srv, sc, tag, rep, window.diag)
+            if sc["kind"] == "closed":
+                self._warm_up(srv, sc, tag, rep, window.diag)
             self.measures[sc["kind"]](srv, sc, tag, rep, window, slow, idle)
         finally:
             if window is not None:
@@ -231,7 +242,8 @@ class CellRunner:
         """Up to --warmup seconds of load, not recorded; it ends early once
         the server keeps up (Settled), when netlink can tell."""
         if self.run.plan.warmup > 0:
-            settled = Settled(srv.port, diag) if diag is not None else None
+            min_s = getattr(self.run.plan, "warmup_min", Settled.MIN_S)
+            settled = Settled(srv.port, diag, min_s) if diag is not None else None
             t0 = time.monotonic()
             _, _, err = run_wrk(self.run, srv.port, sc, self.run.plan.warmup, None,
                                 self._raw("wrk-warmup_%s.txt" % tag), settled, self.side)

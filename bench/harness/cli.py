@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 from . import remote
-from .plan import PROFILES, dry_run_text, from_args, probe_binary
+from .plan import PROFILES, dry_run_text, from_args, probe_binary, runnable_references
 from .refs import REFERENCES
 from .run import Run
 from .util import EXIT_USAGE, UsageError
@@ -18,7 +18,9 @@ EPILOG = """\
 Models and variants: --models threaded,threaded:pool=64,epoll:level-triggered
 (after the colon, flag=value or flag items joined with '+', e.g.
 uring:entries=16+zc; c10k serve --help lists every model's flags). 'all' is
-every model; nginx always runs. Sizes take B, KiB, MiB or GiB.
+every model; nginx always runs, and the ceiling (build/c10k-ceiling, the
+faster of its epoll and io_uring backends per scenario) whenever it can.
+Sizes take B, KiB, MiB or GiB.
 Rounds: each round runs every cell once, visiting the servers in a fresh
 random order (recorded with its --seed); cells report the median and
 min..max over rounds and are flagged starved or noisy (bench/README.md).
@@ -28,6 +30,12 @@ benchmarking range; needs root and iproute2); --link-rate and --netem shape
 both ends and imply --netns. --server-host and --client-host put the server
 or the load generator on other hosts over ssh (key login, the same c10k
 installed there: README.md, "A second host"). Every scenario records its link.
+
+Open loop (--profile latency or crossover): c10k load sends on a schedule
+fixed in advance; each step of the ladder visits every server in a fresh
+random order; --connections sets the ladder's connections (latency) or the
+connection counts (crossover).
+
 Cold cache (--profile cold-cache, as root): the document root is evicted
 from the page cache before every window, each server runs in a cgroup that
 limits the disk's read IOPS and its memory, and kernel.task_delayacct is on
@@ -39,7 +47,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="c10k bench", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
-            "Benchmark every c10k model against nginx with wrk. Profiles: "
+            "Benchmark every c10k model against nginx with wrk, or with the open-loop "
+            "c10k load. Profiles: "
             + "; ".join("%s: %s" % (k, v["about"]) for k, v in PROFILES.items()), 79))
     p.add_argument("--bin", required=True, help="the c10k binary (c10k bench passes it)")
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -89,6 +98,19 @@ def parse_args(argv):
     p.add_argument("--ssh-config", metavar="FILE", help="ssh -F FILE for the hosts")
     p.add_argument("--remote-c10k", metavar="PATH", default="c10k",
                    help="the c10k binary on the hosts (default: c10k on their PATH)")
+    o = p.add_argument_group("open-loop profiles (latency, crossover)")
+    o.add_argument("--slo-p99", help="the p99 target the knee is judged by, e.g. 1ms, 500us "
+                                     "(a bare number is ms; default 1ms)")
+    o.add_argument("--rates", help="latency: a fixed list of offered req/s instead of the "
+                                   "ladder scaled from each server's closed-loop peak")
+    o.add_argument("--ladder", help="latency: the ladder's steps in %% of each server's "
+                                    "closed-loop peak (default 10,25,50,70,80,90,100,120,150,"
+                                    "200)")
+    o.add_argument("--rate", help="crossover: the offered req/s (default: half of epoll's "
+                                  "closed-loop peak in the same run)")
+    o.add_argument("--max-lag", help="c10k load's --max-lag: how late the generator may send "
+                                     "or read (p99) before its run is invalid and the step "
+                                     "client-bound, e.g. 2ms (default: half of --slo-p99)")
     cold = p.add_argument_group("cold-cache profile")
     cold.add_argument("--disk-iops", help="read IOPS limits of the disk, one scenario each, "
                                           "e.g. 200,5000 (default), or unthrottled")
@@ -162,14 +184,21 @@ def check_variants(binary, plan):
                                  % (spec.name, spec.command_text(), why))
 
 
-def dry_run_notes(bin_path):
+def dry_run_notes(bin_path, plan):
     notes = []
     if not shutil.which("wrk"):
         notes.append("wrk is not installed: a real run would stop here (apt-get install wrk)")
     for name, ref in REFERENCES.items():
         ok, why = ref.available(bin_path)
         if not ok:
-            notes.append("%s cannot run (%s): its cells would be failed" % (name, why))
+            notes.append("%s cannot run (%s): %s" % (name, why, "its cells would be failed"
+                                                       if ref.always else "no row for it"))
+        elif ref.note(bin_path):
+            notes.append("%s: %s" % (name, ref.note(bin_path)))
+    if "ceiling" in plan.names and not REFERENCES["ceiling"].note(bin_path):
+        notes.append("ceiling: before its first cell of each scenario, its uring and epoll "
+                     "backends are probed (bursts A B B A); the faster is the ceiling of that "
+                     "scenario in every round")
     return notes
 
 
@@ -186,10 +215,11 @@ def main(argv):
         if not os.access(args.bin, os.X_OK):
             raise UsageError("--bin %s is not an executable c10k binary" % args.bin)
         binary = probe_binary(os.path.abspath(args.bin))
-        plan = from_args(args, binary)
+        plan = from_args(args, binary, references=runnable_references(binary.path))
         check_variants(binary, plan)
         if args.dry_run:
-            sys.stdout.write(dry_run_text(plan, dry_run_notes(binary.path), not args.no_report))
+            sys.stdout.write(dry_run_text(plan, dry_run_notes(binary.path, plan),
+                                          not args.no_report))
             return 0
         run = Run(args, plan, binary)
         signal.signal(signal.SIGINT, on_signal)

@@ -61,6 +61,11 @@ def read_status(path):
 
 # PSS needs /proc/PID/smaps_rollup (Linux 4.14); without it memory is RSS.
 HAVE_SMAPS_ROLLUP = os.path.exists("/proc/self/smaps_rollup")
+# Its anonymous part, Pss_Anon (Linux 5.4): heap, stacks and copy-on-write
+# pages, shared only inside a process tree. The file-backed part (libc's
+# text) is split with every other process on the machine that maps the same
+# file, so it moves with what else runs; the anonymous part does not.
+HAVE_PSS_ANON = "Pss_Anon:" in read_file("/proc/self/smaps_rollup")
 
 
 def _task_switches(pid, snap):
@@ -87,7 +92,8 @@ def proc_snapshot(root, tasks=True):
     takes its counts with it; they are the fallback when perf is unusable.
     """
     snap = {"user_ticks": 0, "sys_ticks": 0, "procs": 0, "threads": 0, "rss_kib": 0,
-            "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "hwm_kib": 0, "vol": 0, "invol": 0,
+            "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None,
+            "pss_anon_kib": 0 if HAVE_PSS_ANON else None, "hwm_kib": 0, "vol": 0, "invol": 0,
             "pids": []}
     for pid in tree_pids(root):
         stat = read_file("/proc/%d/stat" % pid)
@@ -104,8 +110,10 @@ def proc_snapshot(root, tasks=True):
         snap["rss_kib"] += int(st.get("VmRSS", "0 kB").split()[0])
         snap["hwm_kib"] += int(st.get("VmHWM", "0 kB").split()[0])
         if HAVE_SMAPS_ROLLUP:  # a process that just exited adds nothing
-            pss = read_status("/proc/%d/smaps_rollup" % pid).get("Pss", "0 kB")
-            snap["pss_kib"] += int(pss.split()[0])
+            rollup = read_status("/proc/%d/smaps_rollup" % pid)
+            snap["pss_kib"] += int(rollup.get("Pss", "0 kB").split()[0])
+            if HAVE_PSS_ANON:
+                snap["pss_anon_kib"] += int(rollup.get("Pss_Anon", "0 kB").split()[0])
         if tasks:
             _task_switches(pid, snap)
     return snap
@@ -130,6 +138,20 @@ def check_perf():
     return True, ""
 
 
+# The system calls that wait for events, by number (raw_syscalls carries
+# only the number; asm/unistd.h of each architecture). How many of them a
+# request costs depends on how many requests each wait collects, that is on
+# the pace of the client against the server, not only on the model: counted
+# apart, so the rest of a request's syscalls can be compared run to run.
+WAIT_SYSCALLS = {
+    # poll, select, epoll_wait, pselect6, ppoll, epoll_pwait, io_uring_enter, epoll_pwait2
+    "x86_64": (7, 23, 232, 270, 271, 281, 426, 441),
+    # the generic table: pselect6, ppoll, epoll_pwait, io_uring_enter, epoll_pwait2
+    "aarch64": (72, 73, 22, 426, 441),
+    "riscv64": (72, 73, 22, 426, 441),
+}.get(os.uname().machine)
+WAIT_NAMES = "poll, select, epoll_wait, epoll_pwait, epoll_pwait2, io_uring_enter"
+
 PERF_EVENTS = [
     # (name in results, perf event args)
     ("syscalls", ["-e", "raw_syscalls:sys_enter"]),
@@ -141,6 +163,9 @@ PERF_EVENTS = [
     ("switches", ["-e", "sched:sched_switch"]),
     ("task_clock_ms", ["-e", "task-clock"]),
 ]
+if WAIT_SYSCALLS:
+    PERF_EVENTS.append(("syscalls_wait", ["-e", "raw_syscalls:sys_enter", "--filter",
+                                          " || ".join("id == %d" % n for n in WAIT_SYSCALLS)]))
 
 
 _CONTROL = []
@@ -211,7 +236,8 @@ class ServerCosts:
       CPU user/system: /proc snapshots at start and end (proc_snapshot:
         own + reaped-children ticks of every live process, so threads and
         children that exit during the window are counted).
-      Voluntary/involuntary context switches, syscalls, task-clock: perf stat
+      Voluntary/involuntary context switches, syscalls (and among them the
+        calls that wait for events, WAIT_SYSCALLS), task-clock: perf stat
         attached to every process of the tree for exactly the window. perf
         follows threads and children created after it attached (inherit),
         and an exiting task's counts are added to its parent's counter, so
@@ -229,6 +255,7 @@ class ServerCosts:
         self.ctl = self.ack = None  # our ends of perf's control pipes
         self.control = use_perf and perf_has_control()
         self.enabled = False
+        self.times = {}
 
     def attach(self):
         """Attach perf now, counters off, so attaching to a large tree
@@ -268,22 +295,29 @@ class ServerCosts:
         return False
 
     def start(self):
-        """The window starts: /proc snapshot, perf counting."""
-        self.t_start = proc_snapshot(self.root)
-        pids = self.t_start["pids"]
+        """The window starts: perf counting, then the /proc snapshot. The
+        per-thread switch counters are read only when perf does not count
+        switches: at 10,000 threads reading them takes over a second, which
+        an open-loop window (the load already running) cannot spare.
+        self.times records when each side started and stopped counting."""
         self.enabled = False
+        pids = None
         for _ in range(3 if self.use_perf else 0):
             if self.perf is None or self.perf.poll() is not None:
-                self._spawn(pids)
+                self._spawn(pids or proc_snapshot(self.root, tasks=False)["pids"])
             if self._enable():
                 self.enabled = True
-                return
+                break
             # perf gives up (ESRCH) when a thread exits while it attaches to
             # each one, as with 10,000 threads coming and going: try again.
             pids = proc_snapshot(self.root, tasks=False)["pids"]
-        if self.use_perf:
+        if self.use_perf and not self.enabled:
             self._close_perf()
             self.perf_why = "perf did not start counting after 3 attempts"
+        self.times = {"perf_on": time.monotonic() if self.enabled else None,
+                      "cpu_start": time.monotonic()}
+        self.t_start = proc_snapshot(self.root, tasks=not self.enabled)
+        self.t_start["tasks_read"] = not self.enabled
 
     def _perf_counts(self):
         counts, err = None, self.perf_why or "perf unavailable"
@@ -296,26 +330,37 @@ class ServerCosts:
         return counts, err
 
     def stop(self):
-        end = proc_snapshot(self.root)
+        self.times["cpu_end"] = time.monotonic()
+        end = proc_snapshot(self.root, tasks=not self.enabled)
+        end["tasks_read"] = not self.enabled
         start = self.t_start
         out = {"start": start, "end": end,
                "cpu_user_s": (end["user_ticks"] - start["user_ticks"]) / CLK_TCK,
                "cpu_sys_s": (end["sys_ticks"] - start["sys_ticks"]) / CLK_TCK}
+        self.times["perf_off"] = time.monotonic() if self.perf is not None else None
         counts, err = self._perf_counts()
+        out["times"] = self.times
         if counts:
             invol = counts["switches_invol"]
             out.update(ctx_vol=counts["switches"] - invol, ctx_invol=invol,
                        ctx_method="perf sched:sched_switch split by prev_state; every thread "
                                   "and child, including those that exited",
-                       syscalls=counts["syscalls"],
+                       syscalls=counts["syscalls"], syscalls_wait=counts.get("syscalls_wait"),
                        perf_task_clock_s=counts["task_clock_ms"] / 1000.0)
-        else:
+            return out
+        self.times["perf_on"] = self.times["perf_off"] = None
+        if start["tasks_read"] and end["tasks_read"]:
             out.update(ctx_vol=end["vol"] - start["vol"], ctx_invol=end["invol"] - start["invol"],
                        ctx_method="/proc per-thread counters (threads that exited during the "
-                                  "window are not counted)",
-                       syscalls=None, syscalls_unavailable=err, perf_task_clock_s=None)
-            if self.use_perf:
-                out["warning"] = "perf: " + err
+                                  "window are not counted)")
+        else:
+            out.update(ctx_vol=None, ctx_invol=None,
+                       ctx_method="unavailable: perf stopped counting during the window, and "
+                                  "the per-thread counters were not read at its start")
+        out.update(syscalls=None, syscalls_wait=None, syscalls_unavailable=err,
+                   perf_task_clock_s=None)
+        if self.use_perf:
+            out["warning"] = "perf: " + err
         return out
 
     def _close_perf(self):
@@ -435,6 +480,10 @@ class TreeSampler(Periodic):
         self.peak = {"rss_kib": 0, "pss_kib": 0 if HAVE_SMAPS_ROLLUP else None, "threads": 0,
                      "procs": 0, "established": 0}
         self.samples = 0
+        # False: the periodic samples leave the connections out (an open-loop
+        # step counts them once, before its window: a count of 10,000 sockets
+        # every 0.5 s would take the generator's CPU)
+        self.count_conns = True
 
     def established(self):
         if self.diag is not None:
@@ -447,10 +496,11 @@ class TreeSampler(Periodic):
         return proc_tcp_counts(self.port, server_ends=self.server_ends,
                                pid=self.netns_pid)[0]
 
-    def sample(self, conns=True):
+    def sample(self, conns=None):
         """conns=False: the tree only (before or after the load, when there
         are no client connections to count and a dump of the established
-        sockets would only cost the client CPU)."""
+        sockets would only cost the client CPU); None: self.count_conns."""
+        conns = self.count_conns if conns is None else conns
         # no per-thread files here: the sampler shares the client CPU with the load
         snap = proc_snapshot(self.root, tasks=False)
         if HAVE_SMAPS_ROLLUP:

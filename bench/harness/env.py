@@ -98,6 +98,8 @@ def check_tools(port, bin_path, need_wrk=True):
         if not tools[name][0]:
             print("c10k bench: %s CANNOT RUN: %s. The run continues without its row."
                   % (name.upper(), tools[name][1]), file=sys.stderr)
+        elif ref.note(bin_path):
+            print("c10k bench: %s: %s." % (name, ref.note(bin_path)), file=sys.stderr)
     if port:
         from .servers import port_busy, who_listens
         if port_busy(port):

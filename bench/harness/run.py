@@ -5,18 +5,21 @@ import datetime
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
 
-from . import results
+from . import refs, results
+from .ceiling import CeilingChoice
 from .cell import CellRunner
 from .counters import MachineSampler, QueueSampler
 from .docroot import make_docroot
 from .env import check_fd_limit, check_tools, environment
 from .loadgen import WRK_TIMEOUT_S
 from .net import Net
-from .plan import summary_line
+from .plan import step_spec, step_text, summary_line
+from .refs import ceiling_backends
 from .sockdiag import open_sockdiag
 from .util import HERE, Interrupted, UsageError, cpus_text, default_out, fmt_duration
 
@@ -39,6 +42,9 @@ class Run:
         self.cold = plan.cold  # the cold-cache profile's setup, or None
         self.verify_extra = []  # (path, size, sha256) checked besides one file per size
         self.runner = CellRunner(self)
+        # the ceiling's backend per scenario (harness/ceiling.py)
+        self.ceiling = (CeilingChoice(self, *ceiling_backends(binary.path))
+                        if "ceiling" in plan.names else None)
 
     # -- before the first cell --
 
@@ -164,9 +170,60 @@ class Run:
                   % (name.upper(), rep["failure"]), file=sys.stderr)
         return True
 
-    def progress(self, i, n, round_no, name, sc, eta):
+    def peak(self, name, sid):
+        """The median req/s of a closed-loop cell that ran (an open-loop
+        scenario's basis), or None and why not."""
+        c = self.cells.get((name, sid))
+        if c is None or (not c["repeats"] and c["status"] != "failed"):
+            return None, "%s's closed-loop peak (%s) was not measured" % (name, sid)
+        if c["status"] == "failed":
+            return None, "%s's closed-loop peak (%s) failed: %s" % (name, sid,
+                                                                   "; ".join(c["reasons"]))
+        rps = [r.get("rps") for r in results.ran(c["repeats"]) if r.get("rps")]
+        if not rps:
+            return None, "%s's closed-loop peak (%s) served no request" % (name, sid)
+        return statistics.median(rps), None
+
+    def step_for(self, sc, name, i):
+        """(step dict, None), or (None, why the step cannot run)."""
+        peak = None
+        if sc.get("basis"):
+            basis_server = sc["rate_basis"]["server"] if sc.get("rate_basis") else name
+            peak, why = self.peak(basis_server, sc["basis"])
+            if peak is None:
+                return None, "no offered rate to scale: " + why
+            if sc["kind"] == "crossover" and sc.get("offered_rps") is None:
+                sc["offered_rps"] = step_spec(sc, i, peak)["offered_rps"]  # into results.json
+        return dict(step_spec(sc, i, peak), peak_closed_rps=peak), None
+
+    def run_step(self, v, machine):
+        """One step of an open-loop cell in one round; False if skipped."""
+        cell = self.cell(v.name, v.sc)
+        spec = self.plan.server(v.name)
+        if cell["status"] == "failed":
+            return False  # a failed cell is not run again in later steps or rounds
+        if spec.reference and not self.tools[spec.model][0]:
+            results.fail_cell(cell, "%s cannot run: %s" % (v.name, self.tools[spec.model][1]))
+            return False
+        step, why = self.step_for(v.sc, v.name, v.step)
+        if step is None:
+            results.fail_cell(cell, why)
+            return False
+        cell["peak_closed_rps"] = step.pop("peak_closed_rps")
+        sc = dict(v.sc, step=step, connections=step["connections"])
+        rep = self.runner.run_round(spec, sc, v.round, machine.sample())
+        if self.interrupted:
+            raise Interrupted()
+        rep.setdefault("step", step["index"])
+        rep.setdefault("offered_rps", step["offered_rps"])
+        rep.setdefault("connections", step["connections"])
+        results.add_step(cell, rep, v.sc)
+        return True
+
+    def progress(self, i, n, v, eta):
+        what = v.sc["label"] if v.step is None else step_text(v.sc, v.step)
         line = "[%d/%d] round %d/%d %-18s %-34s ETA %s" % (
-            i, n, round_no, self.plan.rounds, name, sc["label"], fmt_duration(eta))
+            i, n, v.round, self.plan.rounds, v.name, what, fmt_duration(eta))
         if sys.stderr.isatty():
             sys.stderr.write("\r\033[K" + line)
         else:
@@ -174,17 +231,19 @@ class Run:
         sys.stderr.flush()
 
     def run_cells(self):
-        cells = self.plan.cells()
-        total = sum(self.plan.cell_seconds(sc) for _, sc, _ in cells)
+        visits = self.plan.visits()
+        total = sum(self.plan.visit_seconds(v) for v in visits)
         t_start, done_est = time.monotonic(), 0.0
-        for i, (round_no, sc, name) in enumerate(cells, 1):
+        for i, v in enumerate(visits, 1):
             # ETA: the plan, corrected by how far off the plan was so far
             scale = (time.monotonic() - t_start) / done_est if done_est > 0 else 1.0
-            self.progress(i, len(cells), round_no, name, sc, (total - done_est) * scale)
-            if self.run_one(round_no, sc, name, self.machine):
-                done_est += self.plan.cell_seconds(sc)
+            self.progress(i, len(visits), v, (total - done_est) * scale)
+            ran = (self.run_one(v.round, v.sc, v.name, self.machine) if v.step is None
+                   else self.run_step(v, self.machine))
+            if ran:
+                done_est += self.plan.visit_seconds(v)
             else:
-                total -= self.plan.cell_seconds(sc)
+                total -= self.plan.visit_seconds(v)
             self.save("running")
 
     # -- output --
@@ -219,18 +278,30 @@ class Run:
         p = self.plan
         print("c10k bench: " + summary_line(p) + "; planned total %s"
               % fmt_duration(p.estimate_s(not self.args.no_report)))
-        print("c10k bench: server on CPU %s, wrk on CPU %s, %d worker(s) (%s: a thread or "
+        print("c10k bench: server on CPU %s, %s on CPU %s, %d worker(s) (%s: a thread or "
               "process per connection); perf %s; accept queue via %s; model counters %s; "
               "run dir %s"
-              % (cpus_text(p.server_cpus), cpus_text(p.client_cpus), p.workers,
+              % (cpus_text(p.server_cpus), "wrk and c10k load" if p.open else "wrk",
+                 cpus_text(p.client_cpus), p.workers,
                  ", ".join(self.binary.per_connection) or "none",
                  "on" if self.tools["perf"][0] else "UNAVAILABLE", self.queue_method,
                  "from --stats-file" if self.stats_file_supported else
                  "unavailable (c10k serve has no --stats-file)", self.run_dir))
+        print("c10k bench: ceiling: %s" % self.ceiling_text())
+        for name in p.names:
+            whys = sorted({refs.REFERENCES[p.server(name).model].serves(sc)
+                           for sc in p.scenarios if not p.serves(name, sc)})
+            for why in whys:
+                print("c10k bench: %s: %s" % (name, why))
+        if p.open:
+            print("c10k bench: open loop: %s arrivals, SLO p99 %g ms, c10k load --max-lag %g ms "
+                  "(%s)" % (p.open["schedule"], p.open["slo_us"] / 1e3, p.max_lag_s * 1e3,
+                            p.open["max_lag_rule"].split(":")[0]))
         if self.cold:
             d = self.cold.describe()
             print("c10k bench: cold cache: %d files (%d MiB) in %s%s; disk %s %s; page cache "
-                  "limit %s; time blocked on I/O %s"
+                  "limit %s; time blocked on I/O: threads in state D, sampled (delay "
+                  "accounting beside it %s)"
                   % (d["root"]["files"], d["root"]["bytes"] // (1 << 20), d["root"]["path"],
                      ", written now in %.0f s" % d["root"]["prepare_s"] if d["root"]["generated"]
                      else ", reused", d["device"] or "?",
@@ -239,11 +310,21 @@ class Run:
                      "%d MiB (cgroup v%d)" % (d["memory_limit_bytes"] >> 20,
                                              d["memory_cgroup"]["version"])
                      if d["memory_cgroup"] else "none (%s)" % d["memory_unavailable"],
-                     "from delay accounting" if d["delayacct"] else
-                     "UNAVAILABLE (%s)" % d["delayacct_unavailable"]))
+                     "on" if d["delayacct"] else
+                     "unavailable: %s" % d["delayacct_unavailable"]))
         for note in self.plan.notes:
             print("c10k bench: note: " + note)
         sys.stdout.flush()
+
+    def ceiling_text(self):
+        if self.ceiling is None:
+            return "NOT IN THIS RUN: %s" % self.tools.get("ceiling", (False, "unknown"))[1]
+        if len(self.ceiling.backends) == 1:
+            b = self.ceiling.backends[0]
+            return "%s only (%s)" % (b, "; ".join("%s: %s" % kv for kv in
+                                                 sorted(self.ceiling.unavailable.items())))
+        return ("the faster of %s per scenario, chosen by a probe before its first cell"
+                % " and ".join(self.ceiling.backends))
 
     def report(self):
         """c10k report on the run; its failure never fails the bench."""
@@ -301,6 +382,9 @@ class Run:
                  sum(c["status"] == "ok" for c in cells),
                  sum(c["status"] == "degraded" for c in cells),
                  sum(c["status"] == "failed" for c in cells), flagged))
+        if self.ceiling is not None and self.ceiling.choices:
+            print("c10k bench: ceiling backend per scenario (lead in the probe): %s"
+                  % self.ceiling.summary())
         print("c10k bench: results: %s" % os.path.join(self.run_dir, "results.json"))
         if not self.args.no_report:
             self.report()

@@ -66,6 +66,12 @@ class Server:
         """The command line recorded in results.json."""
         return self.argv
 
+    def verify_sizes(self, sizes):
+        """The file sizes whose answers are checked before the load: all of
+        the run's (a server that answers every request with one file, the
+        ceiling, checks only that one)."""
+        return sizes
+
     def _exit_text(self):
         rc = self.proc.poll()
         if rc is None:
@@ -150,19 +156,25 @@ def model_argv(bin_path, spec, port, docroot, workers, per_connection, server_cp
 
 
 class ModelServer(Server):
-    """`c10k serve MODEL [variant flags]`; the port comes from its start line."""
+    """`c10k serve MODEL [variant flags]`; the port comes from its start line.
+    A server that prints the same kind of start line (the ceiling) is a
+    subclass with its own build_argv()."""
 
     def __init__(self, run, spec, port, side, stats_file=None):
         super().__init__(run, spec, port, side)
         self.stats_file = stats_file
 
-    def start(self):
+    def build_argv(self):
         r, p, side = self.run, self.run.plan, self.side
-        self.argv = model_argv(side.binary(r.binary.path), self.spec, self.port,
-                               side.path(r.docroot), p.workers, r.binary.per_connection,
-                               p.server_cpus, p.keepalive_timeout, p.header_timeout,
-                               side.stats_path(self.stats_file) if self.stats_file else None,
-                               side.bind, p.open_file_cache)
+        return model_argv(side.binary(r.binary.path), self.spec, self.port,
+                          side.path(r.docroot), p.workers, r.binary.per_connection,
+                          p.server_cpus, p.keepalive_timeout, p.header_timeout,
+                          side.stats_path(self.stats_file) if self.stats_file else None,
+                          side.bind, p.open_file_cache)
+
+    def start(self):
+        side = self.side
+        self.argv = self.build_argv()
         log = self._open_log()
         try:
             self.proc = side.start(self.run.wrap(self.argv), log, first_line=True)

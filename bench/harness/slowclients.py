@@ -111,6 +111,10 @@ class SlowClients(threading.Thread):
     def alive(self):
         return len(self.socks)
 
+    def answered(self):
+        """Idle clients whose request has been answered (its first bytes came)."""
+        return sum(1 for info in list(self.socks.values()) if info["got"])
+
     def close_all(self):
         self.stop_event.set()
         if self.is_alive():

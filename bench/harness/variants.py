@@ -187,26 +187,31 @@ def preflight(bin_path, variant, timeout=5.0):
     """Start the variant once on a free port: None, or the server's own
     complaint (a value out of range exits 2 with a message)."""
     with tempfile.TemporaryDirectory(prefix="c10k-preflight-") as root:
-        argv = [bin_path, "serve", variant.model, "--port", "0", "--root", root,
-                "--grace", "0.1"] + variant.flags
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-        try:
-            line = _first_line(p, timeout)
-            if line and "http://" in line:
-                p.terminate()
-                p.wait(timeout)
-                return None
-            p.kill()
-            _, err = p.communicate(timeout)
-            return (err.strip().splitlines() or ["exited with status %s" % p.returncode])[-1]
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            return "did not start within %.0f s" % timeout
-        finally:
-            for f in (p.stdout, p.stderr):
-                f.close()
+        return start_once([bin_path, "serve", variant.model, "--port", "0", "--root", root,
+                           "--grace", "0.1"] + variant.flags, timeout)
+
+
+def start_once(argv, timeout=5.0):
+    """Start a server once and stop it: None when it printed its start line
+    (one with a URL), or the last line it printed on stderr."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        line = _first_line(p, timeout)
+        if line and "http://" in line:
+            p.terminate()
+            p.wait(timeout)
+            return None
+        p.kill()
+        _, err = p.communicate(timeout)
+        return (err.strip().splitlines() or ["exited with status %s" % p.returncode])[-1]
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return "did not start within %.0f s" % timeout
+    finally:
+        for f in (p.stdout, p.stderr):
+            f.close()
 
 
 def _first_line(p, timeout):

@@ -6,7 +6,7 @@ import os
 
 from . import charts as C
 from . import concepts, fmt, links, summary
-from .data import is_num
+from .data import Stat, is_num
 from .page import (Bullets, Figures, Heading, Legend, Page, Para, Row, Table, TCell,
                    write_html, write_md)
 
@@ -42,8 +42,9 @@ def spectrum_series(run, sc):
     out = {}
     for c in summary.contenders(run, sc.id):
         if sc.open_loop:
-            st = c.knee_step() or (c.steps[0] if c.steps else None)
-            pts = hist_percentiles(st.get("lat_histogram_us")) if st else []
+            st = c.ref_step()
+            pts = hist_percentiles(st.get("lat_histogram_us")) \
+                if st and not st.get("client_bound") else []
         else:
             rep = representative(c)
             pts = [tuple(p) for p in (rep or {}).get("lat_percentiles_us") or []
@@ -84,9 +85,13 @@ def group_figures(ch, run, group):
 
 
 def open_loop_figures(ch, run, sc):
+    """Latency against throughput (a latency ladder) and the per-second
+    timeline of every open-loop scenario. Client-bound steps are left out of
+    the curves: their latency is the generator's."""
     series, knees, lines = {}, {}, {}
     for c in summary.contenders(run, sc.id):
-        series[c.model] = [(s.get("achieved_rps"), s.get("lat_p99_us")) for s in c.steps]
+        series[c.model] = [(s.get("achieved_rps"), s.get("lat_p99_us"))
+                           for s in summary.steps_shown(c)]
         ks = c.knee_step()
         if ks and is_num(ks.get("achieved_rps")) and is_num(ks.get("lat_p99_us")):
             knees[c.model] = (ks["achieved_rps"], ks["lat_p99_us"])
@@ -97,15 +102,56 @@ def open_loop_figures(ch, run, sc):
                     t += 1
                     pts.append((t, e["completed"], e.get("p99_us")))
         lines[c.model] = pts
-    lat = C.latency_vs_throughput(ch, "latency-%s.svg" % C.slug(sc.id),
-                                  "Latency against throughput: " + sc.label, series, sc.slo_us,
-                                  knees)
+    lat = None
+    if not sc.crossover:
+        lat = C.latency_vs_throughput(ch, "latency-%s.svg" % C.slug(sc.id),
+                                      "Latency against throughput: " + sc.label, series,
+                                      sc.slo_us, knees)
     if lat:
         lat.note = ("One point per offered rate of the open-loop ladder; latency counts from "
-                    "each request's intended send time. Dashed: the SLO. Circle: the knee.")
+                    "each request's intended send time. Dashed: the SLO. Circle: the knee. "
+                    "Steps the load generator limited (client-bound) are left out.")
     tl = C.timeline(ch, "timeline-%s.svg" % C.slug(sc.id), "Per-second timeline: " + sc.label,
                     lines)
     return [lat, tl]
+
+
+def crossover_figures(ch, run, group):
+    """p99, memory per connection and voluntary switches per request at each
+    connection count of a crossover, one bar per model (connection counts are
+    categories: a line between them would suggest counts never measured)."""
+    sc = group.open[0]
+    conns = summary.crossover_conns(run, sc)
+    clusters = [("{:,} conns".format(n), n) for n in conns]
+    models = [c.model for c in summary.contenders(run, sc.id)]
+
+    def getter(key, div=1.0, timing=True):
+        def get(model, n):
+            c = run.cell(model, sc.id)
+            st = c.step_at(n) if c else None
+            v = st.get(key) if st and not (timing and st.get("client_bound")) else None
+            if not is_num(v):
+                return None
+            o = st.get("over_rounds") or {}
+            r = o.get(key) if isinstance(o, dict) else None
+            lo, hi = (r["min"], r["max"]) if isinstance(r, dict) and is_num(r.get("min")) \
+                and is_num(r.get("max")) else (v, v)
+            return C.Bar(Stat(lo / div, v / div, hi / div, st.get("rounds") or 1),
+                         not c.clean or bool(st.get("starved")))
+        return get
+    note = "Hatched: a flagged or degraded cell, or a starved step."
+    timed = note + " Client-bound steps are left out."
+    sid = C.slug(sc.id)
+    return [C.bars(ch, "crossover-p99-%s.svg" % sid, "p99 latency by connections: " + sc.label,
+                   "p99 latency (ms, log scale)", clusters, models,
+                   getter("lat_p99_us", 1000.0), logy=True, note=timed),
+            C.bars(ch, "crossover-memory-%s.svg" % sid,
+                   "Memory per connection by connections: " + sc.label, "KiB per connection",
+                   clusters, models, getter("mem_per_conn_kib", timing=False), note=note),
+            C.bars(ch, "crossover-switches-%s.svg" % sid,
+                   "Voluntary switches per request by connections: " + sc.label,
+                   "voluntary switches per request", clusters, models,
+                   getter("ctx_vol_per_req"), note=timed)]
 
 
 # --- full tables -----------------------------------------------------------------
@@ -115,6 +161,8 @@ FULL = [
     ("rps", "req/s", fmt.rps, "max"),
     ("rps~", "req/s min–max", fmt.rps, None),
     ("ratio", "× nginx", lambda v: fmt.num(v, 2), "max"),
+    # median over rounds of req/s / the ceiling's req/s in the same round
+    ("ceiling_ratio", "share of ceiling", lambda v: fmt.num(v, 2), "max"),
     ("lat_p50_us", "p50 ms", fmt.ms, "min"),
     ("lat_p99_us", "p99 ms", fmt.ms, "min"),
     ("lat_p99_us~", "p99 min–max", fmt.ms, None),
@@ -131,7 +179,7 @@ FULL = [
     ("threads_max", "threads", lambda v: fmt.num(v, 0), None),
     ("procs_max", "procs", lambda v: fmt.num(v, 0), None),
 ]
-OPTIONAL = ("softirq_net_rx_per_req", "softirq_net_tx_per_req")
+OPTIONAL = ("softirq_net_rx_per_req", "softirq_net_tx_per_req", "ceiling_ratio")
 
 
 def full_value(run, c, key):
@@ -172,7 +220,7 @@ def full_table(run, sc):
                 out.append(TCell(fmt.spread(c.stat(key[:-1]), f) or "–"))
                 continue
             v = full_value(run, c, key)
-            text = f(v)
+            text = "–" if key == "ceiling_ratio" and c.model == CEILING else f(v)
             if v is None and key == "syscalls_per_req" and not c.failed:
                 text = "unavailable"
             out.append(TCell(text, win=c in clean and key in best and v == best[key]))
@@ -188,42 +236,76 @@ def full_table(run, sc):
 
 
 STEP_COLS = [
-    ("offered_rps", "offered req/s", fmt.rps), ("achieved_rps", "achieved", fmt.rps),
-    ("goodput_rps", "goodput", fmt.rps), ("lat_p50_us", "p50 ms", fmt.ms),
-    ("lat_p99_us", "p99 ms", fmt.ms), ("lat_p999_us", "p99.9 ms", fmt.ms),
-    ("errors_total", "errors", fmt.rps), ("cpu_us_per_req", "CPU µs/req", fmt.num),
-    ("ctx_vol_per_req", "vol sw/req", fmt.switches),
-    ("fairness_jain", "Jain fairness", lambda v: fmt.num(v, 3)),
+    ("offered_rps", "offered req/s", fmt.rps), ("pct_of_peak", "% of peak", fmt.pct),
+    ("achieved_rps", "achieved", fmt.rps), ("goodput_rps", "goodput", fmt.rps),
+    ("lat_p50_us", "p50 ms", fmt.ms), ("lat_p99_us", "p99 ms", fmt.ms),
+    ("lat_p999_us", "p99.9 ms", fmt.ms), ("lat_max_us", "max ms", fmt.ms),
+    ("errors_total", "errors", fmt.rps), ("fairness_jain", "Jain fairness",
+                                          lambda v: fmt.num(v, 3)),
+    ("client_cpu_util", "load gen CPU", lambda v: fmt.pct(100 * v)),
+    ("cpu_us_per_req", "CPU µs/req", fmt.num), ("ctx_vol_per_req", "vol sw/req", fmt.switches),
+]
+CROSSOVER_COLS = [
+    ("connections", "conns", fmt.rps), ("achieved_rps", "achieved req/s", fmt.rps),
+    ("lat_p50_us", "p50 ms", fmt.ms), ("lat_p99_us", "p99 ms", fmt.ms),
+    ("lat_p999_us", "p99.9 ms", fmt.ms), ("errors_total", "errors", fmt.rps),
+    ("mem_per_conn_kib", "KiB/conn", fmt.kib), ("threads_max", "threads", fmt.rps),
+    ("ctx_vol_per_req", "vol sw/req", fmt.switches), ("syscalls_per_req", "syscalls/req",
+                                                       fmt.num),
+    ("cpu_us_per_req", "CPU µs/req", fmt.num),
+    ("client_cpu_util", "load gen CPU", lambda v: fmt.pct(100 * v)),
 ]
 
 
+def step_notes(c, s, knee):
+    notes = []
+    if s is knee:
+        notes.append("knee")
+    if c.peak_closed and s["offered_rps"] > c.peak_closed:
+        notes.append("overload")
+    if s.get("client_bound"):
+        notes.append("client-bound: not the server's figure")
+    if s.get("starved"):
+        notes.append("starved")
+    little = s.get("little")
+    if isinstance(little, dict) and little.get("ok") is False:
+        notes.append("Little's law off (%s vs %s)" % (
+            fmt.num(little.get("expected"), 1) if is_num(little.get("expected")) else "?",
+            fmt.num(little.get("observed"), 1) if is_num(little.get("observed")) else "?"))
+    return notes
+
+
 def steps_table(run, sc):
+    cols = CROSSOVER_COLS if sc.crossover else STEP_COLS
+    cells = run.cells_of(sc.id)
+    if not sc.crossover and not any(is_num(s.get("pct_of_peak")) for c in cells
+                                     for s in c.steps):
+        cols = [col for col in cols if col[0] != "pct_of_peak"]
     rows = []
-    for c in run.cells_of(sc.id):
+    for c in cells:
         if c.failed:
             rows.append(Row([TCell(c.model, swatch=run.colours.get(c.model)), "failed"] +
-                            [""] * (len(STEP_COLS) + 1), "failed"))
+                            [""] * (len(cols) + 1), "failed"))
             continue
         knee = c.knee_step()
         for s in c.steps:
-            vals = [f(s.get(k)) if is_num(s.get(k)) else fmt.NA for k, _, f in STEP_COLS]
-            notes = []
-            if s is knee:
-                notes.append("knee")
-            if s.get("client_bound"):
-                notes.append("client-bound")
-            little = s.get("little")
-            if isinstance(little, dict) and little.get("ok") is False:
-                notes.append("Little's law off (%s vs %s)" % (
-                    fmt.num(little.get("expected"), 1) if is_num(little.get("expected")) else "?",
-                    fmt.num(little.get("observed"), 1) if is_num(little.get("observed")) else "?"))
+            vals = [f(s.get(k)) if is_num(s.get(k)) else fmt.NA for k, _, f in cols]
             rows.append(Row([TCell(c.model, swatch=run.colours.get(c.model)),
                              TCell(", ".join([c.status] + c.flags), left=True)] + vals +
-                            [TCell("; ".join(notes), left=True)],
+                            [TCell("; ".join(step_notes(c, s, knee)), left=True)],
                             "" if c.clean else "flagged"))
-    head = ["model", "status"] + [h for _, h, _ in STEP_COLS] + ["notes"]
-    return Table(head, rows, caption="One row per step of the ladder. Knee: the highest offered "
-                 "rate whose p99 stayed under %s ms." % fmt.slo(sc.slo_us), left=2)
+    head = ["model", "status"] + [h for _, h, _ in cols] + ["notes"]
+    if sc.crossover:
+        caption = ("One row per connection count, at %s req/s offered. client-bound: the load "
+                   "generator limited the step; its figures are not the server's."
+                   % (fmt.rps(sc.offered_rps) if sc.offered_rps else "one rate"))
+    else:
+        caption = ("One row per step of the ladder. Knee: the highest offered rate whose p99 "
+                   "stayed under %s ms (steps without errors, not client-bound, not starved). "
+                   "overload: offered beyond the model's closed-loop peak; client-bound: the "
+                   "load generator limited the step, so its figures are not the server's."
+                   % fmt.slo(sc.slo_us))
+    return Table(head, rows, caption=caption, left=2)
 
 
 # --- text sections ------------------------------------------------------------------
@@ -235,6 +317,21 @@ def per_conn_note(settings):
         return ""
     return " (%s: a thread or process per connection, sized by the model)" % ", ".join(
         map(str, pc))
+
+
+def ceiling_line(st, availability):
+    """The ceiling's backends: which ran, and which one each scenario used."""
+    ce = st.get("ceiling")
+    if not isinstance(ce, dict):
+        return availability
+    out = "%s; backends %s" % (availability, ", ".join(map(str, ce.get("backends") or [])))
+    if isinstance(ce.get("unavailable"), dict):
+        out += " (%s)" % "; ".join("%s unavailable: %s" % kv for kv in ce["unavailable"].items())
+    chosen = ce.get("scenarios") if isinstance(ce.get("scenarios"), dict) else {}
+    if chosen:
+        out += "; the faster, per scenario: " + ", ".join(
+            "%s %s" % (sid, c.get("backend")) for sid, c in chosen.items() if isinstance(c, dict))
+    return out
 
 
 def env_lines(run):
@@ -280,6 +377,8 @@ def env_lines(run):
             out.append((word, "%s (%s, %s): %s, %s cores, kernel %s, %s" % (
                 h.get("spec"), h.get("hostname"), h.get("address"), h.get("cpu_model"),
                 h.get("cores"), h.get("kernel"), h.get("c10k_version"))))
+    if "ceiling" in tools:  # runs from before the ceiling have no word on it
+        out.append(("ceiling", ceiling_line(st, tool("ceiling", "COULD NOT RUN"))))
     variants = st.get("variants")
     if isinstance(variants, dict) and variants:
         out.append(("variants", "; ".join("%s = `c10k serve %s`" % (k, val)
@@ -345,8 +444,9 @@ def build(run, ch):
              Legend([(m, run.colours[m]) for m in run.models]))
     for g in run.groups():
         head, rows, caption = summary.ranked_table(run, g)
-        page.add(Heading(3, g.label, anchor="rank-" + g.id), Table(head, rows, caption, left=2),
-                 Figures(group_figures(ch, run, g)))
+        figs = crossover_figures(ch, run, g) if g.crossover else group_figures(ch, run, g)
+        page.add(Heading(3, g.label, anchor="rank-" + g.id),
+                 Table(head, rows, caption, left=1 if g.crossover else 2), Figures(figs))
     loads, links_ = links.link_loads(run)
     if loads:
         page.add(Heading(3, "Across links", anchor="links"),
@@ -388,7 +488,8 @@ def latency_section(page, ch, run):
         if series:
             figs.append(C.spectrum(
                 ch, "spectrum-%s.svg" % C.slug(sc.id), "Latency percentiles: " + sc.label,
-                series, note="At each model's knee step." if sc.open_loop else
+                series, note="At the most connections." if sc.crossover else
+                "At each model's knee step (else its lowest)." if sc.open_loop else
                 "Closed loop (wrk); the round with the median req/s."))
     figs = [f for f in figs if f]
     if figs:

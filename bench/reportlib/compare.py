@@ -1,7 +1,8 @@
 """c10k report --compare RUN_A RUN_B: compare-<A>.md and compare-<A>.html.
 
 Each cell (model x scenario in both runs) shows A and B as median (min–max)
-and the delta of the medians. A delta is marked "changed" only where the
+and the delta of the medians (an open-loop cell: its knee, or a crossover's
+p99 at each connection count). A delta is marked "changed" only where the
 two min–max ranges do not overlap, which needs at least two rounds in each
 run; with one round the spread is unknown and nothing is marked. Charts of
 the two runs sit side by side on a shared axis.
@@ -13,7 +14,7 @@ from . import charts as C
 from . import fmt
 from .build import rps_getter
 from .colours import palette
-from .data import Run, load
+from .data import Run, Stat, is_num, load, stat_of
 from .page import Bullets, Figures, Heading, Legend, Page, Para, Row, Table, TCell
 from .page import write_html, write_md
 
@@ -62,6 +63,63 @@ def scenario_table(a, b, sc, changes):
     for _, h, _ in METRICS:
         head += ["%s A" % h, "%s B" % h, "Δ %s" % h]
     return Table(head + ["status A → B"], rows)
+
+
+def knee_stat(c):
+    """The knee as a Stat: over the rounds' knees when every round had one."""
+    if c.failed or c.knee is None:
+        return None
+    ks = c.d.get("knee_by_round")
+    if isinstance(ks, list) and len(ks) > 1 and all(is_num(k) for k in ks):
+        return stat_of(ks)
+    return Stat(c.knee, c.knee, c.knee, 1)
+
+
+def step_stat(c, connections, key):
+    """A crossover step's figure as a Stat (over rounds when it has them);
+    None for a client-bound step, whose figures are not the server's."""
+    st = c.step_at(connections) if not c.failed else None
+    if st is None or st.get("client_bound") or not is_num(st.get(key)):
+        return None
+    r = (st.get("over_rounds") or {}).get(key) if isinstance(st.get("over_rounds"),
+                                                              dict) else None
+    if isinstance(r, dict) and all(is_num(r.get(k)) for k in ("min", "median", "max")):
+        return Stat(r["min"], r["median"], r["max"], st.get("rounds") or 1)
+    return Stat(st[key], st[key], st[key], 1)
+
+
+def open_table(a, b, sc, changes):
+    """An open-loop scenario: the knee of a ladder, or the p99 at each
+    connection count of a crossover, A against B."""
+    if sc.crossover:
+        conns = sorted({s.get("connections") for r in (a, b) for c in r.cells_of(sc.id)
+                        for s in c.steps if s.get("connections")})
+        cols = [("p99 ms, %s conns" % "{:,}".format(n),
+                 lambda c, n=n: step_stat(c, n, "lat_p99_us"), fmt.ms) for n in conns]
+    else:
+        cols = [("knee req/s", knee_stat, fmt.rps)]
+    rows = []
+    for m in a.models + [x for x in b.models if x not in a.models]:
+        ca, cb = a.cell(m, sc.id), b.cell(m, sc.id)
+        if not ca or not cb:
+            continue
+        cells = [TCell(m, swatch=a.colours.get(m))]
+        for head, get, f in cols:
+            sa, sb = get(ca), get(cb)
+            d = delta(sa, sb)
+            ch = changed(sa, sb)
+            cells += [TCell(fmt.with_spread(sa, f)), TCell(fmt.with_spread(sb, f)),
+                      TCell("**%s changed**" % d if ch else d)]
+            if ch:
+                changes.append("%s, %s: %s %s → %s (%s)" % (
+                    m, sc.label, head, fmt.with_spread(sa, f), fmt.with_spread(sb, f), d))
+        cells.append(TCell(status(ca) + " → " + status(cb), left=True))
+        rows.append(Row(cells, "" if ca.clean and cb.clean else "flagged"))
+    head = ["model"]
+    for h, _, _ in cols:
+        head += ["%s A" % h, "%s B" % h, "Δ %s" % h]
+    return Table(head + ["status A → B"], rows,
+                 caption="n/a: no knee (or a client-bound step), never a zero.")
 
 
 def status(c):
@@ -131,6 +189,7 @@ def compare(dir_a, dir_b, out=None):
     for sc in a.scenarios:
         if sc.id in b.by_id and any(b.cell(m, sc.id) for m in a.models):
             tables += [Heading(3, sc.label, anchor="cmpt-" + sc.id),
+                       open_table(a, b, sc, changes) if sc.open_loop else
                        scenario_table(a, b, sc, changes)]
     page.add(Heading(2, "What changed"),
              Bullets(changes) if changes else

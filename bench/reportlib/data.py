@@ -183,10 +183,17 @@ class Scenario:
         self.slow = d.get("slow")
         self.series = d.get("series") or self.label
         self.slo_us = d.get("slo_p99_us")
+        self.offered_rps = d.get("offered_rps") if is_num(d.get("offered_rps")) else None
 
     @property
     def open_loop(self):
         return self.kind != "closed"
+
+    @property
+    def crossover(self):
+        """One offered rate over more and more connections (steps differ in
+        connections, not in rate)."""
+        return self.kind == "crossover"
 
     @property
     def held(self):
@@ -196,9 +203,11 @@ class Scenario:
     @property
     def group_key(self):
         slow = (self.slow.get("kind"), self.slow["count"]) if self.slow else None
-        cold = self.d.get("cold")  # each disk speed of the cold-cache profile: a group
+        # a crossover is a question of its own (connections, not rate): its own
+        # table; so is each disk speed of the cold-cache profile
+        cold = self.d.get("cold")
         cold = (cold.get("disk_iops"), cold.get("dist")) if isinstance(cold, dict) else None
-        return (self.size, bool(self.keepalive), slow, self.link, cold)
+        return (self.size, bool(self.keepalive), slow, self.link, self.crossover, cold)
 
     @property
     def short(self):
@@ -216,7 +225,8 @@ def numeric_step(step):
     stop the report; the field reads as unavailable)."""
     out = dict(step)
     for k, v in step.items():
-        if k.endswith(NUMERIC_SUFFIXES) or k in ("requests", "threads_max", "connections"):
+        if k.endswith(NUMERIC_SUFFIXES) or k in ("requests", "threads_max", "connections",
+                                                 "pct_of_peak", "fairness_jain_ideal"):
             out[k] = v if is_num(v) else None
     return out
 
@@ -238,7 +248,7 @@ class Cell:
         self.repeats = [r for r in d.get("repeats") or [] if r.get("status") != "failed"]
         self.summary = d.get("summary") or {}
         self.steps = sorted((numeric_step(s) for s in d.get("steps") or []),
-                            key=lambda s: s["offered_rps"])
+                            key=lambda s: (s["offered_rps"], s.get("connections") or 0))
         self.knee = d.get("knee_rps") if is_num(d.get("knee_rps")) else None
         self.peak_closed = d.get("peak_closed_rps") if is_num(d.get("peak_closed_rps")) else None
         self.flags = [f for f in d.get("flags") or [] if isinstance(f, str)]
@@ -307,12 +317,22 @@ class Cell:
             return None
         return min(self.steps, key=lambda s: abs(s["offered_rps"] - self.knee), default=None)
 
+    def ref_step(self):
+        """The step that stands for an open-loop cell: the knee step, else
+        the lowest step; in a crossover, the one with the most connections."""
+        if self.scenario.crossover:
+            return self.steps[-1] if self.steps else None
+        return self.knee_step() or (self.steps[0] if self.steps else None)
+
     def step_value(self, key):
-        """A server metric of an open-loop cell: its value at the knee step,
-        or at the lowest step when there is no knee."""
-        st = self.knee_step() or (self.steps[0] if self.steps else None)
+        """A server metric of an open-loop cell, at its ref_step()."""
+        st = self.ref_step()
         v = st.get(key) if st else None
         return v if is_num(v) else None
+
+    def step_at(self, connections):
+        """The crossover step with this many connections, or None."""
+        return next((s for s in self.steps if s.get("connections") == connections), None)
 
 
 class Group:
@@ -323,8 +343,10 @@ class Group:
         self.closed = sorted((s for s in scenarios if not s.open_loop),
                              key=lambda s: s.connections)
         self.open = [s for s in scenarios if s.open_loop]
+        self.crossover = bool(self.open) and all(s.crossover for s in self.open) \
+            and not self.closed
         first = (self.closed or self.open)[0]
-        self.label = first.series
+        self.label = first.label if self.crossover else first.series
         if first.link != "loopback" and first.link not in self.label:
             self.label += ", " + first.link
         self.id = "g-" + first.id

@@ -160,27 +160,25 @@ def ranked_caption(group, rows, knee_sc):
                 "One round: no spread was measured."))
     if knee_sc:
         text += (" Knee: the highest offered rate whose p99 stayed under the SLO in the "
-                 "open-loop ladder (none: not even at the lowest step).")
+                 "open-loop ladder (none: not even at the lowest step; not measured: the load "
+                 "generator limited every step).")
     if any(r.model == CEILING for r in rows):
         text += " ceiling: the reference server that answers from memory, never ranked."
     return text
 
 
-def pct_text(st, c):
-    """A ranked table's req/s cell: % of the best clean cell; with no clean
-    cell to compare with, the req/s themselves; "failed" only for a cell
-    that failed."""
-    if st:
-        return fmt.with_spread(st, lambda v: "%.0f" % v, "%")
+def pct_missing(c):
+    """What the % column says when a row has no percentage: its cell failed,
+    or no cell of the scenario is clean, so there is no best to divide by."""
     if c is None:
         return "–"
-    if c.failed or c.stat("rps") is None:
-        return "failed"
-    return fmt.with_spread(c.stat("rps"), fmt.rps) + " req/s"
+    return "failed" if c.failed else fmt.NA
 
 
 def ranked_table(run, group):
     """(head, rows, caption) of one group's ranked table, as page cells."""
+    if group.crossover:
+        return crossover_table(run, group)
     rows = group_rows(run, group)
     ref = ref_scenario(group)
     knee_sc = next((s for s in group.open if s.kind == "latency"), None)
@@ -202,7 +200,9 @@ def ranked_table(run, group):
         cells = [TCell(r.rank or ("ref" if m == CEILING else "–")),
                  TCell(m, swatch=run.colours.get(m))]
         for s in group.closed:
-            cells.append(TCell(pct_text(r.pct[s.id], cell(m, s.id)), win=m in win["pct", s.id]))
+            st = r.pct[s.id]
+            cells.append(TCell(fmt.with_spread(st, lambda v: "%.0f" % v, "%") if st else
+                               pct_missing(cell(m, s.id)), win=m in win["pct", s.id]))
         for s in group.closed:
             c = cell(m, s.id)
             cells.append(TCell(fmt.with_spread(c.stat("lat_p99_us"), fmt.ms) if c else "–",
@@ -210,7 +210,8 @@ def ranked_table(run, group):
         if knee_sc:
             c = cell(m, knee_sc.id)
             text = "–" if c is None else "failed" if c.failed else \
-                fmt.rps(c.knee) if c.knee is not None else "none"
+                fmt.rps(c.knee) if c.knee is not None else \
+                "not measured" if c.steps and not steps_shown(c) else "none"
             cells.append(TCell(text, win=m in win["knee"]))
         cells.append(TCell(fmt.with_spread(cost(run, m, ref, "cpu_us_per_req"), fmt.num),
                            win=m in win["cpu_us_per_req"]))
@@ -221,6 +222,74 @@ def ranked_table(run, group):
             "failed" if all(c.failed for c in r.cells) else "flagged"
         out.append(Row(cells, cls))
     return ranked_head(run, group, ref, knee_sc), out, ranked_caption(group, rows, knee_sc)
+
+
+# --- the crossover table -----------------------------------------------------------
+
+
+def steps_shown(cell):
+    """The steps of an open-loop cell whose figures are the server's: the
+    client-bound ones (limited by the generator) are never shown as such."""
+    return [] if cell is None or cell.failed else \
+        [s for s in cell.steps if not s.get("client_bound")]
+
+
+def crossover_conns(run, sc):
+    conns = sorted({s.get("connections") for c in run.cells_of(sc.id) for s in c.steps
+                    if s.get("connections")})
+    return conns or sorted(sc.d.get("connections_steps") or [])
+
+
+def crossover_table(run, group):
+    """One row per model: p99 at each connection count, and what the most
+    connections cost (memory, threads, switches, syscalls). Not ranked: the
+    question is where the models part, not who wins; a ★ marks the lowest
+    p99 among clean cells at each count."""
+    sc = group.open[0]
+    conns = crossover_conns(run, sc)
+    top = conns[-1] if conns else None
+    cells = [c for c in run.cells_of(sc.id) if c.model != CEILING]
+    clean = [c for c in cells if c.clean]
+
+    def at(c, n, key, timing=True):
+        """A step's figure; timing figures (latency, costs per request, which
+        a lagging generator's bursts change) not from a client-bound step.
+        Memory and threads held for n connections are the server's anyway."""
+        st = c.step_at(n) if c else None
+        if st is None or (timing and st.get("client_bound")):
+            return None
+        return st.get(key)
+
+    win = {}
+    for n in conns:
+        vals = {c.model: at(c, n, "lat_p99_us") for c in clean}
+        vals = {m: v for m, v in vals.items() if v is not None}
+        best = min(vals.values()) if len(set(vals.values())) > 1 else None
+        win[n] = {m for m, v in vals.items() if v == best}
+    rows = []
+    for c in cells:
+        out = [TCell(c.model, swatch=run.colours.get(c.model))]
+        for n in conns:
+            st = c.step_at(n)
+            text = "–" if st is None else "client-bound" if st.get("client_bound") else \
+                fmt.ms(st.get("lat_p99_us"))
+            out.append(TCell(text, win=c.model in win[n]))
+        out += [TCell(fmt.kib(at(c, top, "mem_per_conn_kib", False))),
+                TCell(fmt.rps(at(c, top, "threads_max", False))),
+                TCell(fmt.switches(at(c, top, "ctx_vol_per_req"))),
+                TCell(fmt.num(at(c, top, "syscalls_per_req")))]
+        out.append(TCell("; ".join(problems(c)) or "ok", left=True, wrap=True))
+        rows.append(Row(out, "failed" if c.failed else "" if c.clean else "flagged"))
+    n = "{:,}".format(top) if top else "?"
+    head = (["model"] + ["p99 ms, %s conns" % "{:,}".format(k) for k in conns] +
+            ["KiB/conn at %s" % n, "threads at %s" % n, "vol sw/req at %s" % n,
+             "syscalls/req at %s" % n, "status"])
+    rate = sc.offered_rps
+    caption = ("The same offered rate%s spread over more and more keep-alive connections, so "
+               "most of them are idle at any moment. Not ranked: ★ marks the lowest p99 among "
+               "clean cells at each count. client-bound: the load generator, not the server, "
+               "limited that step." % (" (%s req/s)" % fmt.rps(rate) if rate else ""))
+    return head, rows, caption
 
 
 # --- findings --------------------------------------------------------------------
@@ -316,8 +385,10 @@ def knee_finding(run):
             continue
         cells = contenders(run, sc.id)
         with_knee = {c.model: c.knee for c in cells if c.knee is not None}
-        without = [c for c in cells if c.knee is None and c.steps]
-        if not with_knee and not without:
+        without = [c for c in cells if c.knee is None and steps_shown(c)]
+        unmeasured = [c.model for c in cells if c.knee is None and c.steps
+                      and not steps_shown(c)]
+        if not with_knee and not without and not unmeasured:
             continue
         slo = fmt.slo(sc.slo_us) if sc.slo_us else "?"
         text = "**Load before the tail breaks** (%s, open loop, p99 target %s ms): " % (
@@ -328,13 +399,115 @@ def knee_finding(run):
             parts.append("%s kept p99 under %s ms up to %s req/s offered%s" % (
                 hi, slo, fmt.rps(with_knee[hi]), flagged_note(run, sc.id, hi)))
             if lo != hi:
-                parts.append("%s only up to %s (%s less)" % (
-                    lo, fmt.rps(with_knee[lo]), fmt.times(with_knee[hi], with_knee[lo])))
+                parts.append("%s only up to %s (%s less)%s" % (
+                    lo, fmt.rps(with_knee[lo]), fmt.times(with_knee[hi], with_knee[lo]),
+                    flagged_note(run, sc.id, lo)))
         for c in without:
-            parts.append("%s never did, even at its lowest step (%s req/s, p99 %s ms)" % (
-                c.model, fmt.rps(c.steps[0]["offered_rps"]), fmt.ms(c.steps[0].get("lat_p99_us"))))
+            st = steps_shown(c)[0]
+            parts.append("%s never did, even at its lowest step%s (%s req/s, p99 %s ms)" % (
+                c.model, "" if st is c.steps[0] else " the load generator did not limit",
+                fmt.rps(st["offered_rps"]), fmt.ms(st.get("lat_p99_us"))))
+        if unmeasured:
+            parts.append("no knee could be measured for %s: the load generator limited every "
+                         "step (client-bound)" % fmt.series(unmeasured))
         return text + "; ".join(parts) + "."
     return None
+
+
+def overload_finding(run):
+    """Beyond the closed-loop peak (the overload test): which models kept
+    their goodput and which collapsed, at the highest offered rate each one
+    ran that is not client-bound."""
+    for sc in run.scenarios:
+        if sc.kind != "latency":
+            continue
+        parts = []
+        for c in contenders(run, sc.id):
+            if not c.peak_closed:
+                continue
+            over = [s for s in steps_shown(c) if s["offered_rps"] > c.peak_closed
+                    and s.get("goodput_rps") is not None]
+            if not over:
+                continue
+            st = over[-1]
+            share = 100.0 * st["goodput_rps"] / c.peak_closed
+            jain = st.get("fairness_jain")
+            parts.append((share, "%s's goodput %s %.0f%% of its peak (%.0f%% offered), %s "
+                          "errors, p99.9 %s ms%s%s" % (
+                              c.model, "held at" if share >= 90 and not st.get("errors_total")
+                              else "fell to", share, 100.0 * st["offered_rps"] / c.peak_closed,
+                              fmt.rps(st.get("errors_total")), fmt.ms(st.get("lat_p999_us")),
+                              ", Jain fairness %.2f" % jain if jain is not None else "",
+                              flagged_note(run, sc.id, c.model))))
+        if len(parts) < 2:
+            continue
+        parts.sort(key=lambda p: -p[0])
+        return ("**Overload** (%s at %d conns, open loop, the highest rate offered beyond each "
+                "model's closed-loop peak): " % (sc.series, sc.connections)
+                + "; ".join(p for _, p in parts) + ".")
+    return None
+
+
+def crossover_finding(run):
+    """Where a thread or process per connection departs from the event
+    loops as the same rate spreads over more connections: its p99 against
+    the best event loop's, at the fewest and the most connections both were
+    measured at (steps not client-bound); and whether coroutines follow the
+    event loops there."""
+    for sc in run.scenarios:
+        if not sc.crossover:
+            continue
+        cells = {c.model: c for c in contenders(run, sc.id)}
+        loops = [cells[m] for m in cells if architecture(m) == "event loop"]
+        parts = [crossover_pair(run, sc, cells[m], loops) for m in cells
+                 if architecture(m) in ("thread per connection", "process per connection")]
+        parts = [p for p in parts if p][:1]
+        parts += [p for p in (crossover_pair(run, sc, cells[m], loops, short=True)
+                              for m in cells if architecture(m) == "coroutines") if p]
+        if parts:
+            return ("**Idle connections** (%s req/s spread over %s keep-alive connections): "
+                    % (fmt.rps(sc.offered_rps) if sc.offered_rps else "one rate",
+                       crossover_span(run, sc)) + "; ".join(parts) + ".")
+    return None
+
+
+def crossover_span(run, sc):
+    conns = crossover_conns(run, sc)
+    return "%s to %s" % ("{:,}".format(conns[0]), "{:,}".format(conns[-1])) if conns else "?"
+
+
+def p99_against(mine, loops):
+    """{connections: (my p99, best event loop, its p99)} where both have a
+    step that is not client-bound."""
+    mine_p99 = {s["connections"]: s["lat_p99_us"] for s in steps_shown(mine)
+                if s.get("lat_p99_us") is not None}
+    best = {}
+    for c in loops:
+        for s in steps_shown(c):
+            n, v = s["connections"], s.get("lat_p99_us")
+            if v is not None and n in mine_p99 and (n not in best or v < best[n][1]):
+                best[n] = (c.model, v)
+    return {n: (mine_p99[n],) + best[n] for n in best}
+
+
+def crossover_pair(run, sc, mine, loops, short=False):
+    at = p99_against(mine, loops)
+    if len(at) < (1 if short else 2):
+        return None
+    lo, hi = min(at), max(at)
+    top = mine.step_at(hi)
+    cost = "with %s and %s KiB per connection%s" % (
+        fmt.count(top.get("threads_max"), "thread"), fmt.kib(top.get("mem_per_conn_kib")),
+        flagged_note(run, sc.id, mine.model))
+    if short:
+        return "%s's p99 was %s ms against %s's %s ms at %s connections (%s), %s" % (
+            mine.model, fmt.ms(at[hi][0]), at[hi][1], fmt.ms(at[hi][2]), "{:,}".format(hi),
+            fmt.times(at[hi][0], at[hi][2]), cost)
+    return ("%s's p99 was %s ms against %s's %s ms at %s connections (%s), and %s ms against "
+            "%s's %s ms at %s (%s), %s" % (
+                mine.model, fmt.ms(at[lo][0]), at[lo][1], fmt.ms(at[lo][2]), "{:,}".format(lo),
+                fmt.times(at[lo][0], at[lo][2]), fmt.ms(at[hi][0]), at[hi][1],
+                fmt.ms(at[hi][2]), "{:,}".format(hi), fmt.times(at[hi][0], at[hi][2]), cost))
 
 
 def most_held(run):
@@ -526,8 +699,8 @@ def ceiling_finding(run):
     return None
 
 
-FINDINGS = [tail_latency, knee_finding, slow_link_finding, memory_finding, cpu_finding,
-            slow_finding, size_finding, close_finding, ceiling_finding]
+FINDINGS = [tail_latency, knee_finding, overload_finding, crossover_finding, slow_link_finding,
+            memory_finding, cpu_finding, slow_finding, size_finding, close_finding, ceiling_finding]
 
 
 def findings(run):

@@ -710,18 +710,14 @@ static void conn_do(worker_t *w, conn_t *c, c10k_next_t next)
 /* An operation of the chunk in flight; the chunk is done when all are. */
 static struct io_uring_sqe *chunk_sqe(worker_t *w, conn_t *c, op_t op)
 {
-    struct io_uring_sqe *sqe = conn_sqe(w, c, op);
-
     c->chunk_ops++;
-    return sqe;
+    return conn_sqe(w, c, op);
 }
 
-/* The next operation of the chain starts only when this one has completed,
- * and a failed or short one cancels the rest. Only after the sqe's
- * io_uring_prep_*(), which clears sqe->flags: set before it, the link was
- * lost, and a SEND went out before the READ of a file not in memory had
- * filled the slot, with the previous response's bytes (tests/coldcache). */
-static void chunk_link(struct io_uring_sqe *sqe)
+/* Chain sqe to the next one: it starts only once sqe has completed in full,
+ * and a failed or short sqe cancels the rest. Call it after io_uring_prep_*(),
+ * which clears sqe->flags. */
+static void link_next(struct io_uring_sqe *sqe)
 {
     sqe->flags |= IOSQE_IO_LINK;
 }
@@ -760,7 +756,7 @@ static void slot_chunk(worker_t *w, conn_t *c)
             io_uring_prep_read_fixed(sqe, r->body_fd, c->out + len, (unsigned)n, off, c->slot);
         else
             io_uring_prep_read(sqe, r->body_fd, c->out + len, (unsigned)n, off);
-        chunk_link(sqe);
+        link_next(sqe); /* the send reads what the read wrote */
         len += n;
     }
     c->chunk_len = len;
@@ -806,13 +802,13 @@ static void splice_chunk(worker_t *w, conn_t *c)
         io_uring_prep_send(sqe, c->fd, io->head + done, r->head_len - done,
                            MSG_WAITALL | MSG_NOSIGNAL | MSG_MORE);
         conn_fixed(w, sqe);
-        chunk_link(sqe);
+        link_next(sqe); /* the head before the body */
     }
     if (c->sock_full) {
         sqe = chunk_sqe(w, c, OP_POLL);
         io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
         conn_fixed(w, sqe);
-        chunk_link(sqe);
+        link_next(sqe);
     }
     /* Top the pipe up, so that each round offers the socket all it can
      * take. NONBLOCK: a pipe fuller than reckoned gives a short splice (an
@@ -822,7 +818,7 @@ static void splice_chunk(worker_t *w, conn_t *c)
         sqe = chunk_sqe(w, c, OP_SPLICE_IN);
         io_uring_prep_splice(sqe, r->body_fd, r->body_off + (off_t)(body_sent + c->in_pipe),
                              c->pipe[1], -1, (unsigned)add, SPLICE_F_NONBLOCK);
-        chunk_link(sqe);
+        link_next(sqe);
     }
     /* The socket is O_NONBLOCK, so this splice (run by an io-wq thread)
      * takes what fits and returns, never blocking that thread on a slow

@@ -9,9 +9,15 @@
    exited children burned.
 2. CLI errors exit with status 2 and a message; --dry-run prints the plan.
 3. The smoke run: prefork:workers=1 (a variant, which must come out starved)
-   plus nginx, two rounds of 1 s windows; results.json checked
+   plus nginx and the ceiling (its backend chosen by the probe, its share
+   in every other repeat), two rounds of 1 s windows; results.json checked
    against schema 2, wrk's histogram must sum to the requests and its p100
    equal its max, and the counts must make sense.
+4. The open-loop smoke runs: --profile latency with 2 models (and nginx), a
+   3-step ladder scaled from each server's closed-loop peak; --profile
+   crossover with 1 model at a fixed rate over 2 connection counts. Every
+   step must be there with its figures, c10k load's histogram must sum to
+   its requests, and the report must render the steps.
 The pure parts are tested on their own in test_harness_units.py.
 Prints "bench: N passed, N failed, N skipped"; exits 1 on any failure.
 """
@@ -30,6 +36,10 @@ from harness import counters, results  # noqa: E402
 
 BIN = os.environ.get("C10K_BIN") or os.path.join(REPO, "build", "c10k")
 STATS_BIN = os.path.join(HERE, "stats_c10k.py")
+
+
+def ceiling_bin():
+    return os.path.join(os.path.dirname(BIN), "c10k-ceiling")
 
 THREADS, CHILDREN, SLEEPS = 3, 2, 60
 KNOWN_SLEEPS = (THREADS + CHILDREN) * SLEEPS
@@ -129,6 +139,53 @@ class MethodTest(unittest.TestCase):
         # without perf: syscalls are unavailable, never 0
         self.assertIsNone(cost["syscalls"])
         self.assertIn("not counted", cost["ctx_method"])
+
+
+# Waits for events 500 times (epoll, poll and select, none blocking) and makes
+# 500 other syscalls, once told.
+WAITER = r"""
+import os, select, sys
+sys.stdin.readline()
+ep = select.epoll()
+for _ in range(200):
+    ep.poll(0)
+for _ in range(200):
+    select.poll().poll(0)
+for _ in range(100):
+    select.select([], [], [], 0)
+for _ in range(500):
+    os.getppid()
+print("done", flush=True)
+sys.stdin.readline()
+"""
+WAITS = 500
+
+
+class WaitCountTest(unittest.TestCase):
+    def test_waits_counted_apart(self):
+        """syscalls_wait counts the calls that wait for events (epoll, poll,
+        select, io_uring_enter) among all syscalls, and nothing else."""
+        ok, why = counters.check_perf()
+        if not ok:
+            self.skipTest("perf unusable: " + why)
+        if not counters.WAIT_SYSCALLS:
+            self.skipTest("the wait syscalls' numbers are not known on this architecture")
+        p = subprocess.Popen([sys.executable, "-c", WAITER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                costs = counters.ServerCosts(p.pid, os.path.join(tmp, "perf.csv"), True)
+                costs.start()
+                p.stdin.write("go\n")
+                p.stdin.flush()
+                self.assertEqual(p.stdout.readline().strip(), "done")
+                cost = costs.stop()
+        finally:
+            p.kill()
+            p.wait()
+        self.assertGreaterEqual(cost["syscalls_wait"], WAITS, cost)
+        self.assertLess(cost["syscalls_wait"], WAITS + 20, cost)
+        self.assertGreater(cost["syscalls"], cost["syscalls_wait"] + 500, cost)
 
 
 # Makes 3 threads and a child when told (perf attached, counters still off),
@@ -283,15 +340,37 @@ class CliTest(unittest.TestCase):
         lines = r.stdout.splitlines()
         cells = [line for line in lines if "] round " in line]
         # quick: 3 rounds x (epoll, threaded:pool=64, nginx) x (2 sizes x its 2 modes x
-        # its 3 connection counts)
-        self.assertEqual(len(cells), 3 * 3 * 12, r.stdout)
+        # its 3 connection counts), and the ceiling on the 128 B file only (it
+        # holds the file in memory: not 2 GiB of it)
+        self.assertEqual(len(cells), 3 * (3 * 12 + 6), r.stdout)
+        ceiling = [line for line in cells if " ceiling " in line]
+        self.assertEqual(len(ceiling), 3 * 6, r.stdout)
+        self.assertFalse([line for line in ceiling if "2GiB" in line])
+        self.assertIn("note: ceiling: no cell for files over 256 MiB", r.stdout)
         self.assertIn("seed 42", lines[0])
         self.assertIn("2GiB keep-alive, 16 conns", r.stdout)
         self.assertIn("variant threaded:pool=64 = c10k serve threaded --pool 64", r.stdout)
         self.assertRegex(lines[-1], r"^estimated time: \d+m\d\ds, at most ")
 
+    def test_dry_run_says_when_the_ceiling_cannot_run(self):
+        """c10k-ceiling missing beside c10k: the plan has no ceiling row and
+        says why; present: it has one, and says how its backend is chosen."""
+        with tempfile.TemporaryDirectory() as d:
+            os.symlink(BIN, os.path.join(d, "c10k"))
+            args = ["--bin", os.path.join(d, "c10k"), "--dry-run", "--models", "epoll"]
+            r = run_bench(args, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("note: ceiling cannot run (%s is missing (make builds it beside "
+                          "c10k)): no row for it" % os.path.join(d, "c10k-ceiling"), r.stdout)
+            self.assertNotIn("ceiling", r.stdout.splitlines()[0])
+            os.symlink(ceiling_bin(), os.path.join(d, "c10k-ceiling"))
+            r = run_bench(args, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("(epoll, nginx, ceiling)", r.stdout.splitlines()[0])
+        self.assertIn("for the ceiling's probes", r.stdout)
 
-def check_schema(tc, doc):
+
+def check_schema(tc, doc, kinds=("closed",)):
     """The parts of results.json (schema_version 2) the report relies on."""
     tc.assertEqual(doc["schema"], "c10k-bench-results")
     tc.assertEqual(doc["schema_version"], 2)
@@ -312,7 +391,10 @@ def check_schema(tc, doc):
         tc.assertEqual(sorted(order), sorted(doc["models"]))
     ids = {s["id"] for s in doc["scenarios"]}
     for s in doc["scenarios"]:
-        tc.assertEqual((s["kind"], s["link"]), ("closed", "loopback"))
+        tc.assertIn(s["kind"], kinds)
+        tc.assertEqual(s["link"], "loopback")
+        if s["kind"] != "closed":
+            tc.assertGreater(s["slo_p99_us"], 0)
     for c in doc["cells"]:
         tc.assertIn(c["scenario"], ids)
         tc.assertIn(c["status"], ("ok", "degraded", "failed"))
@@ -321,9 +403,26 @@ def check_schema(tc, doc):
         for r in c["repeats"]:
             if r["status"] == "failed":
                 continue
-            for k in results.SCALAR_METRICS + ["round", "model_counters", "starved"]:
-                tc.assertIn(k, r)
             tc.assertEqual(r["repeat"], r["round"])
+            for step in r.get("steps") or [r]:
+                if "steps" in r:
+                    for k in ("offered_rps", "achieved_rps", "goodput_rps", "requests",
+                              "errors_total", "lat_p50_us", "lat_p90_us", "lat_p99_us",
+                              "lat_p999_us", "lat_max_us", "lat_histogram_us", "timeline",
+                              "fairness_jain", "client_cpu_util", "little", "client_bound",
+                              "connections"):
+                        tc.assertIn(k, step)
+                for k in ("cpu_us_per_req", "ctx_vol_per_req", "ctx_invol_per_req",
+                          "syscalls_per_req", "mem_per_conn_kib", "threads_max",
+                          "accept_queue_wait_frac", "loadavg_1m", "steal_pct", "round",
+                          "model_counters", "starved"):
+                    tc.assertIn(k, step)
+                if "steps" not in r:
+                    for k in results.SCALAR_METRICS:
+                        tc.assertIn(k, r)
+        if any(s["id"] == c["scenario"] and s["kind"] != "closed" for s in doc["scenarios"]):
+            for k in ("steps", "knee_rps", "peak_closed_rps"):
+                tc.assertIn(k, c)
         for k in results.SCALAR_METRICS:
             s = c["summary"][k]
             if s is not None:
@@ -356,15 +455,20 @@ class SmokeTest(unittest.TestCase):
         if not os.access(BIN, os.X_OK):
             self.skipTest("no c10k binary at %s (set C10K_BIN or pass --bin)" % BIN)
 
-    def test_two_rounds_starved_variant_and_nginx(self):
+    def test_two_rounds_starved_variant_nginx_and_ceiling(self):
         # the binary as the bench sees it takes --stats-file (stats_c10k.py
-        # adds it until the models have it), so the model counters are read
+        # adds it until the models have it), so the model counters are read;
+        # the ceiling is found beside it, so a link to the real one goes there
         env = dict(os.environ, C10K_REAL_BIN=BIN)
         with tempfile.TemporaryDirectory() as out:
-            r = run_bench(["--bin", STATS_BIN, "--models", "prefork:workers=1",
-                           "--connections", "16", "--sizes", "1KiB", "--modes", "keepalive",
-                           "--duration", "1", "--warmup", "0", "--rounds", "2", "--out", out],
-                          env=env)
+            bindir = os.path.join(out, "bin")
+            os.mkdir(bindir)
+            os.symlink(STATS_BIN, os.path.join(bindir, "c10k"))
+            os.symlink(ceiling_bin(), os.path.join(bindir, "c10k-ceiling"))
+            r = run_bench(["--bin", os.path.join(bindir, "c10k"), "--models",
+                           "prefork:workers=1", "--connections", "16", "--sizes", "1KiB",
+                           "--modes", "keepalive", "--duration", "1", "--warmup", "0",
+                           "--rounds", "2", "--out", out], env=env)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             run = os.path.join(out, "latest")
             for f in ("results.json", "results.csv", "raw", "nginx.conf", "docroot"):
@@ -375,7 +479,7 @@ class SmokeTest(unittest.TestCase):
             check_schema(self, doc)
             self.check_run(doc)
             with open(os.path.join(run, "results.csv")) as f:
-                self.assertEqual(len(f.read().strip().splitlines()), 1 + 2 * 2)
+                self.assertEqual(len(f.read().strip().splitlines()), 1 + 3 * 2)
             cells = {c["model"]: c for c in doc["cells"]}
             for model, c in cells.items():
                 self.assertNotEqual(c["status"], "failed", (model, c["reasons"]))
@@ -385,6 +489,44 @@ class SmokeTest(unittest.TestCase):
                     check_wrk_histogram(self, run, rep, (model, rep["round"]))
                 self.check_spread(c)
             self.check_starved(cells)
+            self.check_ceiling(doc, cells, r.stdout)
+            with open(os.path.join(run, "report.md")) as f:
+                self.assertIn("share of ceiling", f.read())
+
+    def check_ceiling(self, doc, cells, stdout):
+        """The ceiling ran as nginx does, on the backend its probe chose, and
+        every other repeat has its share of the ceiling in the same round."""
+        ce = doc["run"]["settings"]["ceiling"]
+        self.assertEqual(doc["tools"]["ceiling"], {"available": True, "reason": None})
+        chosen = ce["scenarios"]["1KiB-ka-c16"]
+        self.assertIn(chosen["backend"], ce["backends"])
+        if len(ce["backends"]) == 2:  # io_uring works here: both were probed
+            self.assertEqual(sorted(chosen["probe_rps"]), ["epoll", "uring"])
+            self.assertEqual(len(chosen["order"]), 4)
+            means = {b: sum(v) / len(v) for b, v in chosen["probe_rps"].items()}
+            self.assertEqual(chosen["backend"], max(means, key=means.get))
+            self.assertIn("chosen by a probe", stdout)
+        else:
+            self.assertIn("%s only" % ce["backends"][0], stdout)
+        self.assertIn("ceiling backend per scenario (lead in the probe): 1KiB-ka-c16 %s"
+                      % chosen["backend"], stdout)
+        ceiling = {r["round"]: r for r in cells["ceiling"]["repeats"]}
+        for rep in ceiling.values():
+            cmd = rep["server_command"]
+            self.assertEqual(rep["ceiling_backend"], chosen["backend"])
+            self.assertEqual(cmd[cmd.index("--backend") + 1], chosen["backend"])
+            self.assertTrue(cmd[cmd.index("--file") + 1].endswith("/docroot/f-1KiB.bin"), cmd)
+            self.assertEqual((cmd[cmd.index("--workers") + 1], cmd[cmd.index("--cpus") + 1]),
+                             ("1", "0"))  # as nginx: the bench's workers and server CPUs
+            self.assertIsNone(rep["ceiling_ratio"])
+        for model in ("prefork:workers=1", "nginx"):
+            ratios = []
+            for rep in cells[model]["repeats"]:
+                want = rep["rps"] / ceiling[rep["round"]]["rps"]
+                self.assertAlmostEqual(rep["ceiling_ratio"], want, places=9, msg=model)
+                ratios.append(want)
+            s = cells[model]["summary"]["ceiling_ratio"]
+            self.assertAlmostEqual(s["median"], sum(ratios) / 2, places=9)
 
     def test_open_file_cache_in_every_server(self):
         """--open-file-cache: the c10k model gets the flags, nginx the same
@@ -407,7 +549,8 @@ class SmokeTest(unittest.TestCase):
         self.assertEqual((cache["max"], cache["valid_s"]), (64, 60))
         self.assertIn("open-file cache of 64 per worker", r.stdout)
         cells = {c["model"]: c for c in doc["cells"]}
-        self.assertEqual(set(cells), {"epoll", "nginx"})
+        # the ceiling, when it runs, opens no file at all: no cache to give it
+        self.assertEqual(set(cells) - {"ceiling"}, {"epoll", "nginx"})
         for model, c in cells.items():
             self.assertNotEqual(c["status"], "failed", (model, c["reasons"]))
         rep = cells["epoll"]["repeats"][0]
@@ -434,7 +577,7 @@ class SmokeTest(unittest.TestCase):
     def check_run(self, doc):
         st = doc["run"]["settings"]
         self.assertEqual(doc["run"]["status"], "complete")
-        self.assertEqual(doc["models"], ["prefork:workers=1", "nginx"])
+        self.assertEqual(doc["models"], ["prefork:workers=1", "nginx", "ceiling"])
         self.assertEqual(st["variants"], {"prefork:workers=1": "prefork --workers 1"})
         self.assertEqual(st["rounds"], 2)
         self.assertTrue(st["stats_file"])
@@ -466,7 +609,7 @@ class SmokeTest(unittest.TestCase):
                                rep["softirq_net_rx"] / rep["requests"], model)
         self.assertGreater(rep["accept_queue_samples"], 10, model)  # 20 Hz over 1 s
         self.assertTrue(0.0 <= rep["accept_queue_wait_frac"] <= 1.0, model)
-        if model == "nginx":
+        if model in ("nginx", "ceiling"):
             self.assertIsNone(rep["model_counters"], model)  # unavailable: null, never {}
             self.assertTrue(rep["model_counters_unavailable"], model)
             return
@@ -497,6 +640,106 @@ class SmokeTest(unittest.TestCase):
         self.assertNotIn("starved", ng["flags"], ng["reasons"])
         for rep in ng["repeats"]:
             self.assertLess(rep["accept_queue_wait_frac"], 0.10)
+
+
+class OpenLoopSmokeTest(unittest.TestCase):
+    """The open-loop profiles end to end, on 1 s windows (about 40 s)."""
+
+    def setUp(self):
+        if not os.access(BIN, os.X_OK):
+            self.skipTest("no c10k binary at %s (set C10K_BIN or pass --bin)" % BIN)
+
+    def run_profile(self, args):
+        env = dict(os.environ, C10K_REAL_BIN=BIN)
+        out = tempfile.mkdtemp()
+        self.addCleanup(subprocess.run, ["rm", "-rf", out])
+        r = run_bench(["--bin", STATS_BIN, "--duration", "1", "--warmup", "0.5", "--out", out]
+                      + args, env=env, timeout=180)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        run = os.path.join(out, "latest")
+        with open(os.path.join(run, "results.json")) as f:
+            doc = json.load(f)
+        check_schema(self, doc, kinds=("closed", "latency", "crossover"))
+        self.assertTrue(os.path.exists(os.path.join(run, "report.md")), r.stderr)
+        with open(os.path.join(run, "report.md")) as f:
+            return run, doc, f.read()
+
+    def test_latency_ladder(self):
+        run, doc, md = self.run_profile(["--profile", "latency", "--models", "epoll,threaded",
+                                         "--ladder", "50,100,200"])
+        self.assertEqual([s["kind"] for s in doc["scenarios"]], ["closed", "latency"])
+        closed, lat = doc["scenarios"]
+        o = doc["run"]["settings"]["open_loop"]
+        self.assertEqual((o["schedule"], o["slo_p99_us"], o["max_lag_s"]),
+                         ("poisson", 1000.0, 0.0005))
+        self.assertEqual(len(o["step_orders"]), 1)
+        for st in o["step_orders"][0]:
+            self.assertEqual(sorted(st["order"]), sorted(doc["models"]))
+        cells = {(c["model"], c["scenario"]): c for c in doc["cells"]}
+        self.assertEqual(len(cells), 3 * 2)
+        for model in ("epoll", "threaded", "nginx"):
+            peak = cells[model, closed["id"]]
+            c = cells[model, lat["id"]]
+            self.assertNotEqual(c["status"], "failed", c["reasons"])
+            self.assertAlmostEqual(c["peak_closed_rps"], peak["repeats"][0]["rps"])
+            self.assertEqual([s["offered_rps"] for s in c["steps"]],
+                             [max(1, round(c["peak_closed_rps"] * p / 100))
+                              for p in (50, 100, 200)])
+            self.assertEqual([len(r["steps"]) for r in c["repeats"]], [3])
+            for s in c["steps"]:
+                self.check_step(run, doc, model, s, 256)
+            counted = [s for s in c["steps"] if not s["client_bound"] and not s["starved"]
+                       and not s["errors_total"]]
+            under = [s["offered_rps"] for s in counted if s["lat_p99_us"] < 1000]
+            self.assertEqual(c["knee_rps"], max(under) if under else None, model)
+            self.assertEqual("client-bound" in c["flags"], any(
+                s["client_bound"] for s in c["steps"]
+                if c["knee_rps"] is None or s["offered_rps"] > c["knee_rps"]), model)
+        self.assertIn("### 1KiB keep-alive, 256 conns, open-loop ladder", md)
+        table = md.split("### 1KiB keep-alive, 256 conns, open-loop ladder", 2)[-1]
+        self.assertEqual(len([ln for ln in table.split("\n\n")[2].splitlines()
+                              if ln.startswith("| ")]), 1 + 3 * 3)   # head, a row per step
+
+    def test_crossover(self):
+        run, doc, md = self.run_profile(["--profile", "crossover", "--models", "epoll",
+                                         "--rate", "2000", "--connections", "10,200"])
+        self.assertEqual([s["kind"] for s in doc["scenarios"]], ["crossover"])
+        sc = doc["scenarios"][0]
+        self.assertEqual((sc["offered_rps"], sc["connections_steps"]), (2000, [10, 200]))
+        for c in doc["cells"]:
+            self.assertNotEqual(c["status"], "failed", c["reasons"])
+            self.assertEqual(c["knee_rps"], None)
+            self.assertEqual([s["connections"] for s in c["steps"]], [10, 200])
+            for s in c["steps"]:
+                self.check_step(run, doc, c["model"], s, s["connections"])
+                self.assertEqual(s["offered_rps"], 2000)
+        self.assertIn("p99 ms, 200 conns", md)
+
+    def check_step(self, run, doc, model, s, conns):
+        label = (model, s["offered_rps"], conns)
+        self.assertEqual(s["connections"], conns, label)
+        self.assertIn(s["status"], ("ok", "degraded"), (label, s.get("failure")))
+        self.assertGreater(s["requests"], 0, label)
+        self.assertEqual(sum(n for _, n in s["lat_histogram_us"]), s["requests"], label)
+        self.assertEqual(len(s["timeline"]), 1, label)           # one per second of window
+        self.assertLessEqual(s["lat_p50_us"], s["lat_p99_us"])
+        self.assertLessEqual(s["lat_p99_us"], s["lat_max_us"])
+        self.assertTrue(0 < s["fairness_jain"] <= 1.0 + 1e-9, label)
+        self.assertIsInstance(s["client_bound"], bool)
+        self.assertEqual(s["client_bound"], not s["load_valid"] or s["little"]["ok"] is False,
+                         label)
+        self.assertEqual(set(s["little"]), {"expected", "observed", "ok"})
+        self.assertGreater(s["client_cpu_util"], 0, label)
+        self.assertGreater(s["cpu_us_per_req"], 0, label)
+        self.assertGreater(s["threads_max"], 0, label)
+        self.assertEqual(s["conns_established"], conns, label)
+        self.assertGreater(s["server_window_s"], 0.3, label)
+        if doc["tools"]["perf"]["available"]:
+            self.assertGreater(s["syscalls_per_req"], 0, label)
+        self.assertTrue(os.path.exists(os.path.join(run, s["raw"]["load"])), label)
+        if model != "nginx":
+            self.assertIsInstance(s["model_counters"], dict,
+                                  (label, s.get("model_counters_unavailable")))
 
 
 def main():

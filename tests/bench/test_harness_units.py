@@ -12,6 +12,7 @@ exits 1 on any failure.
 """
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -19,13 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 from harness import cell, cli, counters, docroot, loadgen, plan, refs, results  # noqa: E402
-from harness import servers, sockdiag, variants  # noqa: E402
+from harness import ceiling, ladder, openloop, servers, sockdiag, variants  # noqa: E402
 from harness.util import GiB, KiB, MiB, UsageError  # noqa: E402
 
 # `c10k serve --help` as the binary prints it (shortened), the source of
@@ -285,21 +287,32 @@ class PlanTest(unittest.TestCase):
     def test_quick(self):
         p = make_plan()
         self.assertEqual((p.rounds, p.duration, p.warmup), (3, 2, 1))
-        self.assertEqual(p.names, MODELS + ["nginx"])
+        self.assertEqual(p.names, MODELS + ["nginx", "ceiling"])
         self.assertEqual([s["id"] for s in p.scenarios],
                          ["1KiB-ka-c16", "1KiB-ka-c256", "1KiB-close-c64", "1MiB-ka-c16"])
         self.assertTrue(all(s["kind"] == "closed" and s["link"] == "loopback"
                             for s in p.scenarios))
         self.assertEqual((p.server_cpus, p.client_cpus, p.workers), ([0], [1], 1))
-        self.assertEqual(len(p.cells()), 3 * 6 * 4)
+        self.assertEqual(len(p.cells()), 3 * 7 * 4)
 
     def test_quick_takes_about_the_old_time(self):
         """quick was 1 round of 1 s + 5 s per cell, 7 servers x 4 scenarios,
-        about 3.5 min. Three rounds of 2 s windows must stay near it."""
+        about 3.5 min; three rounds of 2 s windows came to about 4.2 min.
+        The ceiling adds a row (12 cells) and a probe per scenario: about
+        50 s, of which the probes are under 15 s."""
         real = plan.from_args(args_for([]), plan.Binary("c", MODELS + ["libuv"], [], HELP),
                               ncpu=2)
-        self.assertEqual(len(real.cells()), 84)
-        self.assertLess(real.estimate_s(), 4.6 * 60)
+        self.assertEqual(len(real.cells()), 96)
+        self.assertLess(real.estimate_s(), 5.1 * 60)
+        no_ceiling = plan.from_args(args_for([]), plan.Binary("c", MODELS + ["libuv"], [],
+                                                              HELP), ncpu=2,
+                                    references=("nginx",))
+        self.assertEqual(len(no_ceiling.cells()), 84)
+        self.assertLess(no_ceiling.estimate_s(), 4.3 * 60)
+        probes = sum(real.cell_cost(1, sc, "ceiling") - real.cell_seconds(sc)
+                     for sc in real.scenarios)
+        self.assertLess(probes, 15)
+        self.assertEqual(probes, sum(ceiling.probe_seconds(sc) for sc in real.scenarios))
 
     def test_rounds_visit_every_server_in_a_seeded_random_order(self):
         p = make_plan(["--rounds", "5", "--seed", "7"])
@@ -332,19 +345,19 @@ class PlanTest(unittest.TestCase):
                          ["128B-close-c1", "128B-close-c16", "1MiB-close-c1",
                           "1MiB-close-c16"])
         self.assertEqual((p.rounds, p.duration, p.warmup, p.workers), (2, 3, 0.5, 2))
-        self.assertEqual(p.names, ["epoll", "threaded:pool=64", "nginx"])
+        self.assertEqual(p.names, ["epoll", "threaded:pool=64", "nginx", "ceiling"])
         self.assertEqual(p.variants(), {"threaded:pool=64": "threaded --pool 64"})
         self.assertEqual((p.server_cpus, p.client_cpus), ([1], [0]))
 
     def test_full_includes_the_thread_pool(self):
         p = make_plan(["--profile", "full"])
         self.assertIn("threaded:pool=64", p.names)
-        self.assertEqual(p.names[-1], "nginx")
+        self.assertEqual(p.names[-2:], ["nginx", "ceiling"])
         self.assertEqual(p.rounds, 3)
         # a binary without threaded: the variant is left out, not an error
         other = plan.Binary("c", ["epoll"], [], HELP)
         self.assertEqual(plan.from_args(args_for(["--profile", "full"]), other, 2).names,
-                         ["epoll", "nginx"])
+                         ["epoll", "nginx", "ceiling"])
 
     def test_usage_errors(self):
         for argv, want in ((["--rounds", "2", "--repeat", "3"], "disagree"),
@@ -368,8 +381,9 @@ class PlanTest(unittest.TestCase):
         text = plan.dry_run_text(p, ["nginx cannot run (x): its cells would be failed"])
         lines = text.splitlines()
         cells = [line for line in lines if "] round " in line]
-        self.assertEqual(len(cells), 2 * 3 * 4)
+        self.assertEqual(len(cells), 2 * 4 * 4)
         self.assertEqual(sum(line.startswith("round ") for line in lines), 2)
+        self.assertIn("for the ceiling's probes (one per scenario)", lines[-1])
         self.assertIn("seed 1", lines[0])
         self.assertIn("variant threaded:pool=64 = c10k serve threaded --pool 64", text)
         self.assertIn("nginx cannot run", text)
@@ -466,6 +480,98 @@ class SummaryTest(unittest.TestCase):
                                                                 "starved"))
 
 
+FAKE_CEILING = """#!/bin/sh
+# a c10k-ceiling whose io_uring backend is unavailable, as in a sandbox
+case "$*" in
+*"--backend uring"*)
+    echo "c10k-ceiling: uring: io_uring is unavailable: io_uring_setup: Operation not permitted" >&2
+    exit 2;;
+esac
+echo "c10k-ceiling: serving x (1 bytes, precomputed) at http://127.0.0.1:1/ with epoll"
+exec sleep 30
+"""
+
+
+class CeilingTest(unittest.TestCase):
+    """The ceiling reference: found beside c10k, left out when it cannot
+    run, epoll alone when io_uring cannot, ceiling_ratio per round."""
+
+    def test_missing_binary_leaves_the_row_out(self):
+        with tempfile.TemporaryDirectory() as d:
+            bin_path = os.path.join(d, "c10k")
+            ok, why = refs.Ceiling.available(bin_path)
+            self.assertFalse(ok)
+            self.assertIn(os.path.join(d, "c10k-ceiling") + " is missing", why)
+            self.assertEqual(plan.runnable_references(bin_path), ("nginx",))
+            self.assertIsNone(refs.Ceiling.note(bin_path))
+            notes = cli.dry_run_notes(bin_path, make_plan(["--models", "epoll"]))
+            self.assertTrue(any(n.startswith("ceiling cannot run (") and "no row" in n
+                                for n in notes), notes)
+
+    def test_uring_unavailable_falls_back_to_epoll(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "c10k-ceiling")
+            with open(path, "w") as f:
+                f.write(FAKE_CEILING)
+            os.chmod(path, 0o755)
+            bin_path = os.path.join(d, "c10k")
+            backends, why = refs.ceiling_backends(bin_path)
+            self.assertEqual(backends, ("epoll",))
+            self.assertIn("io_uring is unavailable", why["uring"])
+            self.assertEqual(refs.Ceiling.available(bin_path), (True, ""))
+            self.assertIn("the ceiling runs on epoll only", refs.Ceiling.note(bin_path))
+            self.assertEqual(plan.runnable_references(bin_path), ("nginx", "ceiling"))
+
+    def test_server_command(self):
+        p = make_plan(["--models", "epoll", "--workers", "2", "--server-cpus", "0"])
+        run = types.SimpleNamespace(run_dir="/r", docroot="/r/docroot", plan=p,
+                                    binary=types.SimpleNamespace(path="/b/c10k"))
+        side = types.SimpleNamespace(bind="127.0.0.1", host="127.0.0.1", remote=False)
+        srv = refs.CeilingServer(run, variants.Variant("ceiling", "ceiling", reference=True),
+                                 0, side, CLOSE64, "uring")
+        self.assertEqual(srv.build_argv(), [
+            "/b/c10k-ceiling", "--backend", "uring", "--file", "/r/docroot/f-1KiB.bin",
+            "--port", "0", "--workers", "2", "--cpus", "0"])
+        # it answers every request with one file: only that one is verified
+        self.assertEqual(srv.verify_sizes([KiB, MiB]), [KiB])
+        self.assertEqual(srv.log_path, "/r/raw/server-ceiling-uring.log")
+
+    def test_choose_the_higher_mean(self):
+        best, margin = ceiling.choose({"uring": [100.0, 120.0], "epoll": [90.0, 110.0]})
+        self.assertEqual(best, "uring")
+        self.assertAlmostEqual(margin, 10.0)
+        best, margin = ceiling.choose({"uring": [100.0], "epoll": [150.0, 150.0]})
+        self.assertEqual((best, margin), ("epoll", 50.0))
+        self.assertEqual(ceiling.choose({"epoll": [5.0]}), ("epoll", None))
+        self.assertEqual([["uring", "epoll"][i] for i in ceiling.PROBE_ORDER],
+                         ["uring", "epoll", "epoll", "uring"])
+
+    def test_ceiling_ratio_per_round(self):
+        ceil = results.new_cell("ceiling", KA16)
+        for r, rps in ((1, 2000.0), (2, 1000.0)):
+            results.add_repeat(ceil, rep(r, rps))
+        epoll = results.new_cell("epoll", KA16)
+        for r, rps in ((1, 1000.0), (2, 900.0), (3, 800.0)):
+            results.add_repeat(epoll, rep(r, rps))
+        other = results.new_cell("nginx", CLOSE64)  # no ceiling in its scenario
+        results.add_repeat(other, rep(1, 500.0))
+        failed = results.new_cell("threaded", KA16)
+        results.add_repeat(failed, rep(1, status="failed"))
+        results.set_ceiling_ratios([epoll, ceil, other, failed])
+        # the same round of the same scenario, not the ceiling's median
+        self.assertEqual([r["ceiling_ratio"] for r in epoll["repeats"]], [0.5, 0.9, None])
+        self.assertEqual([r["ceiling_ratio"] for r in ceil["repeats"]], [None, None])
+        self.assertIsNone(other["repeats"][0]["ceiling_ratio"])
+        self.assertNotIn("ceiling_ratio", failed["repeats"][0])
+        # a round without a ceiling leaves the summary unavailable, never 0
+        self.assertIsNone(epoll["summary"]["ceiling_ratio"])
+        epoll["repeats"].pop()
+        results.set_ceiling_ratios([epoll, ceil])
+        self.assertEqual(epoll["summary"]["ceiling_ratio"],
+                         {"min": 0.5, "median": 0.7, "max": 0.9})
+        self.assertIn("ceiling_ratio", results.SCALAR_METRICS)
+
+
 class CountersTest(unittest.TestCase):
     def test_softirqs(self):
         text = ("                    CPU0       CPU1\n"
@@ -499,9 +605,12 @@ class CountersTest(unittest.TestCase):
         text = ("# started on x\n\n12,,raw_syscalls:sys_enter,1,100.00,,\n"
                 "3,,sched:sched_switch,1,100,,\n10,,sched:sched_switch,1,100,,\n"
                 "5.5,msec,task-clock,1,100,,\n")
-        self.assertEqual(counters.parse_perf_csv(text),
-                         {"syscalls": 12.0, "switches_invol": 3.0, "switches": 10.0,
-                          "task_clock_ms": 5.5})
+        want = {"syscalls": 12.0, "switches_invol": 3.0, "switches": 10.0, "task_clock_ms": 5.5}
+        if counters.WAIT_SYSCALLS:  # the waits among the syscalls, by number
+            text += "4,,raw_syscalls:sys_enter,1,100.00,,\n"
+            want["syscalls_wait"] = 4.0
+            self.assertIn("id == 426", counters.PERF_EVENTS[-1][1][-1])  # io_uring_enter
+        self.assertEqual(counters.parse_perf_csv(text), want)
         self.assertIsNone(counters.parse_perf_csv(text.replace("12,", "<not counted>,")))
         self.assertIsNone(counters.parse_perf_csv("# nothing\n"))
 
@@ -614,6 +723,357 @@ class LoadgenTest(unittest.TestCase):
         self.assertEqual(argv[:6], ["taskset", "-c", "1", "wrk", "-t", "1"])
         self.assertIn("Connection: close", argv)
         self.assertEqual(loadgen.wrk_threads(1, [1, 2, 3]), 1)
+
+
+# --- the open-loop profiles (ladder.py, openloop.py, plan and results) -------------
+
+
+def ostep(i, offered, p99, **kw):
+    """One step of one round, as openloop.measure leaves it."""
+    s = {"step": i, "offered_rps": offered, "connections": 256, "status": "ok",
+         "lat_p99_us": p99, "errors_total": 0, "client_bound": False, "starved": False,
+         "achieved_rps": offered, "goodput_rps": offered}
+    s.update(kw)
+    return s
+
+
+class LadderTest(unittest.TestCase):
+    def test_ladder_scales_the_peak(self):
+        self.assertEqual(ladder.ladder_rates(80000),
+                         [8000, 20000, 40000, 56000, 64000, 72000, 80000, 96000, 120000,
+                          160000])
+        self.assertEqual(ladder.ladder_rates(1001, [10, 25]), [100, 250])   # whole req/s
+        self.assertEqual(ladder.ladder_rates(3, [10]), [1])                  # at least 1
+        self.assertEqual(ladder.crossover_rate(81235), 40618)
+
+    def test_knee_is_the_highest_rate_under_the_slo(self):
+        steps = [ostep(0, 1000, 300), ostep(1, 2000, 800), ostep(2, 3000, 999.9),
+                 ostep(3, 4000, 1000), ostep(4, 5000, 40000)]
+        self.assertEqual(ladder.knee(steps, 1000), 3000)   # under: 1000 is not under 1000
+        self.assertEqual(ladder.knee(steps, 200), None)
+        self.assertEqual(ladder.knee(steps, 1e9), 5000)
+        # a step that dips under the SLO above a worse one still counts (the contract:
+        # the highest offered rate whose p99 is under it)
+        self.assertEqual(ladder.knee(steps + [ostep(5, 6000, 500)], 1000), 6000)
+
+    def test_knee_skips_steps_that_do_not_count(self):
+        for bad in ({"client_bound": True}, {"starved": True}, {"errors_total": 3},
+                    {"status": "failed"}, {"lat_p99_us": None}):
+            steps = [ostep(0, 1000, 300), ostep(1, 2000, 300, **bad)]
+            self.assertEqual(ladder.knee(steps, 1000), 1000, bad)
+
+    def test_jain(self):
+        self.assertAlmostEqual(ladder.jain([5, 5, 5, 5]), 1.0)
+        self.assertAlmostEqual(ladder.jain([20, 0, 0, 0]), 0.25)      # one got it all: 1/n
+        self.assertAlmostEqual(ladder.jain([1, 2]), 9 / 10.0)
+        self.assertIsNone(ladder.jain([0, 0]))
+        self.assertIsNone(ladder.jain([]))
+        # what a perfectly fair server scores given the arrivals
+        self.assertAlmostEqual(ladder.jain_ideal(1000, 3, 256, poisson=True),
+                               (3000 / 256) / (3000 / 256 + 1))
+        self.assertAlmostEqual(ladder.jain_ideal(2560, 1, 256, poisson=False), 1.0)
+        self.assertAlmostEqual(ladder.jain_ideal(1.5, 1, 1, poisson=False),
+                               ladder.jain([1, 2]))   # half the connections one more
+        self.assertIsNone(ladder.jain_ideal(0, 3, 256, poisson=True))
+
+    def test_little(self):
+        ok = ladder.little(2.855, 2003.667, 1425.705)   # a real run: 2.857 expected
+        self.assertTrue(ok["ok"])
+        self.assertAlmostEqual(ok["expected"], 2003.667 * 1425.705e-6)
+        self.assertTrue(ladder.little(10.99, 1000, 10000)["ok"])     # within 10% of 10
+        self.assertFalse(ladder.little(11.01, 1000, 10000)["ok"])
+        self.assertFalse(ladder.little(8.9, 1000, 10000)["ok"])
+        self.assertIsNone(ladder.little(None, 1000, 10000)["ok"])
+        # a real overload step: 2,422 answered/s after 70.2 ms, 94 timeouts of
+        # 2 s in a 2 s window; every connection (256) busy
+        self.assertFalse(ladder.little(254.684, 2422, 70202.3)["ok"])
+        ok = ladder.little(254.684, 2422, 70202.3, 94 / 2.0, 2.0)
+        self.assertTrue(ok["ok"], ok)
+        self.assertAlmostEqual(ok["expected"], 2422 * 0.0702023 + 94.0)
+
+    def test_client_bound(self):
+        good = {"ok": True, "expected": 3.0, "observed": 3.0}
+        bad = {"ok": False, "expected": 3.0, "observed": 4.0}
+        self.assertEqual(ladder.client_bound_reasons(True, None, good), [])
+        self.assertEqual(ladder.client_bound_reasons(True, None, {"ok": None}), [])
+        why = ladder.client_bound_reasons(False, "the p99 of how late its sends went out was "
+                                                 "5 ms", good)
+        self.assertEqual(len(why), 1)
+        self.assertIn("invalid run: the p99 of how late", why[0])
+        why = ladder.client_bound_reasons(True, None, bad)
+        self.assertIn("Little's law: 4.00 requests in flight, against 3.00", why[0])
+        self.assertEqual(len(ladder.client_bound_reasons(False, "x", bad)), 2)
+
+    def test_step_metrics_flag_client_bound(self):
+        load = {"errors": {"connect": 0, "read": 1, "write": 0, "timeout": 0, "status": 2},
+                "latency_us": {"p50": 100, "p90": 200, "p99": 300, "p999": 400, "p9999": 450,
+                               "max": 500, "mean": 120},
+                "duration_s": 2.0, "requests": 2000, "rate_achieved": 1000.0,
+                "goodput_rps": 999.0, "histogram": [[100, 1000], [500, 1000]],
+                "timeline": [], "per_connection_completed": [1000, 1000], "connections": 2,
+                "schedule": "poisson", "in_flight_mean": 0.12,
+                "service_latency_mean_us": 120.0, "valid": True, "invalid_reason": None}
+        m = openloop.step_metrics(load, 1000)
+        self.assertEqual((m["errors_total"], m["goodput_rps"], m["fairness_jain"]), (3, 999.0,
+                                                                                    1.0))
+        self.assertFalse(m["client_bound"])
+        self.assertNotIn("client_bound_by", m)
+        m = openloop.step_metrics(dict(load, valid=False, invalid_reason="held back"), 1000)
+        self.assertTrue(m["client_bound"])
+        self.assertIn("held back", m["client_bound_by"][0])
+        m = openloop.step_metrics(dict(load, in_flight_mean=0.2), 1000)  # 0.12 expected
+        self.assertTrue(m["client_bound"])
+        self.assertFalse(m["little"]["ok"])
+        # one timeout in the 2 s window (0.5 a second), in flight for --timeout
+        # (2 s) before the generator gave up: one more request in flight
+        timed_out = dict(load, in_flight_mean=1.1, timeout_s=2.0,
+                         errors=dict(load["errors"], timeout=1))
+        m = openloop.step_metrics(timed_out, 1000)
+        self.assertAlmostEqual(m["little"]["expected"], 0.12 + 1.0)
+        self.assertTrue(m["little"]["ok"])
+
+    def test_load_argv(self):
+        p = make_plan(["--profile", "latency", "--rates", "100", "--duration", "3",
+                       "--warmup", "0.5", "--seed", "9"])
+        sc = dict(p.scenarios[0], step=plan.step_spec(p.scenarios[0], 0, None))
+        argv = openloop.load_argv("/bin/c10k", 8080, sc, p, "/r/x.json")
+        self.assertEqual(argv[:5], ["taskset", "-c", "1", "/bin/c10k", "load"])
+        self.assertEqual(argv[5], "http://127.0.0.1:8080/f-1KiB.bin")
+        for flag, value in (("--rate", "100"), ("--connections", "256"), ("--duration", "3"),
+                            ("--warmup", "0.5"), ("--threads", "1"), ("--cpus", "1"),
+                            ("--max-lag", "0.0005"), ("--timeout", "2"), ("--seed", "9")):
+            self.assertEqual(argv[argv.index(flag) + 1], value, flag)
+        self.assertIn("--poisson", argv)
+        self.assertEqual(openloop.load_threads(10000, [1, 2, 3]), 3)
+        self.assertEqual(openloop.load_threads(2, [1, 2, 3]), 2)
+
+
+class OpenResultsTest(unittest.TestCase):
+    LAT = {"id": "1KiB-ka-c256-latency", "kind": "latency", "slo_p99_us": 1000}
+
+    def cell_with(self, rounds):
+        c = results.new_cell("epoll", self.LAT)
+        for r, steps in enumerate(rounds, 1):
+            for s in steps:
+                results.add_step(c, dict(s, round=r), self.LAT)
+        return c
+
+    def test_steps_knee_and_flags(self):
+        c = self.cell_with([[ostep(0, 1000, 300), ostep(1, 2000, 900),
+                             ostep(2, 3000, 5000, client_bound=True,
+                                   client_bound_by=["c10k load: invalid run: x"])]])
+        self.assertEqual([s["offered_rps"] for s in c["steps"]], [1000, 2000, 3000])
+        self.assertEqual(c["knee_rps"], 2000)
+        # a client-bound step above the knee could have moved it: the cell is flagged
+        self.assertEqual(c["flags"], ["client-bound"])
+        self.assertTrue(any("client-bound: c10k load" in r for r in c["reasons"]))
+        self.assertEqual(len(c["repeats"]), 1)
+        self.assertEqual(len(c["repeats"][0]["steps"]), 3)
+
+    def test_client_bound_below_the_knee_keeps_the_knee(self):
+        c = self.cell_with([[ostep(0, 1000, 300, client_bound=True), ostep(1, 2000, 900),
+                             ostep(2, 3000, 5000)]])
+        self.assertEqual((c["knee_rps"], c["flags"]), (2000, []))
+
+    def test_starved_step_flags_the_cell(self):
+        c = self.cell_with([[ostep(0, 1000, 300), ostep(1, 2000, 900, starved=True,
+                                                         starved_by=["queue"])]])
+        self.assertEqual(c["knee_rps"], 1000)
+        self.assertIn("starved", c["flags"])
+
+    def test_rounds_median_step_and_knee_spread(self):
+        c = self.cell_with([[ostep(0, 1000, 300), ostep(1, 2000, 900)],
+                            [ostep(0, 1000, 500), ostep(1, 2000, 1500)],
+                            [ostep(0, 1000, 400), ostep(1, 2000, 950)]])
+        self.assertEqual([s["lat_p99_us"] for s in c["steps"]], [400, 950])
+        self.assertEqual(c["steps"][1]["rounds"], 3)
+        self.assertEqual(c["steps"][1]["over_rounds"]["lat_p99_us"],
+                         {"min": 900, "median": 950, "max": 1500})
+        self.assertEqual(c["knee_rps"], 2000)
+        self.assertEqual(c["knee_by_round"], [2000, 1000, 2000])
+        self.assertAlmostEqual(c["spread_pct"], 50.0)
+        self.assertIn("noisy", c["flags"])
+
+    def test_failed_step_fails_the_cell(self):
+        c = self.cell_with([[ostep(0, 1000, 300),
+                             dict(ostep(1, 2000, None), status="failed", failure="boom")]])
+        self.assertEqual(c["status"], "failed")
+        self.assertIn("round 1, step 2 (2,000 req/s, 256 conns): boom", c["reasons"])
+
+    def test_errors_beyond_the_peak_are_the_overload_result(self):
+        sc = {"connections": 256, "keepalive": True}
+
+        def judged(**kw):
+            rep = dict(errors_total=5, errors_connect=0, errors_read=0, errors_write=0,
+                       errors_timeout=5, errors_status=0, requests=100, conns_established=256,
+                       accept_queue_wait_frac=0.0, status="ok")
+            rep.update(kw)
+            openloop.judge(sc, rep)
+            return rep
+        self.assertEqual(judged(pct_of_peak=100)["status"], "degraded")
+        self.assertEqual(judged(pct_of_peak=None)["status"], "degraded")   # --rates: unknown
+        self.assertEqual(judged(pct_of_peak=150)["status"], "ok")
+        r = judged(pct_of_peak=150, conns_established=200, accept_queue_wait_frac=0.5)
+        self.assertEqual(r["status"], "degraded")
+        self.assertTrue(r["starved"])
+        self.assertEqual(len(r["starved_by"]), 2)
+
+    def test_results_json_keeps_pairs_on_one_line(self):
+        doc = {"h": [[31, 1], [1.5e-05, -2]], "l": [1, 2, 3], "n": [[1, [2]]],
+               "s": [["a", "b"]]}
+        text = results.dumps(doc)
+        self.assertEqual(json.loads(text), doc)
+        self.assertIn("[31, 1]", text)
+        self.assertIn("[1.5e-05, -2]", text)
+        self.assertNotIn("[1, 2", text)   # longer lists stay one item a line
+
+    def test_csv_has_a_row_per_step(self):
+        c = self.cell_with([[ostep(0, 1000, 300, little={"expected": 1, "observed": 1,
+                                                         "ok": True}),
+                             ostep(1, 2000, 900)]])
+        doc = {"scenarios": [dict(self.LAT, size=1024, keepalive=True, connections=256,
+                                  slow=None)], "cells": [c]}
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "r.csv")
+            results.write_csv(path, doc)
+            with open(path) as f:
+                rows = f.read().strip().splitlines()
+        self.assertEqual(len(rows), 3)
+        head = rows[0].split(",")
+        self.assertEqual(rows[1].split(",")[head.index("offered_rps")], "1000")
+        self.assertEqual(rows[2].split(",")[head.index("step")], "2")
+        self.assertEqual(rows[1].split(",")[head.index("knee_rps")], "2000")
+
+
+class OpenPlanTest(unittest.TestCase):
+    def test_latency_profile(self):
+        p = make_plan(["--profile", "latency", "--seed", "3"])
+        self.assertEqual([s["id"] for s in p.scenarios], ["1KiB-ka-c256", "1KiB-ka-c256-latency"])
+        lat = p.scenarios[1]
+        self.assertEqual((lat["kind"], lat["connections"], lat["basis"], lat["slo_p99_us"],
+                          lat["schedule"]), ("latency", 256, "1KiB-ka-c256", 1000.0, "poisson"))
+        self.assertEqual(lat["ladder_pct"], list(ladder.DEFAULT_LADDER_PCT))
+        self.assertEqual(p.max_lag_s, 0.0005)   # half the SLO
+        visits = p.visits()
+        n = len(p.names)
+        s = n - 1  # the ceiling has a peak cell but no open-loop steps
+        self.assertIn("ceiling", p.names)
+        self.assertEqual(len(visits), n + 10 * s)
+        # the closed-loop peaks first, then each step visits every server
+        self.assertTrue(all(v.step is None for v in visits[:n]))
+        for k in range(10):
+            chunk = visits[n + k * s:n + (k + 1) * s]
+            self.assertEqual({v.step for v in chunk}, {k})
+            self.assertEqual([v.name for v in chunk], p.step_orders[0][k])
+            self.assertEqual(sorted(v.name for v in chunk),
+                             sorted(x for x in p.names if x != "ceiling"))
+        self.assertGreater(len({tuple(o) for o in p.step_orders[0]}), 1)   # fresh orders
+        self.assertEqual(p.step_orders, make_plan(["--profile", "latency", "--seed", "3"])
+                         .step_orders)
+        # every model and nginx in at most 15 minutes, with one more model to come
+        more = plan.from_args(args_for(["--profile", "latency"]),
+                              plan.Binary("c", MODELS + ["libuv", "coro"], [], HELP), ncpu=2)
+        self.assertLessEqual(more.estimate_s(), 15 * 60)
+
+    def test_latency_options(self):
+        p = make_plan(["--profile", "latency", "--rates", "1000,2500.5", "--connections", "64",
+                       "--slo-p99", "250us", "--max-lag", "2ms"])
+        self.assertEqual([s["id"] for s in p.scenarios], ["1KiB-ka-c64-latency"])  # no peak
+        sc = p.scenarios[0]
+        self.assertEqual((sc["rates"], sc["basis"], sc["slo_p99_us"]), ([1000, 2500.5], None,
+                                                                         250))
+        self.assertEqual(p.max_lag_s, 0.002)
+        self.assertEqual(plan.step_spec(sc, 1, None), {"index": 1, "offered_rps": 2500.5,
+                                                       "connections": 64, "pct_of_peak": None})
+        p = make_plan(["--profile", "latency", "--ladder", "200,50,100,50"])   # climbs
+        sc = p.scenarios[1]
+        self.assertEqual([plan.step_spec(sc, i, 10000)["offered_rps"] for i in range(3)],
+                         [5000, 10000, 20000])
+        self.assertEqual(plan.step_spec(sc, 2, 10000)["pct_of_peak"], 200)
+        self.assertEqual(len(p.visits()), len(p.names) + (len(p.names) - 1) * 3)  # ceiling: peak
+
+    def test_crossover_profile(self):
+        p = make_plan(["--profile", "crossover", "--models", "epoll,threaded", "--seed", "1"])
+        base, cross = p.scenarios
+        self.assertEqual((base["id"], base["only"]), ("1KiB-ka-c256", ["epoll"]))
+        self.assertEqual((cross["id"], cross["connections_steps"], cross["connections"],
+                          cross["schedule"]), ("1KiB-ka-crossover", [10, 100, 1000, 10000],
+                                               10000, "fixed"))
+        visits = p.visits()
+        self.assertEqual([(v.name, v.step) for v in visits[:1]], [("epoll", None)])
+        self.assertEqual(len(visits), 1 + 4 * 3)
+        self.assertEqual([plan.step_spec(cross, i, 80001)["connections"] for i in range(4)],
+                         [10, 100, 1000, 10000])
+        self.assertEqual(plan.step_spec(cross, 3, 80001)["offered_rps"], 40000)
+        p = make_plan(["--profile", "crossover", "--rate", "5000", "--connections", "10,50"])
+        self.assertEqual([s["kind"] for s in p.scenarios], ["crossover"])
+        self.assertEqual(plan.step_spec(p.scenarios[0], 1, None)["offered_rps"], 5000)
+        more = plan.from_args(args_for(["--profile", "crossover"]),
+                              plan.Binary("c", MODELS + ["libuv", "coro"], [], HELP), ncpu=2)
+        self.assertLessEqual(more.estimate_s(), 15 * 60)
+
+    def test_open_usage_errors(self):
+        for argv, want in (
+                (["--rates", "100"], "only for the open-loop profiles"),
+                (["--slo-p99", "1ms"], "only for the open-loop profiles"),
+                (["--profile", "latency", "--modes", "close"], "keeps its connections alive"),
+                (["--profile", "latency", "--rate", "100"], "give --rates"),
+                (["--profile", "latency", "--rates", "100", "--ladder", "10"], "give one"),
+                (["--profile", "latency", "--rates", "100,x"], "'x' is not a number"),
+                (["--profile", "latency", "--rates", "0"], "out of range"),
+                (["--profile", "latency", "--slo-p99", "1 fortnight"], "not a time"),
+                (["--profile", "latency", "--slo-p99", "0ms"], "out of range"),
+                (["--profile", "latency", "--max-lag", "soon"], "--max-lag"),
+                (["--profile", "crossover", "--rates", "100"], "give --rate R"),
+                (["--profile", "crossover", "--rate", "1,2"], "one rate"),
+                (["--profile", "crossover", "--ladder", "10"], "not for --profile crossover"),
+                (["--profile", "crossover", "--models", "threaded"], "add epoll to --models")):
+            with self.assertRaises(UsageError, msg=argv) as e:
+                make_plan(argv)
+            self.assertIn(want, str(e.exception), argv)
+        with self.assertRaises(UsageError) as e:
+            plan.from_args(args_for(["--profile", "latency"]),
+                           plan.Binary("/old/c10k", MODELS, [], HELP, has_load=False), ncpu=2)
+        self.assertIn("no `c10k load`", str(e.exception))
+        # without epoll, a fixed --rate is enough
+        self.assertEqual(make_plan(["--profile", "crossover", "--models", "threaded", "--rate",
+                                    "100"]).names, ["threaded", "nginx", "ceiling"])
+
+    def test_steps_scale_the_peak_measured_in_the_run(self):
+        from harness.run import Run
+        args = args_for(["--profile", "crossover", "--models", "epoll,threaded"])
+        p = plan.from_args(args, BINARY, ncpu=2)
+        r = Run(args, p, BINARY)
+        base, cross = p.scenarios
+        step, why = r.step_for(cross, "threaded", 0)
+        self.assertIsNone(step)
+        self.assertIn("epoll's closed-loop peak (1KiB-ka-c256) was not measured", why)
+        cell = r.cell("epoll", base)
+        for rnd, rps in ((1, 30000.0), (2, 50000.0), (3, 40000.0)):
+            results.add_repeat(cell, rep(rnd, rps))
+        step, why = r.step_for(cross, "threaded", 3)
+        self.assertEqual(step, {"index": 3, "offered_rps": 20000, "connections": 10000,
+                                "pct_of_peak": None, "peak_closed_rps": 40000.0})
+        self.assertEqual(cross["offered_rps"], 20000)   # recorded in results.json
+        results.fail_cell(cell, "did not start")
+        step, why = r.step_for(cross, "epoll", 0)
+        self.assertIn("failed: did not start", why)
+
+    def test_slo_parsing(self):
+        for text, us in (("1ms", 1000), ("500us", 500), ("0.25s", 250000), ("2", 2000),
+                         ("1.5ms", 1500)):
+            self.assertEqual(ladder.parse_slo(text), us, text)
+
+    def test_dry_run_names_every_step(self):
+        p = make_plan(["--profile", "latency", "--models", "epoll", "--ladder", "50,200",
+                       "--seed", "4"])
+        text = plan.dry_run_text(p)
+        self.assertIn("step 2/2: 200% of its closed-loop peak", text)
+        self.assertIn("round 1, step 1/2: 50% of its closed-loop peak: order ", text)
+        self.assertIn("poisson arrivals", text)
+        self.assertIn("--max-lag 0.5 ms", text)
+        # the peaks (epoll, nginx, the ceiling), then two steps of epoll and nginx
+        self.assertEqual(len([ln for ln in text.splitlines() if "] round " in ln]), 3 + 2 * 2)
 
 
 def main():

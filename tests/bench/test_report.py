@@ -192,6 +192,12 @@ class Fixture:
                 if nginx and nginx["status"] != "failed":
                     self.assertEqual(plain(row["× nginx"]), "%.2f" % (
                         s["rps"]["median"] / nginx["summary"]["rps"]["median"]))
+                # the median over rounds of each round's share of the ceiling
+                if c["model"] == "ceiling":
+                    self.assertEqual(row["share of ceiling"], "–")
+                elif s.get("ceiling_ratio"):
+                    self.assertEqual(plain(row["share of ceiling"]),
+                                     "%.2f" % s["ceiling_ratio"]["median"])
                 rounds = len(c["repeats"])
                 if rounds > 1:
                     self.assertEqual(row["req/s min–max"], "%s–%s" % (
@@ -459,6 +465,20 @@ class EdgeRunsTest(unittest.TestCase):
         self.assertIn("epoll, 1KiB keep-alive, 16 conns: did not start", md)
         self.assertNotIn("| 1 | epoll |", md)
 
+    def test_no_clean_cell_is_not_a_failure(self):
+        """With every cell of a group flagged there is no best to divide by:
+        the % column says n/a, and "failed" only where a cell failed."""
+        doc = load(FIXTURE_V2)
+        for c in doc["cells"]:
+            if c["scenario"] == "1MiB-ka-c16":
+                c["flags"] = sorted(set(c.get("flags") or []) | {"noisy"})
+        md = self.render(doc)
+        rows = ranked_rows(md, "1MiB keep-alive")
+        self.assertTrue(rows)
+        for _, model, line in rows:
+            pct = [x.strip() for x in line.strip("|").split("|")][2]
+            self.assertEqual(pct, "n/a", (model, line))
+
     def test_no_references_no_perf(self):
         doc = load(FIXTURE_V2)
         doc["models"] = [m for m in doc["models"] if m not in ("nginx", "ceiling")]
@@ -697,6 +717,168 @@ class DiskFindingTest(unittest.TestCase):
             shutil.rmtree(out)
 
 
+CROSS_ID = "1KiB-ka-crossover"
+CROSS_LABEL = "1KiB keep-alive, 10 to 10,000 conns at one rate (crossover)"
+
+
+def crossover_doc():
+    """fixture-v2 plus a SYNTHETIC crossover scenario: 15,000 req/s over 10 to
+    10,000 connections; threaded's p99 and memory grow with its threads,
+    the event loops' stay flat."""
+    doc = load(FIXTURE_V2)
+    doc["scenarios"].append({
+        "id": CROSS_ID, "label": CROSS_LABEL, "series": "1KiB keep-alive", "size": 1024,
+        "size_label": "1KiB", "keepalive": True, "connections": 10000, "slow": None,
+        "kind": "crossover", "link": "loopback", "slo_p99_us": 1000, "offered_rps": 15000,
+        "connections_steps": [10, 100, 1000, 10000]})
+    shape = {"epoll": (300, 1.0, 0.2, 2, 0.1), "nginx": (420, 1.0, 0.6, 2, 0.1),
+             "threaded": (600, 2.2, 26.0, None, 1.0), "coro": (330, 1.02, 8.5, 2, 0.01)}
+    for model, (p99, growth, kib, threads, vol) in shape.items():
+        steps = []
+        for i, n in enumerate([10, 100, 1000, 10000]):
+            steps.append({
+                "step": i, "offered_rps": 15000, "connections": n, "achieved_rps": 15000,
+                "goodput_rps": 15000, "requests": 45000, "errors_total": 0,
+                "lat_p50_us": p99 / 3 * growth ** i, "lat_p99_us": p99 * growth ** i,
+                "lat_p999_us": 2 * p99 * growth ** i, "lat_max_us": 3 * p99 * growth ** i,
+                "lat_histogram_us": [[100, 20000], [int(p99 * growth ** i), 25000]],
+                "timeline": [{"t": 0, "completed": 15000, "errors": 0,
+                              "p99_us": p99 * growth ** i}],
+                "fairness_jain": 0.99, "client_cpu_util": 0.3,
+                "little": {"expected": 3.0, "observed": 3.0, "ok": True},
+                "client_bound": False, "starved": False, "status": "ok",
+                "mem_per_conn_kib": kib, "threads_max": threads or n + 2,
+                "ctx_vol_per_req": vol, "syscalls_per_req": 6.0, "cpu_us_per_req": 20.0})
+        doc["cells"].append({"model": model, "scenario": CROSS_ID, "status": "ok",
+                             "reasons": [], "flags": [], "spread_pct": None,
+                             "repeats": [{"round": 1, "repeat": 1, "status": "ok",
+                                          "steps": steps}],
+                             "summary": {}, "steps": steps, "knee_rps": None,
+                             "knee_by_round": None, "peak_closed_rps": 30000})
+    return doc
+
+
+class OpenLoopReportTest(unittest.TestCase):
+    """The crossover's table, charts and finding, the overload finding, and
+    client-bound steps never shown as the server's figures."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.doc = crossover_doc()
+        cls.dir, cls.result = run_report(cls.doc)
+        cls.md = read(cls.dir, "report.md") if cls.result.returncode == 0 else ""
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_crossover_table(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stderr)
+        table = md_table(self.md.split("## What this run says", 1)[1], CROSS_LABEL)
+        self.assertEqual(sorted(table), ["coro", "epoll", "nginx", "threaded"])
+        self.assertEqual(table["threaded"]["p99 ms, 10,000 conns"], "6.39")   # 600 x 2.2^3
+        self.assertEqual(table["threaded"]["threads at 10,000"], "10,002")
+        self.assertEqual(table["epoll"]["KiB/conn at 10,000"], "0.2")
+        self.assertIn("★", table["epoll"]["p99 ms, 10 conns"])      # lowest among clean
+        self.assertNotIn("★", table["threaded"]["_raw"])
+        self.assertNotIn("| # |", self.md.split("### " + CROSS_LABEL, 1)[1][:300])  # not ranked
+        # the closed-loop group keeps its own ranked table
+        self.assertIn("### 1KiB keep-alive\n", self.md)
+
+    def test_crossover_charts_and_steps_table(self):
+        for name in ("crossover-p99", "crossover-memory", "crossover-switches"):
+            svg = read(self.dir, "charts/%s-1kib-ka-crossover.svg" % name)
+            self.assertIn("10,000 conns", svg)
+        full = self.md.split("## Full tables", 1)[1].split("### " + CROSS_LABEL, 1)[1]
+        rows = [ln for ln in full.split("\n\n")[2].splitlines() if ln.startswith("| ")]
+        self.assertEqual(len(rows), 1 + 4 * 4)   # the head, then a row per step
+        self.assertIn("| conns |", rows[0])
+
+    def test_crossover_finding(self):
+        finds = self.md.split("### Findings", 1)[1].split("\n## ", 1)[0]
+        self.assertIn("**Idle connections** (15,000 req/s spread over 10 to 10,000 keep-alive "
+                      "connections): threaded's p99 was 0.60 ms against epoll's 0.30 ms at 10 "
+                      "connections (2.0×), and 6.39 ms against epoll's 0.30 ms at 10,000 (21×), "
+                      "with 10,002 threads and 26.0 KiB per connection; coro's p99 was 0.35 ms "
+                      "against epoll's 0.30 ms at 10,000 connections (1.2×), with 2 threads and "
+                      "8.5 KiB per connection.", finds)
+
+    def test_client_bound_steps_are_not_the_servers(self):
+        doc = crossover_doc()
+        for c in doc["cells"]:
+            if c["model"] == "threaded" and c["scenario"] == CROSS_ID:
+                c["steps"][-1].update(client_bound=True, lat_p99_us=99e6)
+                c["flags"] = ["client-bound"]
+        run = data.Run(doc)
+        text = summary.crossover_finding(run)
+        self.assertIn("at 1,000 (", text)           # the highest count not client-bound
+        self.assertNotIn("99,000", text)
+        head, rows, _ = summary.ranked_table(run, next(g for g in run.groups() if g.crossover))
+        row = next(r for r in rows if r.cells[0].text == "threaded")
+        self.assertEqual(row.cells[head.index("p99 ms, 10,000 conns")].text, "client-bound")
+        # memory held is the server's whatever the generator did
+        self.assertEqual(row.cells[head.index("KiB/conn at 10,000")].text, "26.0")
+        self.assertEqual(row.cells[head.index("vol sw/req at 10,000")].text, "n/a")
+        self.assertIn("client-bound", row.cells[-1].text)
+        # the latency chart leaves such steps out
+        lat = next(c for c in doc["cells"] if c["model"] == "epoll"
+                   and c["scenario"] == "1KiB-ka-c256-latency")
+        for st in lat["steps"]:
+            st["client_bound"] = True
+        got = [s for s in summary.steps_shown(data.Run(doc).cell("epoll",
+                                                                 "1KiB-ka-c256-latency"))]
+        self.assertEqual(got, [])
+
+    def test_knee_not_measured_when_every_step_is_client_bound(self):
+        doc = load(FIXTURE_V2)
+        lat = next(c for c in doc["cells"] if c["model"] == "epoll" and c.get("steps"))
+        for st in lat["steps"]:
+            st["client_bound"] = True
+        lat.update(knee_rps=None, flags=["client-bound"])
+        run = data.Run(doc)
+        text = summary.knee_finding(run)
+        self.assertIn("no knee could be measured for epoll: the load generator limited every "
+                      "step (client-bound)", text)
+        self.assertNotIn("epoll never did", text)
+        g = next(g for g in run.groups() if g.open)
+        head, rows, caption = summary.ranked_table(run, g)
+        k = next(i for i, h in enumerate(head) if h.startswith("knee"))
+        row = next(r for r in rows if r.cells[1].text == "epoll")
+        self.assertEqual(row.cells[k].text, "not measured")
+        self.assertIn("not measured: the load generator limited every step", caption)
+        # only the lowest step client-bound: the lowest step that counts is named
+        doc = load(FIXTURE_V2)
+        pf = next(c for c in doc["cells"] if c["model"] == "prefork" and c.get("steps"))
+        pf["steps"][0]["client_bound"] = True
+        text = summary.knee_finding(data.Run(doc))
+        second = sorted(pf["steps"], key=lambda st: st["offered_rps"])[1]
+        self.assertIn("prefork never did, even at its lowest step the load generator did not "
+                      "limit (%s req/s" % "{:,.0f}".format(second["offered_rps"]), text)
+
+    def test_overload_finding_both_sides(self):
+        doc = load(FIXTURE_V2)
+        text = summary.overload_finding(data.Run(doc))
+        self.assertIn("**Overload** (1KiB keep-alive at 256 conns", text)
+        self.assertIn("epoll's goodput held at 99% of its peak (110% offered), 0 errors", text)
+        self.assertIn("threaded:pool=64's goodput fell to 25%", text)
+        for c in doc["cells"]:
+            if c["model"] == "epoll" and c.get("steps"):
+                c["steps"][-1]["goodput_rps"] *= 0.5
+        self.assertIn("epoll's goodput fell to 50%", summary.overload_finding(data.Run(doc)))
+        doc = load(FIXTURE_V2)
+        for c in doc["cells"]:
+            if c["model"] == "epoll" and c.get("steps"):
+                c["steps"][-1]["errors_total"] = 7      # goodput kept, but errors: not held
+        self.assertIn("epoll's goodput fell to 99% of its peak (110% offered), 7 errors",
+                      summary.overload_finding(data.Run(doc)))
+        # no step beyond any peak: no overload finding
+        doc = load(FIXTURE_V2)
+        for c in doc["cells"]:
+            if c.get("steps"):
+                c["steps"] = [s for s in c["steps"] if s["offered_rps"] <= c["peak_closed_rps"]]
+        self.assertIsNone(summary.overload_finding(data.Run(doc)))
+
+
 class NoCharts:
     """A Charts stand-in for testing sentences without gnuplot."""
     colours = {}
@@ -749,6 +931,27 @@ class CompareTest(unittest.TestCase):
         p.feed(htm)
         self.assertEqual(p.errors, [])
         self.assertEqual(sorted({i for i in p.ids if p.ids.count(i) > 1}), [])
+
+    def test_open_loop_cells_compare_their_knees_and_crossover_p99(self):
+        a = crossover_doc()
+        for c in a["cells"]:
+            if c.get("knee_rps"):
+                c["knee_by_round"] = [c["knee_rps"] * f for f in (0.98, 1.0, 1.02)]
+        b = copy.deepcopy(a)
+        b["run"]["id"] = "b"
+        for c in b["cells"]:
+            if c["model"] == "epoll" and c.get("knee_rps"):
+                c["knee_rps"] *= 1.5
+                c["knee_by_round"] = [k * 1.5 for k in c["knee_by_round"]]
+            if c["model"] == "nginx" and c.get("knee_rps"):   # within the spread
+                c["knee_by_round"] = [k * 1.01 for k in c["knee_by_round"]]
+        md, _ = self.compare(a, b)
+        changed = md.split("## What changed", 1)[1].split("\n## ", 1)[0]
+        self.assertIn("epoll, 1KiB keep-alive, 256 conns, open-loop ladder: knee req/s", changed)
+        self.assertNotIn("nginx, 1KiB keep-alive, 256 conns, open-loop ladder", changed)
+        cross = md.split("### " + CROSS_LABEL, 2)[-1]
+        self.assertIn("p99 ms, 10,000 conns A", cross)
+        self.assertIn("| threaded | 0.60 | 0.60 | +0.0% |", cross)
 
     def test_changed_only_beyond_both_spreads(self):
         a = load(FIXTURE_V2)
