@@ -209,7 +209,7 @@ class CellRunner:
             if getattr(srv, "backend", None):
                 rep["ceiling_backend"] = srv.backend
             why = side.in_client(verify, srv.port, srv.verify_sizes(run.plan.sizes), run.digests,
-                                 side.host, run.verify_extra)
+                                 side.host, getattr(run, "verify_extra", ()))
             if why:
                 rep.update(status="failed", failure="verification failed: %s" % why)
                 return rep

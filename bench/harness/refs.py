@@ -122,7 +122,7 @@ class NginxServer(Server):
                      "-e", os.path.join(run_dir, "nginx-error.log"), "-c", conf]
         log = self._open_log()
         try:
-            self.proc = side.start(self.run.wrap(self.argv), log, first_line=False)
+            self.proc = side.start(self.launch_argv(), log, first_line=False)
         finally:
             log.close()
         return self._wait_listening(10.0)
