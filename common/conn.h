@@ -206,6 +206,21 @@ typedef struct c10k_ready_s {
 c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
                            int64_t now);
 
+/*
+ * A gate before the first byte of each response (epoll --helpers holds a
+ * response until its file range is in memory). Called with C10K_SEND and
+ * nothing of c->io->resp sent yet; true sends it, false holds it.
+ */
+typedef bool (*c10k_send_gate_t)(void *arg, c10k_conn_t *c);
+
+/*
+ * c10k_conn_pump() with a gate: a response the gate holds is not sent, and
+ * the pump returns C10K_SEND with nothing of it sent. The model pumps again
+ * when it is ready to (the gate is asked again then). gate NULL: no gate.
+ */
+c10k_next_t c10k_conn_pump_gated(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
+                                 int64_t now, c10k_send_gate_t gate, void *arg);
+
 /* --- straight-line connections (implemented in net.c) --------------------------- */
 
 /*

@@ -97,8 +97,8 @@ static bool pump_linger(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *
     return more;
 }
 
-c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
-                           int64_t now)
+c10k_next_t c10k_conn_pump_gated(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
+                                 int64_t now, c10k_send_gate_t gate, void *arg)
 {
     bool more = true;
 
@@ -108,6 +108,8 @@ c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_
             more = pump_read(c, fd, r, pool, now);
             break;
         case C10K_SEND:
+            if (gate && c->io->sent.done == 0 && !gate(arg, c))
+                return C10K_SEND; /* held: the model pumps again */
             more = pump_send(c, fd, r, now);
             break;
         case C10K_LINGER:
@@ -119,6 +121,12 @@ c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_
     }
     c10k_iopool_put(pool, c10k_conn_idle_io(c));
     return (c10k_next_t)c->next;
+}
+
+c10k_next_t c10k_conn_pump(c10k_conn_t *c, int fd, c10k_ready_t *r, c10k_iopool_t *pool,
+                           int64_t now)
+{
+    return c10k_conn_pump_gated(c, fd, r, pool, now, NULL, NULL);
 }
 
 /* --- straight-line connections -------------------------------------------------- */

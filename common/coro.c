@@ -210,13 +210,21 @@ static int poll_timeout(c10k_sched_t *s)
     return (int)t;
 }
 
+/* One look at the descriptors. An iteration of the loop (loopstat.h) runs
+ * from epoll_wait's return, through the coroutines it made ready, to the
+ * next epoll_wait. */
 static int poll_once(c10k_sched_t *s)
 {
-    int n = epoll_wait(s->epfd, s->events, C10K_SCHED_EVENTS, poll_timeout(s));
+    int timeout = poll_timeout(s), n;
+    int64_t ns;
 
+    c10k_loop_idle(&s->ls);
+    n = epoll_wait(s->epfd, s->events, C10K_SCHED_EVENTS, timeout);
     if (n < 0 && errno != EINTR)
         return -errno;
-    s->now = c10k_now_ms();
+    ns = c10k_now_ns(); /* the one clock read of the wake-up, for both */
+    c10k_loop_busy(&s->ls, ns);
+    s->now = ns / 1000000;
     for (int i = 0; i < n; i++) {
         if (s->events[i].data.ptr == &stop_tag)
             s->stop_seen = true;

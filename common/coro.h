@@ -48,6 +48,7 @@
 #define C10K_CORO_H
 
 #include "ctx.h"
+#include "loopstat.h"
 #include "timer.h"
 
 #include <stdatomic.h>
@@ -126,6 +127,7 @@ struct c10k_sched_s {
     int64_t grace_until;
     int err;
     c10k_sched_counters_t counters;
+    c10k_loopstat_t ls; /* the loop's iterations and stalls (loopstat.h) */
     struct epoll_event events[C10K_SCHED_EVENTS];
 };
 

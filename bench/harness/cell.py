@@ -7,6 +7,10 @@
     every 50 ms), the load generator run, everything read again; then stop
     the server, which must exit cleanly.
 
+A cold-cache scenario (one with "cold" settings) runs the same way, with its
+disk throttled for the cell, and between the warm-up and the window the
+document root is evicted from the page cache (coldcache.ColdWindow).
+
 The result is one repeat of results.json: the metrics of the window, what
 went wrong (failed, degraded_by) and whether the server was starved.
 """
@@ -17,6 +21,7 @@ import time
 
 from . import counters as ct
 from . import netns, openloop
+from .coldcache import COLD_METRICS, ColdWindow
 from .docroot import file_name, verify
 from .loadgen import run_wrk, wrk_degraded, wrk_metrics
 from .refs import REFERENCES
@@ -67,6 +72,16 @@ def memory_metrics(cost, tree, idle, held):
                 mem_per_conn_method="pss" if pss_peak is not None else "rss",
                 threads_max=max(tree.peak["threads"], end["threads"]),
                 procs_max=max(tree.peak["procs"], end["procs"]))
+
+
+def loop_stalls(counters):
+    """An event loop's stalls in the window, from its counters (loopstat.h):
+    iterations that took over 1 ms, and their total duration. None for a
+    model that does not count them (threaded, prefork, references)."""
+    c = counters or {}
+    if "loop_stalls" not in c or "loop_stall_us" not in c:
+        return {"loop_stalls": None, "loop_stall_ms": None}
+    return {"loop_stalls": c["loop_stalls"], "loop_stall_ms": c["loop_stall_us"] / 1000.0}
 
 
 class Settled:
@@ -184,6 +199,8 @@ class CellRunner:
         self.current_server = srv
         slow = window = None
         try:
+            if sc.get("cold"):  # before the start: the server is born in its cgroup
+                run.cold.cgroups.set_disk_iops(sc["cold"]["disk_iops"])
             why = srv.start()
             if why:
                 rep.update(status="failed", failure="could not start: %s" % why)
@@ -192,7 +209,7 @@ class CellRunner:
             if getattr(srv, "backend", None):
                 rep["ceiling_backend"] = srv.backend
             why = side.in_client(verify, srv.port, srv.verify_sizes(run.plan.sizes), run.digests,
-                                 side.host)
+                                 side.host, getattr(run, "verify_extra", ()))
             if why:
                 rep.update(status="failed", failure="verification failed: %s" % why)
                 return rep
@@ -238,13 +255,29 @@ class CellRunner:
             raise Interrupted()
 
     def _measure(self, srv, sc, tag, rep, window, slow, idle):
+        cold = ColdWindow(self.run.cold, sc, srv.proc.pid) if sc.get("cold") else None
+        try:
+            self._closed_loop(srv, sc, tag, rep, window, slow, idle, cold)
+        finally:
+            if cold:
+                cold.close()
+
+    def _closed_loop(self, srv, sc, tag, rep, window, slow, idle, cold):
         run = self.run
         stats_path = getattr(srv, "stats_file", None)
         # the server is idle between warm-up and window: its stats file,
         # once rewritten, holds the counters at the window's start
         side = self.side
-        stats0 = (side.fresh_stats(stats_path, time.time_ns()) if stats_path
-                  else (None, None))
+        if cold:
+            # the server quiet, the root evicted: the window starts cold; the
+            # disk's counters run from before the first stats file to after
+            # the second, the span the loop's stall counters cover
+            cold.evict(rep)
+            cold.start()
+            stats0 = cold.read_stats(stats_path, time.time_ns())
+        else:
+            stats0 = (side.fresh_stats(stats_path, time.time_ns()) if stats_path
+                      else (None, None))
         window.start()
         t0 = time.monotonic()
         wrk, client_cpu, err = run_wrk(run, srv.port, sc, run.plan.duration,
@@ -253,7 +286,12 @@ class CellRunner:
         elapsed = time.monotonic() - t0
         done_ns = time.time_ns()
         cost = window.stop()
-        stats1 = side.fresh_stats(stats_path, done_ns) if stats_path else (None, None)
+        if cold:
+            stats1 = cold.read_stats(stats_path, done_ns)
+            cold.stop()
+            cold.after(rep)
+        else:
+            stats1 = side.fresh_stats(stats_path, done_ns) if stats_path else (None, None)
         if cost.get("warning"):
             rep.setdefault("warnings", []).append(cost.pop("warning"))
         if run.interrupted:
@@ -263,6 +301,11 @@ class CellRunner:
             return
         rep.update(self.metrics(sc, wrk, client_cpu, elapsed, window, slow, idle))
         rep.update(self.model_counters(srv.spec, stats_path, stats0, stats1))
+        rep.update(loop_stalls(rep.get("model_counters")))
+        if cold:
+            cold.per_request(rep)
+        else:  # every repeat has the cold metrics' keys: null, not measured
+            rep.update(dict.fromkeys(COLD_METRICS))
         rep["raw"] = {"wrk": "raw/wrk_%s.json" % tag, "wrk_text": "raw/wrk_%s.txt" % tag,
                       "perf": "raw/perf_%s.csv" % tag if run.tools["perf"][0] else None,
                       "stats": "raw/stats-%s.json" % tag if stats_path else None}

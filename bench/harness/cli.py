@@ -35,6 +35,11 @@ Open loop (--profile latency or crossover): c10k load sends on a schedule
 fixed in advance; each step of the ladder visits every server in a fresh
 random order; --connections sets the ladder's connections (latency) or the
 connection counts (crossover).
+
+Cold cache (--profile cold-cache, as root): the document root is evicted
+from the page cache before every window, each server runs in a cgroup that
+limits the disk's read IOPS and its memory, and kernel.task_delayacct is on
+for the run (restored after).
 """
 
 
@@ -106,6 +111,15 @@ def parse_args(argv):
     o.add_argument("--max-lag", help="c10k load's --max-lag: how late the generator may send "
                                      "or read (p99) before its run is invalid and the step "
                                      "client-bound, e.g. 2ms (default: half of --slo-p99)")
+    cold = p.add_argument_group("cold-cache profile")
+    cold.add_argument("--disk-iops", help="read IOPS limits of the disk, one scenario each, "
+                                          "e.g. 200,5000 (default), or unthrottled")
+    cold.add_argument("--cache-limit", help="memory (page cache included) each server may use, "
+                                            "below the root's size (default 256MiB), or none")
+    cold.add_argument("--cold-files", type=int, help="files in the cold root (default 22200, "
+                                                     "1.5 GiB; the size mix is kept)")
+    cold.add_argument("--dist", choices=("zipf", "uniform"),
+                      help="how requests spread over the files (default zipf, s = 1)")
 
     def error(message):
         raise UsageError(message)

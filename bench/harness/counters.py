@@ -553,26 +553,35 @@ def window_diag():
 # --- the model's stats file (CONTRACTS.md section 3) ----------------------------------
 
 
-def read_stats_file(path):
-    """{name: number} from the model's stats file, or None and why."""
+def read_stats_at(path):
+    """({name: number} or None, why, the file's modification time in ns):
+    the time is that of the very file read (fstat of the open descriptor;
+    the server replaces the file by a rename every 250 ms)."""
     try:
         with open(path) as f:
+            mtime = os.fstat(f.fileno()).st_mtime_ns
             doc = json.load(f)
     except FileNotFoundError:
-        return None, "no stats file %s" % os.path.basename(path)
+        return None, "no stats file %s" % os.path.basename(path), None
     except (OSError, ValueError) as e:
-        return None, "stats file unreadable: %s" % e
+        return None, "stats file unreadable: %s" % e, None
     counters = doc.get("counters") if isinstance(doc, dict) else None
     if not isinstance(counters, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in counters.values()):
-        return None, "stats file has no {name: number} counters"
-    return counters, None
+        return None, "stats file has no {name: number} counters", mtime
+    return counters, None, mtime
 
 
-def read_fresh_stats(path, since_ns, timeout=0.75):
+def read_stats_file(path):
+    """{name: number} from the model's stats file, or None and why."""
+    return read_stats_at(path)[:2]
+
+
+def read_fresh_stats(path, since_ns, timeout=0.75, with_time=False):
     """The stats file once the server has rewritten it after since_ns (it
     does every 250 ms): counters as of a moment when the load was idle, so
-    the start and end of a window are exact. (counters or None, why)."""
+    the start and end of a window are exact. (counters or None, why), and
+    with_time the time the file was written (ns, time.time_ns's clock)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -580,10 +589,10 @@ def read_fresh_stats(path, since_ns, timeout=0.75):
         except OSError:
             fresh = False
         if fresh or time.monotonic() >= deadline:
-            counters, why = read_stats_file(path)
+            counters, why, mtime = read_stats_at(path)
             if counters is not None and not fresh:
-                return None, "stats file not rewritten within %.2f s" % timeout
-            return counters, why
+                counters, why = None, "stats file not rewritten within %.2f s" % timeout
+            return (counters, why, mtime) if with_time else (counters, why)
         time.sleep(0.02)
 
 
@@ -592,3 +601,183 @@ def counters_delta(start, end):
     if start is None or end is None:
         return None
     return {k: end[k] - start.get(k, 0) for k in sorted(end)}
+
+
+# --- the disk side of a server (the cold-cache profile) --------------------------------
+
+DELAYACCT = "/proc/sys/kernel/task_delayacct"
+
+
+def enable_delayacct(path=DELAYACCT):
+    """Turn on the kernel's per-task delay accounting (kernel.task_delayacct,
+    Linux 5.14+; off by default) for the run. Returns (previous value to
+    restore or None, why it is unavailable or None)."""
+    old = read_file(path).strip()
+    if old == "":
+        return None, "this kernel has no %s (Linux 5.14+ has it)" % path
+    if old == "1":
+        return None, None
+    try:
+        with open(path, "w") as f:
+            f.write("1")
+    except OSError as e:
+        return None, "cannot turn on %s: %s (as root: sysctl kernel.task_delayacct=1)" % (
+            path, e.strerror)
+    return old, None
+
+
+def restore_delayacct(old, path=DELAYACCT):
+    if old is not None:
+        try:
+            with open(path, "w") as f:
+                f.write(old)
+        except OSError:
+            pass
+
+
+def _comm_class(comm):
+    """A thread's name without its number: iou-wrk-1234 -> iou-wrk."""
+    return comm.rstrip("0123456789").rstrip("-_") or comm
+
+
+def _stat_fields(text):
+    """(comm, fields after the comm) of a /proc stat line."""
+    return text[text.find("(") + 1:text.rfind(")")], text[text.rfind(")") + 2:].split()
+
+
+def disk_snapshot(root):
+    """The disk side of a server tree right now:
+      majflt      major page faults (/proc/PID/stat majflt + cmajflt)
+      read_bytes  bytes the processes caused to be read from storage
+                  (/proc/PID/io read_bytes; a thread's count survives its
+                  exit, a reaped child's does not)
+      delayacct   {tid: (comm, clock ticks)}: delayacct_blkio_ticks (field 42
+                  of /proc/PID/task/TID/stat; /proc/PID/stat has the main
+                  thread's only)"""
+    snap = {"majflt": 0, "read_bytes": 0, "delayacct": {}, "t": time.monotonic()}
+    for pid in tree_pids(root):
+        stat = read_file("/proc/%d/stat" % pid)
+        if not stat:
+            continue
+        f = _stat_fields(stat)[1]
+        snap["majflt"] += int(f[9]) + int(f[10])
+        for line in read_file("/proc/%d/io" % pid).splitlines():
+            if line.startswith("read_bytes:"):
+                snap["read_bytes"] += int(line.split()[1])
+        for tid, text in _task_stats(pid):
+            comm, tf = _stat_fields(text)
+            if len(tf) > 39:
+                snap["delayacct"][tid] = (comm, int(tf[39]))
+    return snap
+
+
+def _task_stats(pid):
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return
+    for tid in tids:
+        text = read_file("/proc/%d/task/%s/stat" % (pid, tid))
+        if text:
+            yield int(tid), text
+
+
+def delayacct_delta(start, end, why):
+    """delayacct_blkio_ticks over the interval, summed over the threads, in
+    ms. A thread's increase can never exceed the interval; on Linux 6.18 a
+    new thread's first wait is sometimes charged the whole uptime (its wait
+    start is still 0), so such a thread is left out and counted."""
+    if why:
+        return {"delayacct_blkio_ms": None, "delayacct_unavailable": why}
+    span_ms = (end["t"] - start["t"]) * 1000.0 + 2000.0 / CLK_TCK
+    total, dropped = 0.0, 0
+    for tid, (comm, ticks) in end["delayacct"].items():
+        ms = max(0, ticks - start["delayacct"].get(tid, (comm, 0))[1]) * 1000.0 / CLK_TCK
+        if ms > span_ms:
+            dropped += 1
+            continue
+        total += ms
+    return {"delayacct_blkio_ms": total, "delayacct_dropped_threads": dropped}
+
+
+def disk_delta(start, end, delayacct_why):
+    """A window's disk metrics from two disk_snapshot()s."""
+    out = {"majflt": end["majflt"] - start["majflt"],
+           "io_read_bytes": end["read_bytes"] - start["read_bytes"]}
+    out.update(delayacct_delta(start, end, delayacct_why))
+    return out
+
+
+class BlockedSampler(Periodic):
+    """Time the server's threads spent blocked on I/O: each thread's state
+    (/proc/PID/task/TID/stat) every 10 ms; a thread in D (uninterruptible
+    sleep: waiting for a page to be read, a disk request) counts the time
+    since the previous sample.
+    Waiting for a socket or a lock in user space is S, idle io_uring and
+    helper threads are S or I, so D is the disk. The thread list is
+    refreshed every 0.2 s, so a thread born in between misses at most that.
+    This and not delay accounting is blkio_delay_ms: see delayacct_delta()."""
+
+    HZ = 100
+    REFRESH_S = 0.2
+
+    def __init__(self, root):
+        super().__init__(1.0 / self.HZ)
+        self.root = root
+        self.tasks = {}       # tid -> path of its stat file
+        self.refreshed = 0.0
+        self.samples = 0
+        self.last = None
+        self.blocked = {}     # comm class -> seconds in D
+
+    def _refresh(self):
+        tasks = {}
+        for pid in tree_pids(self.root):
+            try:
+                for tid in os.listdir("/proc/%d/task" % pid):
+                    tasks[int(tid)] = "/proc/%d/task/%s/stat" % (pid, tid)
+            except OSError:
+                continue
+        self.tasks = tasks
+        self.refreshed = time.monotonic()
+
+    def sample(self):
+        now = time.monotonic()
+        dt = now - self.last if self.last is not None else self.interval
+        self.last = now
+        if now - self.refreshed >= self.REFRESH_S:
+            self._refresh()
+        self.samples += 1
+        for path in self.tasks.values():
+            try:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    text = os.read(fd, 512).decode(errors="replace")
+                finally:
+                    os.close(fd)
+            except OSError:
+                continue  # the thread exited
+            end = text.rfind(")")
+            if end > 0 and text[end + 2:end + 3] == "D":
+                cls = _comm_class(text[text.find("(") + 1:end])
+                self.blocked[cls] = self.blocked.get(cls, 0.0) + dt
+
+    def start(self):
+        self._refresh()
+        self.last = self.t0 = time.monotonic()
+        self.t1 = None
+        super().start()
+
+    def finish(self):
+        super().finish()
+        if getattr(self, "t0", None) is not None and self.t1 is None:
+            self.t1 = time.monotonic()
+
+    def result(self):
+        """blkio_delay_ms (sum over threads), its split by thread name, and
+        the seconds sampled (blkio_delay_span_s)."""
+        by = {k: v * 1000.0 for k, v in sorted(self.blocked.items())}
+        span = self.t1 - self.t0 if getattr(self, "t1", None) else None
+        return {"blkio_delay_ms": sum(by.values()), "blkio_delay_by_thread": by,
+                "blkio_delay_samples": self.samples, "blkio_delay_span_s": span,
+                "blkio_delay_method": "threads in state D, sampled at %d Hz" % self.HZ}

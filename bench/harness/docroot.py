@@ -83,11 +83,11 @@ def _get(port, path, timeout, host="127.0.0.1"):
         c.close()
 
 
-def verify(port, sizes, digests, host="127.0.0.1", timeout=10.0):
-    """One GET per file size: status 200, Content-Length, the exact bytes.
-    Returns None or what was wrong."""
-    for size in sizes:
-        path = "/" + file_name(size)
+def verify(port, sizes, digests, host="127.0.0.1", extra=(), timeout=10.0):
+    """One GET per file size, and per (path, size, sha256) of extra: status
+    200, Content-Length, the exact bytes. Returns None or what was wrong."""
+    checks = [("/" + file_name(size), size, digests[size]) for size in sizes] + list(extra)
+    for path, size, want in checks:
         try:
             status, cl, n, digest = _get(port, path, timeout, host)
         except (OSError, http.client.HTTPException) as e:
@@ -98,6 +98,6 @@ def verify(port, sizes, digests, host="127.0.0.1", timeout=10.0):
             return "GET %s: Content-Length %s, want %d" % (path, cl, size)
         if n != size:
             return "GET %s: %d body bytes, want %d" % (path, n, size)
-        if digest != digests[size]:
+        if digest != want:
             return "GET %s: content differs from the file" % path
     return None

@@ -1,6 +1,7 @@
 """The load generator of closed-loop scenarios: wrk, pinned to the client
-CPUs, with bench/wrk_report.lua writing its results as JSON. (The open-loop
-generator, `c10k load`, joins here.)"""
+CPUs, with bench/wrk_report.lua writing its results as JSON. A cold-cache
+scenario walks a list of paths instead of asking for one file
+(bench/wrk_paths.lua). (The open-loop generator, `c10k load`, joins here.)"""
 
 import base64
 import json
@@ -16,6 +17,7 @@ from .remote import RemoteError, start_together
 from .util import HERE, MiB, cpus_text, read_file
 
 LUA = os.path.join(HERE, "wrk_report.lua")
+PATHS_LUA = os.path.join(HERE, "wrk_paths.lua")
 WRK_TIMEOUT_S = 2  # wrk's --timeout: a response slower than this is a timeout error
 
 
@@ -23,14 +25,31 @@ def wrk_threads(connections, client_cpus):
     return max(1, min(connections, len(client_cpus)))
 
 
-def wrk_argv(port, scenario, seconds, client_cpus, host="127.0.0.1", timeout_s=WRK_TIMEOUT_S):
+def wrk_argv(port, scenario, seconds, client_cpus, host="127.0.0.1", timeout_s=WRK_TIMEOUT_S,
+             path=None):
+    """wrk for a scenario; path: the URL's (a cold-cache scenario's first)."""
     conns = scenario["connections"]
     argv = ["taskset", "-c", cpus_text(client_cpus), "wrk",
             "-t", str(wrk_threads(conns, client_cpus)), "-c", str(conns),
-            "-d", "%ds" % seconds, "--timeout", "%ds" % timeout_s, "-s", LUA]
+            "-d", "%ds" % seconds, "--timeout", "%ds" % timeout_s,
+            "-s", PATHS_LUA if scenario.get("cold") else LUA]
     if not scenario["keepalive"]:
         argv += ["-H", "Connection: close"]
-    return argv + ["http://%s:%d/%s" % (host, port, file_name(scenario["size"]))]
+    path = path or "/" + file_name(scenario["size"])
+    return argv + ["http://%s:%d%s" % (host, port, path)]
+
+
+def paths_env(run, scenario):
+    """The environment wrk_paths.lua reads, and the list's first path (the
+    URL wrk is given); empty for a scenario without a path list."""
+    cold = scenario.get("cold")
+    if not cold:
+        return {}, None
+    paths = os.path.join(run.run_dir, cold["paths_file"])
+    with open(paths) as f:
+        first = f.readline().strip()
+    threads = wrk_threads(scenario["connections"], run.plan.client_cpus)
+    return {"WRK_PATHS": paths, "WRK_REPORT_LUA": LUA, "WRK_THREADS": str(threads)}, first
 
 
 def split_connections(total, hosts):
@@ -73,12 +92,13 @@ def run_wrk(run, port, scenario, seconds, json_path, raw_path, until=None, side=
     if agents:
         return run_wrk_remote(run, agents, port, scenario, seconds, json_path, raw_path, side)
     whole = max(1, math.ceil(seconds))
+    extra, first = paths_env(run, scenario)
     argv = wrk_argv(port, scenario, whole, run.plan.client_cpus,
-                    side.host if side else "127.0.0.1", run.wrk_timeout_s)
+                    side.host if side else "127.0.0.1", run.wrk_timeout_s, first)
     if side is not None:
         argv = side.client_prefix() + argv
     env = dict(os.environ, WRK_REPORT=json_path or "",
-               WRK_CONNECTIONS=str(scenario["connections"]))
+               WRK_CONNECTIONS=str(scenario["connections"]), **extra)
     if json_path and os.path.exists(json_path):
         os.unlink(json_path)
     out = open(raw_path, "w") if raw_path else subprocess.DEVNULL

@@ -16,9 +16,9 @@ import subprocess
 import sys
 from collections import namedtuple
 
-from . import ladder, netns, refs
+from . import coldcache, ladder, netns, refs
 from .net import link_name, link_suffix
-from .util import (GiB, KiB, MiB, UsageError, cpus_text, fmt_duration, fmt_seconds,
+from .util import (GiB, KiB, MiB, UsageError, cpus_text, default_out, fmt_duration, fmt_seconds,
                    parse_cpus, parse_int_list)
 from .variants import Variant, parse_models, serve_help
 
@@ -37,6 +37,11 @@ SLOW_CLIENTS_S = 1.0   # connecting and releasing the slow clients
 # crossover 2m55s against 2m54s.
 OPEN_STEP_OVERHEAD_S = 1.0
 OPEN_STEP_PER_CONN_S = 0.0003
+# A cold-cache cell also waits until the server reads nothing (0.25 s),
+# evicts the document root and reads its residency with mincore twice:
+# 22,200 files took 1.7 to 2.4 s on 2 cores at load average 10 and more.
+COLD_CELL_S = 2.5
+COLD_ROOT_S_PER_GIB = 40.0  # writing the cold root the first time, and syncing it
 SETUP_S = 2.0          # tool checks, environment record, document root
 REPORT_S = 5.0         # c10k report (gnuplot charts)
 
@@ -94,6 +99,16 @@ PROFILES = {
         "open": "crossover", "schedule": "fixed",
         "warmup": 1, "duration": 3, "rounds": 1,
     },
+    "cold-cache": {
+        "about": "1.5 GiB of files (22,200) evicted from the page cache before every window, "
+                 "64 keep-alive connections asking for them Zipf-spread, the disk throttled "
+                 "to 200 and 5,000 read IOPS; every model + epoll:helpers=4 and libuv:fs-pool, "
+                 "3 rounds",
+        "scenarios": [(64 * KiB, True, 64, None)],
+        "cold": True,
+        "variants": ["epoll:helpers=4", "libuv:fs-pool"],
+        "warmup": 1, "duration": 5, "rounds": 3,
+    },
     "slow-clients": {
         "about": "wrk at 16 connections on 1 KiB while 100 or 1,000 idle or trickling "
                  "clients are held open",
@@ -147,7 +162,8 @@ def parse_size(text, flag="--sizes"):
 # --- scenarios ---------------------------------------------------------------
 
 
-def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback"):
+def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback", cold=None):
+    """A scenario; cold: its cold-cache settings (cold_plan()), or None."""
     sid = "%s-%s-c%d" % (size_label(size), "ka" if keepalive else "close", conns)
     label = "%s %s, %d conns" % (size_label(size), "keep-alive" if keepalive else
                                  "Connection: close", conns)
@@ -156,6 +172,14 @@ def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback"):
         sid += "-%s%d" % slow
         label += " + %d %s clients" % (slow[1], slow[0])
         series += " + %d %s" % (slow[1], slow[0])
+    if cold:
+        disk = iops_text(cold["disk_iops"])
+        sid = "cold-%s-%s-%s" % (cold["dist"], "unthrottled" if cold["disk_iops"] is None
+                                 else "iops%d" % cold["disk_iops"], sid)
+        series = "cold cache, %s disk (%s over %s files)" % (disk, dist_text(cold),
+                                                             "{:,}".format(cold["files"]))
+        label = "cold cache, %s disk, %d conns%s" % (disk, conns, "" if keepalive else
+                                                     ", Connection: close")
     if link != "loopback":  # where the requests travelled (net.py)
         sid += link_suffix(link)
         label += ", " + link
@@ -163,7 +187,15 @@ def scenario(size, keepalive, conns, slow=None, kind="closed", link="loopback"):
     return {"id": sid, "label": label, "series": series, "size": size,
             "size_label": size_label(size), "keepalive": keepalive, "connections": conns,
             "slow": {"kind": slow[0], "count": slow[1]} if slow else None,
-            "kind": kind, "link": link}
+            "kind": kind, "link": link, **({"cold": dict(cold)} if cold else {})}
+
+
+def iops_text(iops):
+    return "unthrottled" if iops is None else "{:,} IOPS".format(iops)
+
+
+def dist_text(cold):
+    return "uniform" if cold["dist"] == "uniform" else "Zipf s=%g" % cold["zipf_s"]
 
 
 def parse_modes(text):
@@ -175,11 +207,13 @@ def parse_modes(text):
     return modes
 
 
-def make_scenarios(prof, sizes=None, connections=None, modes=None, links=None):
+def make_scenarios(prof, sizes=None, connections=None, modes=None, links=None, cold=()):
     """The profile's scenarios; --sizes, --connections or --modes (text or
     None) replace its list with their cross product. Each is run on each of
     the profile's links (default loopback), or on `links` when given
-    (--netns, --link-rate, --netem, --server-host, --client-host)."""
+    (--netns, --link-rate, --netem, --server-host, --client-host). cold: the
+    cold-cache settings, one per disk speed (cold_plan()); each scenario is
+    run on each."""
     base = prof.get("scenarios")
     if base is None or sizes or connections or modes:
         sz = ([parse_size(x) for x in sizes.split(",")] if sizes else
@@ -193,11 +227,85 @@ def make_scenarios(prof, sizes=None, connections=None, modes=None, links=None):
     out, seen = [], set()
     for link in links or prof.get("links") or ["loopback"]:
         for args in base:
-            sc = scenario(*args, link=link)
-            if sc["id"] not in seen:  # --sizes 1KiB,1024 names one file
-                seen.add(sc["id"])
-                out.append(sc)
+            for c in cold or [None]:
+                sc = scenario(*args, link=link, cold=c)
+                if sc["id"] not in seen:  # --sizes 1KiB,1024 names one file
+                    seen.add(sc["id"])
+                    out.append(sc)
     return out
+
+
+# --- the cold-cache settings ------------------------------------------------------
+
+COLD_FLAGS = ("disk_iops", "cache_limit", "cold_files", "dist")
+
+
+def parse_iops(text):
+    """'200,5000' or 'unthrottled' (or 0) -> [200, 5000] / [None]."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part in ("unthrottled", "none", "0"):
+            v = None
+        else:
+            try:
+                v = int(part)
+            except ValueError:
+                raise UsageError("--disk-iops: '%s' is not a number of read I/Os per second "
+                                 "(or 'unthrottled')" % part) from None
+            if not 1 <= v <= 10000000:
+                raise UsageError("--disk-iops: %d is out of range (1 to 10000000)" % v)
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def parse_cache_limit(text):
+    """--cache-limit: a size, or 'none' (no memory cgroup)."""
+    if text.strip() == "none":
+        return None
+    n = parse_size(text, "--cache-limit")
+    if n < 16 * MiB:
+        raise UsageError("--cache-limit %s: want at least 16MiB (the server itself lives in "
+                         "it too), or none" % text)
+    return n
+
+
+def cold_plan(args, prof):
+    """(one cold-cache setting per disk speed, the ColdSetup, notes) for the
+    cold-cache profile; ([], None, []) otherwise."""
+    given = [f for f in COLD_FLAGS if getattr(args, f, None) is not None]
+    if not prof.get("cold"):
+        if given:
+            raise UsageError("--%s is for --profile cold-cache only" % given[0].replace("_", "-"))
+        return [], None, []
+    iops = parse_iops(args.disk_iops) if args.disk_iops else list(coldcache.DEFAULT_IOPS)
+    limit = (parse_cache_limit(args.cache_limit) if args.cache_limit is not None
+             else coldcache.DEFAULT_CACHE_LIMIT)
+    files = args.cold_files if args.cold_files is not None else coldcache.FULL_FILES
+    if not 3 <= files <= 1000000:
+        raise UsageError("--cold-files %d: want 3 to 1000000" % files)
+    dist = args.dist or "zipf"
+    if args.server_host or args.client_host:
+        raise UsageError("--profile cold-cache evicts, throttles and measures the disk of this "
+                         "machine: it does not take --server-host or --client-host")
+    base = os.path.abspath(args.out or default_out())
+    setup = coldcache.ColdSetup(base, files, limit).probe()
+    notes = []
+    if not setup.cgroups.can_throttle and any(i is not None for i in iops):
+        notes.append("SKIP the throttled disk (%s): %s. The unthrottled disk is run instead."
+                     % (", ".join(iops_text(i) for i in iops if i is not None),
+                        setup.cgroups.disk_why))
+        iops = [None]
+    if setup.cgroups.memory_why and limit is not None:
+        notes.append("the page cache is not limited (%s): the root can warm up during a "
+                     "window, which resident_end_frac shows" % setup.cgroups.memory_why)
+    elif limit is not None and limit >= setup.root.bytes:
+        notes.append("--cache-limit %s is not below the root's %s: it can warm up fully"
+                     % (size_label(limit), size_label(setup.root.bytes)))
+    cold = [{"disk_iops": i, "dist": dist, "zipf_s": 1.0, "files": len(setup.root.entries),
+             "bytes": setup.root.bytes, "paths_file": "paths-%s.txt" % dist} for i in iops]
+    return cold, setup, notes
 
 
 def pick_links(args, profile):
@@ -450,6 +558,8 @@ class Plan:
         # {"max": N, "valid_s": S}: every server, nginx included, caches open files
         self.open_file_cache = settings.get("open_file_cache")
         self.open = settings.get("open")  # open_options(), or None
+        self.cold = settings.get("cold")  # coldcache.ColdSetup, or None
+        self.notes = settings.get("notes", [])
         self.max_lag_s = self.open["max_lag_s"] if self.open else None
         # a warm-up lasts at least this long, however soon the server keeps up
         self.warmup_min = settings.get("warmup_min", 0.25)
@@ -508,7 +618,8 @@ class Plan:
         warmup = self.warmup if worst else min(self.warmup, max(self.warmup_min,
                                                                  WARMUP_SETTLED_S))
         return (warmup + self.duration + CELL_OVERHEAD_S
-                + (SLOW_CLIENTS_S if sc["slow"] else 0.0))
+                + (SLOW_CLIENTS_S if sc["slow"] else 0.0)
+                + (COLD_CELL_S if sc.get("cold") else 0.0))
 
     def cell_cost(self, round_no, sc, name, worst=False, step=None):
         """cell_seconds, plus what a reference needs before its first cell
@@ -522,9 +633,15 @@ class Plan:
     def visit_seconds(self, v, worst=False):
         return self.cell_cost(v.round, v.sc, v.name, worst, v.step)
 
+    def setup_s(self):
+        """Before the first cell: checks, the document root (the cold one
+        only when it must be written)."""
+        cold = self.cold.root.write_estimate_s(COLD_ROOT_S_PER_GIB) if self.cold else 0.0
+        return SETUP_S + cold
+
     def estimate_s(self, report=True, worst=False):
         cells = sum(self.visit_seconds(v, worst) for v in self.visits())
-        return SETUP_S + cells + (REPORT_S if report else 0.0)
+        return self.setup_s() + cells + (REPORT_S if report else 0.0)
 
 
 def round_orders(names, rounds, seed):
@@ -604,7 +721,7 @@ def open_lines(plan):
 def dry_run_text(plan, notes=(), report=True):
     """What --dry-run prints: the plan, every cell in order, the estimate."""
     lines = ["c10k bench --dry-run: " + summary_line(plan)]
-    lines += ["  note: " + n for n in notes]
+    lines += ["  note: " + n for n in list(plan.notes) + list(notes)]
     lines += ["  " + n for n in open_lines(plan)]
     variants = plan.variants()
     for name, cmd in variants.items():
@@ -636,9 +753,10 @@ def dry_run_text(plan, notes=(), report=True):
         skipped = {refs.REFERENCES[spec.model].serves(sc) for sc in plan.scenarios
                    if not plan.serves(name, sc)} if spec.reference else set()
         lines[1:1] = ["  note: %s: %s" % (name, why) for why in sorted(skipped)]
+    cold = any(sc.get("cold") for sc in plan.scenarios)
     lines.append("estimated time: %s, at most %s (%d cells: each a warm-up that ends once the "
                  "server keeps up, about %s s, at most %s s; a %d s window; about %s s to "
-                 "start, verify and stop%s; plus %s s setup%s%s)"
+                 "start, verify and stop%s%s; plus %s s setup%s%s%s)"
                  % (fmt_duration(plan.estimate_s(report)),
                     fmt_duration(plan.estimate_s(report, worst=True)), len(visits),
                     fmt_seconds(min(plan.warmup, max(plan.warmup_min, WARMUP_SETTLED_S))),
@@ -648,7 +766,10 @@ def dry_run_text(plan, notes=(), report=True):
                     "more and %g ms per connection" % (
                         fmt_seconds(plan.warmup), fmt_seconds(OPEN_STEP_OVERHEAD_S),
                         OPEN_STEP_PER_CONN_S * 1e3) if plan.open else "",
-                    fmt_seconds(SETUP_S),
+                    ", %s s to evict the cold root and check it" % fmt_seconds(COLD_CELL_S)
+                    if cold else "", fmt_seconds(round(plan.setup_s())),
+                    ", the cold root's first writing included" if plan.setup_s() > SETUP_S
+                    else "",
                     ", %s s for the ceiling's probes (one per scenario)" % fmt_seconds(
                         round(setup, 1)) if setup else "",
                     " and %s s for the report" % fmt_seconds(REPORT_S) if report else ""))
@@ -697,15 +818,18 @@ def from_args(args, binary, ncpu=None, references=REFERENCES):
                              "profiles" % args.profile)
         scenarios = make_open_scenarios(prof, opts, args.sizes, args.connections, links)
         check_open(opts, scenarios, servers, binary)
+        cold, setup, notes = [], None, []
     else:
-        scenarios = make_scenarios(prof, args.sizes, args.connections, args.modes, links)
+        cold, setup, notes = cold_plan(args, prof)
+        scenarios = make_scenarios(prof, args.sizes, args.connections, args.modes, links, cold)
     return Plan(args.profile, scenarios, servers, rounds, seed, warmup,
                 duration, workers=args.workers or len(server_cpus), server_cpus=server_cpus,
                 client_cpus=client_cpus,
                 keepalive_timeout=prof.get("keepalive_timeout", 5),
                 header_timeout=prof.get("header_timeout", 10),
                 wrk_timeout_s=prof.get("wrk_timeout_s"),
-                open_file_cache=pick_open_file_cache(args, binary), open=opts)
+                open_file_cache=pick_open_file_cache(args, binary), open=opts, cold=setup,
+                notes=notes)
 
 
 def pick_open_file_cache(args, binary):

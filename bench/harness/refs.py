@@ -122,7 +122,7 @@ class NginxServer(Server):
                      "-e", os.path.join(run_dir, "nginx-error.log"), "-c", conf]
         log = self._open_log()
         try:
-            self.proc = side.start(self.argv, log, first_line=False)
+            self.proc = side.start(self.launch_argv(), log, first_line=False)
         finally:
             log.close()
         return self._wait_listening(10.0)
@@ -255,6 +255,9 @@ class Ceiling:
     @staticmethod
     def serves(sc):
         """None, or why the ceiling has no cell in scenario sc."""
+        if sc.get("cold"):
+            return ("no cold-cache cells: it answers every request from memory, so no disk "
+                    "is ever involved")
         if sc.get("kind", "closed") != "closed":
             return ("no open-loop steps: it is the closed-loop limit, measured in the peak "
                     "cells")

@@ -26,6 +26,8 @@ import os
 import re
 import statistics
 
+from .coldcache import COLD_METRICS
+
 from .refs import nginx_open_file_cache
 from .servers import open_file_cache_flags
 from . import ladder
@@ -49,7 +51,9 @@ SCALAR_METRICS = [
     "accept_queue_wait_frac", "softirq_net_rx", "softirq_net_tx", "softirq_net_rx_per_req",
     "softirq_net_tx_per_req", "loadavg_1m", "steal_pct", "lat_co_synthetic", "ceiling_ratio",
     "syscalls_wait", "syscalls_wait_per_req",
-]
+    # an event loop's stalls (any scenario), the disk side (cold-cache scenarios)
+    "loop_stalls", "loop_stall_ms",
+] + list(COLD_METRICS)
 CEILING = "ceiling"
 
 FLAG_RULES_TEXT = {
@@ -237,6 +241,8 @@ def settings(run):
         "links": sorted({sc["link"] for sc in p.scenarios}),
         "server_host": run.args.server_host, "client_hosts": run.args.client_host,
         "open_file_cache": open_file_cache_setting(p.open_file_cache),
+        "cold_cache": run.cold.describe() if getattr(run, "cold", None) else None,
+        "notes": list(getattr(p, "notes", [])),
         "open_loop": open_settings(run),
         "ceiling": run.ceiling.record() if run.ceiling is not None else None,
     }
@@ -291,7 +297,7 @@ def results_doc(run, status):
         "environment": run.env,
         "tools": {name: {"available": ok, "reason": why or None}
                   for name, (ok, why) in run.tools.items()},
-        "docroot": {"path": "docroot",
+        "docroot": {"path": run.docroot if getattr(run, "cold", None) else "docroot",
                     "files": [{"name": file_name(s), "size": s, "sha256": run.digests[s]}
                               for s in p.sizes]},
         "models": p.names,

@@ -39,6 +39,8 @@ class Run:
         self.queue_method = "netlink sock_diag" if diag is not None else "/proc/net/tcp: " + why
         # CONTRACTS.md 3: pass --stats-file only to a binary that lists it
         self.stats_file_supported = binary.has_serve_flag("stats-file")
+        self.cold = plan.cold  # the cold-cache profile's setup, or None
+        self.verify_extra = []  # (path, size, sha256) checked besides one file per size
         self.runner = CellRunner(self)
         # the ceiling's backend per scenario (harness/ceiling.py)
         self.ceiling = (CeilingChoice(self, *ceiling_backends(binary.path))
@@ -85,8 +87,25 @@ class Run:
         os.makedirs(os.path.join(run_dir, "raw"))
         self.run_dir, self.run_id = run_dir, os.path.basename(run_dir)
         self.link_latest(base)
-        self.docroot = os.path.join(run_dir, "docroot")
+        if self.cold:
+            # the cold root is shared by runs; this run's path lists, cgroups
+            # and delay accounting are set up now and undone by cleanup()
+            self.cold.prepare(run_dir, [sc for sc in self.plan.scenarios if sc.get("cold")],
+                              self.plan.seed)
+            self.docroot = self.cold.root.dir
+            self.verify_extra = self.cold.root.sample()
+        else:
+            self.docroot = os.path.join(run_dir, "docroot")
         self.digests = make_docroot(self.docroot, self.plan.sizes)
+
+    def wrap(self, argv):
+        """A server's command line, run inside the run's cgroups if it has any."""
+        return self.cold.wrap(argv) if self.cold else list(argv)
+
+    def cleanup(self):
+        """Undo what the run set up on the machine (cgroups, delay accounting)."""
+        if self.cold:
+            self.cold.cleanup()
 
     def unmake_run_dir(self):
         """Remove the run directory of a run that never started, and point
@@ -278,6 +297,23 @@ class Run:
             print("c10k bench: open loop: %s arrivals, SLO p99 %g ms, c10k load --max-lag %g ms "
                   "(%s)" % (p.open["schedule"], p.open["slo_us"] / 1e3, p.max_lag_s * 1e3,
                             p.open["max_lag_rule"].split(":")[0]))
+        if self.cold:
+            d = self.cold.describe()
+            print("c10k bench: cold cache: %d files (%d MiB) in %s%s; disk %s %s; page cache "
+                  "limit %s; time blocked on I/O: threads in state D, sampled (delay "
+                  "accounting beside it %s)"
+                  % (d["root"]["files"], d["root"]["bytes"] // (1 << 20), d["root"]["path"],
+                     ", written now in %.0f s" % d["root"]["prepare_s"] if d["root"]["generated"]
+                     else ", reused", d["device"] or "?",
+                     "throttled per scenario by cgroup v%d" % d["disk_cgroup"]["version"]
+                     if d["disk_cgroup"] else "NOT throttled (%s)" % d["disk_unavailable"],
+                     "%d MiB (cgroup v%d)" % (d["memory_limit_bytes"] >> 20,
+                                             d["memory_cgroup"]["version"])
+                     if d["memory_cgroup"] else "none (%s)" % d["memory_unavailable"],
+                     "on" if d["delayacct"] else
+                     "unavailable: %s" % d["delayacct_unavailable"]))
+        for note in self.plan.notes:
+            print("c10k bench: note: " + note)
         sys.stdout.flush()
 
     def ceiling_text(self):
@@ -315,7 +351,10 @@ class Run:
         try:
             return self._main()
         finally:
-            self.net.close()  # namespaces and ssh sessions, however the run ends
+            try:
+                self.net.close()  # namespaces and ssh sessions, however the run ends
+            finally:
+                self.cleanup()
 
     def _main(self):
         self.prepare()

@@ -66,6 +66,13 @@ class Server:
         """The command line recorded in results.json."""
         return self.argv
 
+    def launch_argv(self):
+        """self.argv as it is started: inside the run's cgroups when the run
+        has some (the cold-cache profile: Run.wrap); a run-like object
+        without wrap (the perfgate's) starts it as it is."""
+        wrap = getattr(self.run, "wrap", None)
+        return wrap(self.argv) if wrap else list(self.argv)
+
     def verify_sizes(self, sizes):
         """The file sizes whose answers are checked before the load: all of
         the run's (a server that answers every request with one file, the
@@ -177,7 +184,7 @@ class ModelServer(Server):
         self.argv = self.build_argv()
         log = self._open_log()
         try:
-            self.proc = side.start(self.argv, log, first_line=True)
+            self.proc = side.start(self.launch_argv(), log, first_line=True)
         finally:
             log.close()
         line = self.proc.read_start_line(10.0)

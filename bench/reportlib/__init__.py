@@ -6,6 +6,7 @@
     colours.py   one fixed colour per model for every chart and table
     summary.py   "What this run says": the ranked table per scenario group
                  (a crossover's table is not ranked) and the trade-off findings
+    disk.py      the cold-cache finding: event loops held up by the disk
     concepts.py  the operating-system concepts, each with a number from the run
     charts.py    gnuplot SVG charts, rewritten so they can share one page
     page.py      the document model and its Markdown and HTML writers

@@ -203,8 +203,11 @@ class Scenario:
     @property
     def group_key(self):
         slow = (self.slow.get("kind"), self.slow["count"]) if self.slow else None
-        # a crossover is a question of its own (connections, not rate): its own table
-        return (self.size, bool(self.keepalive), slow, self.link, self.crossover)
+        # a crossover is a question of its own (connections, not rate): its own
+        # table; so is each disk speed of the cold-cache profile
+        cold = self.d.get("cold")
+        cold = (cold.get("disk_iops"), cold.get("dist")) if isinstance(cold, dict) else None
+        return (self.size, bool(self.keepalive), slow, self.link, self.crossover, cold)
 
     @property
     def short(self):

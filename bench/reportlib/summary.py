@@ -704,6 +704,7 @@ FINDINGS = [tail_latency, knee_finding, overload_finding, crossover_finding, slo
 
 
 def findings(run):
-    out = [f(run) for f in FINDINGS]
+    from .disk import disk_finding  # it uses this module's helpers
+    out = [f(run) for f in [disk_finding] + FINDINGS]
     return [f for f in out if f][:MAX_FINDINGS]
 

@@ -295,6 +295,10 @@ static void counters_publish(worker_t *w, bool on)
         else
             c10k_stats_remove(ptrs[i]);
     }
+    if (on) /* the loop's stalls (loopstat.h), as every event loop counts them */
+        c10k_loopstat_publish(&w->sched.ls);
+    else
+        c10k_loopstat_unpublish(&w->sched.ls);
     w->counting = on;
 }
 

@@ -77,6 +77,48 @@
  *   memory (tests/system/many_conns.py measures the resident memory per idle
  *   connection), and buffers stay warm in the cache.
  *
+ * A disk that is slow (--helpers N: Flash's AMPED)
+ *   A sendfile that meets a page not in memory puts the thread to sleep until
+ *   the disk delivers it, and with the thread the whole loop: every other
+ *   connection waits, even those whose files are in memory. Flash (Pai,
+ *   Druschel and Zwaenepoel, USENIX 1999) called that SPED and answered with
+ *   AMPED: helpers that do the waiting. With --helpers N each loop starts N
+ *   helper threads (common/warm.c). Before the first byte of a response with
+ *   a file body, the gate of c10k_conn_pump_gated() asks whether the range is
+ *   in memory; if it is, the response goes at once; if not, the range goes to
+ *   a helper and the connection waits (conn_t.job: no event is acted on until
+ *   the helper is done, its send deadline still runs). The helper reads the
+ *   range into the page cache, sleeping on the disk itself, and reports
+ *   through an eventfd in this loop's epoll set; the loop sends from memory.
+ *   Why this way:
+ *   - Ask first, hand off only what is cold. Handing every response to a
+ *     helper would cost each one an eventfd round trip and two thread
+ *     wake-ups, for nothing on a warm cache (the quick profile's case). The
+ *     question costs one cachestat(2) per file response (Linux 6.5), against
+ *     three system calls for Flash's mincore (mmap, mincore, munmap): the
+ *     figures are in README.md ("A disk that is slow").
+ *   - cachestat counts a page being read as cached, so while a helper of
+ *     this process is reading, the answer "all cached" is checked again
+ *     with mincore, which reports only pages read and up to date: otherwise
+ *     a second request for a file a helper is fetching would sleep in
+ *     sendfile on the page lock, the very wait the helpers exist to take.
+ *   - A helper calls readahead(2) for the whole range, so the disk gets one
+ *     request where sendfile's readahead would grow its window step by step,
+ *     then pread(2)s it into a 64 KiB scratch buffer, which returns only
+ *     when each page has arrived. That copy is the helper's, on a cold range
+ *     only; mapping the file and touching each page (Flash's way) would wait
+ *     the same and cost a page fault per page instead.
+ *   - Threads, not processes: they share the page cache either way, and a
+ *     thread needs no pipe to report. The helpers inherit the loop's --cpus.
+ *   - A response's range is checked before its head is sent, so a client
+ *     never sees a head followed by a pause.
+ *   What it does not do: the handler's openat2 and fstat still run on the
+ *   loop, so a cold inode or directory still blocks it (Flash's helpers also
+ *   translated path names); and a page evicted between the helper's report
+ *   and the send is read by sendfile, on the loop. The cold-cache profile
+ *   (c10k bench --profile cold-cache) measures what is left: the loop's
+ *   stalls (loopstat.h) and the time its threads were blocked on the disk.
+ *
  * Stopping
  *   The workers run under common/workers.c, whose calling thread waits for
  *   SIGINT/SIGTERM and makes stop_fd readable; it is in every epoll set. A
@@ -89,17 +131,28 @@
  * What it needs
  *   Linux epoll (EPOLLEXCLUSIVE: Linux 4.5), SO_REUSEPORT (3.9), sendfile.
  *
+ * Stalls
+ *   Each loop counts its iterations, those over 1 ms and their duration
+ *   (common/loopstat.h), timed from the clock read epoll_wait's return costs
+ *   anyway to one more read before the next wait.
+ *
  * How to run it
  *   c10k serve epoll --root DIR --port 8080 --workers 2
  *   c10k serve epoll --root DIR --level-triggered --shared-listener
+ *   c10k serve epoll --root DIR --helpers 4
  */
+#include "cli.h"
 #include "conn.h"
+#include "loopstat.h"
+#include "stats.h"
 #include "timer.h"
+#include "warm.h"
 #include "workers.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -113,6 +166,7 @@
 static struct {
     bool level;  /* --level-triggered */
     bool shared; /* --shared-listener */
+    int helpers; /* --helpers N: AMPED helper threads per loop, 0 = none */
 } opts;
 
 typedef union {
@@ -128,8 +182,10 @@ typedef struct conn_s {
     struct conn_s *next, **pprev; /* the loop's connections, for the stop */
     c10k_conn_t cc;               /* the lifecycle (conn.h) */
     int fd;
-    c10k_ready_t ready; /* what epoll told us, until EAGAIN */
-    uint32_t interest;  /* level-triggered: the events registered */
+    c10k_ready_t ready;   /* what epoll told us, until EAGAIN */
+    uint32_t interest;    /* level-triggered: the events registered */
+    c10k_warm_job_t *job; /* --helpers: a helper is reading the body in; wait */
+    bool warmed;          /* --helpers: that helper is done, send without asking */
     peer_t peer;
 } conn_t;
 
@@ -146,6 +202,8 @@ typedef struct loop_s {
     conn_t *conns;
     int nconns;
     c10k_iopool_t pool; /* free buffers, warm in the cache */
+    c10k_warm_t warm;   /* --helpers: the helper threads */
+    c10k_loopstat_t ls; /* iterations and stalls */
     bool stop_seen;     /* stop_fd was reported in this batch */
     bool stopping;
     int64_t grace_until;
@@ -154,8 +212,8 @@ typedef struct loop_s {
     struct epoll_event events[MAX_EVENTS];
 } loop_t;
 
-/* epoll_event.data.ptr for the two descriptors that are not connections. */
-static char tag_listen, tag_stop;
+/* epoll_event.data.ptr for the descriptors that are not connections. */
+static char tag_listen, tag_stop, tag_warm;
 
 /* --- connections --------------------------------------------------------------- */
 
@@ -177,6 +235,8 @@ static void want(loop_t *lp, conn_t *c, uint32_t events)
 
 static void conn_close(loop_t *lp, conn_t *c)
 {
+    if (c->job)
+        c->job->owner = NULL; /* the helper's job outlives the connection */
     c10k_timer_cancel(&lp->wheel, &c->timer);
     c10k_iopool_put(&lp->pool, c10k_conn_end(&c->cc));
     close(c->fd); /* also takes it out of the epoll set */
@@ -218,16 +278,52 @@ static int conn_open(loop_t *lp, int fd, const peer_t *peer)
     return 0;
 }
 
+/* --helpers: before the first byte of a file body, the gate of
+ * c10k_conn_pump_gated(). A range in memory goes at once; any other is
+ * handed to a helper and the response waits (see the top of the file). */
+static bool warm_gate(void *arg, c10k_conn_t *cc)
+{
+    loop_t *lp = arg;
+    conn_t *c = (conn_t *)((char *)cc - offsetof(conn_t, cc));
+    const c10k_resp_t *r = &cc->io->resp;
+
+    if (c->warmed) {
+        c->warmed = false;
+        return true;
+    }
+    if (r->body_fd < 0 || r->body_len == 0)
+        return true;
+    /* Resident, or the check failed: send, and sendfile reports any error. */
+    if (c10k_warm_resident(&lp->warm, r->body_fd, r->body_off, r->body_len) != 0)
+        return true;
+    /* No memory or descriptor for a job: send as epoll does without helpers. */
+    c->job = c10k_warm_submit(&lp->warm, r->body_fd, r->body_off, r->body_len, c);
+    return c->job == NULL;
+}
+
 /* Do what conn.h asks until a read or write would block (common/net.c does
  * the reads and sends), then park the connection: its timer at the deadline
  * conn.h set. Returns false if the connection was closed (freed). */
 static bool conn_advance(loop_t *lp, conn_t *c)
 {
-    c10k_next_t next = c10k_conn_pump(&c->cc, c->fd, &c->ready, &lp->pool, lp->now);
+    c10k_next_t next;
 
-    if (next == C10K_CLOSE) {
+    if (c->job && c->cc.next != C10K_CLOSE) {
+        /* A helper is reading the body in: no event matters until it is done. */
+        want(lp, c, 0);
+        c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
+        return true;
+    }
+    next = c10k_conn_pump_gated(&c->cc, c->fd, &c->ready, &lp->pool, lp->now,
+                                opts.helpers ? warm_gate : NULL, lp);
+    if (next == C10K_CLOSE) { /* a helper still reading for it lets go (conn_close) */
         conn_close(lp, c);
         return false;
+    }
+    if (c->job) { /* the gate handed the body to a helper */
+        want(lp, c, 0);
+        c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
+        return true;
     }
     want(lp, c, next == C10K_SEND ? EPOLLOUT : EPOLLIN);
     c10k_timer_arm(&lp->wheel, &c->timer, c->cc.deadline);
@@ -253,6 +349,10 @@ static void handle_conn(loop_t *lp, conn_t *c, uint32_t events)
     if (events & (EPOLLERR | EPOLLHUP)) {
         c->ready.readable = c->ready.writable = true;
         c->ready.rdhup = true;
+        if (c->job) { /* the client is gone while a helper reads for it */
+            conn_close(lp, c);
+            return;
+        }
     }
     if (events & (EPOLLIN | EPOLLRDHUP))
         c->ready.readable = true;
@@ -275,6 +375,24 @@ static int listener_watch(loop_t *lp)
         return -errno;
     lp->listening = true;
     return 0;
+}
+
+/* --helpers: helpers have read ranges in; their connections send now. */
+static void handle_warm(loop_t *lp)
+{
+    c10k_warm_job_t *j = c10k_warm_reap(&lp->warm);
+
+    while (j) {
+        c10k_warm_job_t *next = j->next;
+        conn_t *c = j->owner;
+        free(j);
+        if (c) { /* NULL: it closed meanwhile */
+            c->job = NULL;
+            c->warmed = true;
+            conn_advance(lp, c);
+        }
+        j = next;
+    }
 }
 
 static void listener_unwatch(loop_t *lp)
@@ -389,7 +507,7 @@ static int loop_timeout(loop_t *lp)
     return t < 0 ? -1 : (int)t;
 }
 
-typedef enum { EV_LISTEN, EV_STOP, EV_CONN } ev_kind_t;
+typedef enum { EV_LISTEN, EV_STOP, EV_WARM, EV_CONN } ev_kind_t;
 
 static ev_kind_t event_kind(const struct epoll_event *ev)
 {
@@ -397,6 +515,8 @@ static ev_kind_t event_kind(const struct epoll_event *ev)
         return EV_LISTEN;
     if (ev->data.ptr == &tag_stop)
         return EV_STOP;
+    if (ev->data.ptr == &tag_warm)
+        return EV_WARM;
     return EV_CONN;
 }
 
@@ -411,6 +531,9 @@ static void handle_event(loop_t *lp, struct epoll_event *ev)
          * still be further down this array. */
         lp->stop_seen = true;
         break;
+    case EV_WARM:
+        handle_warm(lp);
+        break;
     case EV_CONN:
         handle_conn(lp, ev->data.ptr, ev->events);
         break;
@@ -422,13 +545,18 @@ static int loop_serve(void *arg)
     loop_t *lp = arg;
 
     for (;;) {
-        int n = epoll_wait(lp->epfd, lp->events, MAX_EVENTS, loop_timeout(lp));
+        int n, timeout = loop_timeout(lp);
+        int64_t ns;
 
+        c10k_loop_idle(&lp->ls);
+        n = epoll_wait(lp->epfd, lp->events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             c10k_warn(lp->srv, "worker %d: epoll_wait: %s", lp->id, strerror(errno));
             return -errno;
         }
-        lp->now = c10k_now_ms();
+        ns = c10k_now_ns(); /* the one clock read of the wake-up, for both */
+        c10k_loop_busy(&lp->ls, ns);
+        lp->now = ns / 1000000;
         for (int i = 0; i < n; i++)
             handle_event(lp, &lp->events[i]);
         c10k_wheel_expire(&lp->wheel, lp->now, on_timeout, lp);
@@ -443,10 +571,26 @@ static int loop_serve(void *arg)
 
 /* --- setup ------------------------------------------------------------------------- */
 
+/* A job the helpers never finished, or finished unreaped, at the end. */
+static void job_give_back(c10k_warm_job_t *j, void *arg)
+{
+    conn_t *c = j->owner;
+
+    (void)arg;
+    if (c)
+        c->job = NULL;
+    free(j);
+}
+
 static void loop_fini(void *arg)
 {
     loop_t *lp = arg;
 
+    c10k_loopstat_unpublish(&lp->ls);
+    c10k_stats_remove(&lp->warm.checks);
+    c10k_stats_remove(&lp->warm.handoffs);
+    /* Helpers first: no job may point at a connection once it is freed. */
+    c10k_warm_fini(&lp->warm, job_give_back, NULL);
     while (lp->conns) /* those --grace cut short, or all after a failure */
         conn_close(lp, lp->conns);
     c10k_worker_listener_close(lp->srv, lp->listen_fd);
@@ -463,7 +607,7 @@ static int loop_init(void *arg, c10k_server_t *srv, int id)
 
     lp->srv = srv;
     lp->id = id;
-    lp->epfd = lp->listen_fd = -1;
+    lp->epfd = lp->listen_fd = lp->warm.efd = -1;
     lp->now = c10k_now_ms();
     c10k_wheel_init(&lp->wheel, TICK_MS, lp->now);
     lp->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -477,6 +621,19 @@ static int loop_init(void *arg, c10k_server_t *srv, int id)
     rc = listener_watch(lp);
     if (rc < 0)
         goto fail;
+    if (opts.helpers) {
+        /* Started from this thread, so the helpers share its --cpus pinning. */
+        rc = c10k_warm_init(&lp->warm, opts.helpers);
+        if (rc < 0)
+            goto fail;
+        ev.data.ptr = &tag_warm;
+        if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->warm.efd, &ev) < 0)
+            goto fail_errno;
+        /* How many file responses asked, how many went to a helper. */
+        c10k_stats_add("helper_checks", &lp->warm.checks);
+        c10k_stats_add("helper_handoffs", &lp->warm.handoffs);
+    }
+    c10k_loopstat_publish(&lp->ls); /* counters are extras: run on without */
     return 0;
 fail_errno:
     rc = -errno;
@@ -503,6 +660,7 @@ static const c10k_opt_t epoll_opts[] = {
     {"level-triggered", NULL, "level-triggered epoll (default: edge-triggered)"},
     {"shared-listener", NULL,
      "one listener shared with EPOLLEXCLUSIVE (default: SO_REUSEPORT each)"},
+    {"helpers", "N", "N helper threads per loop read file ranges not in memory (AMPED; default 0)"},
     {NULL, NULL, NULL},
 };
 
@@ -510,16 +668,29 @@ static const char *const epoll_variants[] = {
     "--level-triggered",
     "--shared-listener",
     "--open-file-cache 64 --open-file-cache-valid 1",
+    "--helpers 2",
+    "--helpers 1 --level-triggered",
     NULL,
 };
 
+static int set_helpers(const char *value)
+{
+    long n;
+
+    if (c10k_parse_uint("c10k serve", "helpers", value, 1, C10K_HELPERS_MAX, &n) < 0)
+        return -EINVAL;
+    opts.helpers = (int)n;
+    return 0;
+}
+
 static int epoll_set_opt(const char *name, const char *value)
 {
-    (void)value;
     if (strcmp(name, "level-triggered") == 0)
         opts.level = true;
     else if (strcmp(name, "shared-listener") == 0)
         opts.shared = true;
+    else if (strcmp(name, "helpers") == 0)
+        return set_helpers(value);
     else
         return -EINVAL;
     return 0;
@@ -528,8 +699,8 @@ static int epoll_set_opt(const char *name, const char *value)
 static void epoll_describe(const c10k_server_t *srv, char *buf, size_t cap)
 {
     (void)srv;
-    snprintf(buf, cap, "trigger=%s listener=%s", opts.level ? "level" : "edge",
-             opts.shared ? "shared" : "reuseport");
+    snprintf(buf, cap, "trigger=%s listener=%s helpers=%d", opts.level ? "level" : "edge",
+             opts.shared ? "shared" : "reuseport", opts.helpers);
 }
 
 const c10k_model_t c10k_model_epoll = {

@@ -27,6 +27,13 @@
  *   durations; a deadline that is not a whole one (the rest of a header
  *   timeout) goes to the heap.
  *
+ * Stalls
+ *   Each loop counts its iterations, those over 1 ms and their duration
+ *   (common/loopstat.h). libevent 2.1 has no hook before or after its poll,
+ *   so the loop runs event_base_loop(EVLOOP_ONCE) one iteration at a time:
+ *   an iteration begins at its first callback and ends when the call
+ *   returns.
+ *
  * What it costs
  *   Like epoll: one thread per CPU, no switch per request, a small struct per
  *   idle connection (request and head buffers come from a per-loop pool only
@@ -43,6 +50,7 @@
  *   c10k serve libevent --workers 2 --root DIR
  */
 #include "conn.h"
+#include "loopstat.h"
 #include "workers.h"
 
 #include <errno.h>
@@ -82,6 +90,7 @@ struct loop_s {
     conn_t *conns;
     int nconns;
     c10k_iopool_t pool;
+    c10k_loopstat_t ls; /* iterations and stalls (loop_serve) */
 };
 
 static void conn_event_cb(evutil_socket_t fd, short what, void *arg);
@@ -156,6 +165,7 @@ static void conn_event_cb(evutil_socket_t fd, short what, void *arg)
     conn_t *c = arg;
 
     (void)fd;
+    c10k_loop_touch(&c->loop->ls);
     if (what & EV_TIMEOUT)
         c10k_conn_timeout(&c->cc, c10k_now_ms());
     if (what & EV_READ)
@@ -174,6 +184,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     conn_t *c = calloc(1, sizeof(*c));
 
     (void)lis;
+    c10k_loop_touch(&l->ls);
     if (!c || !(c->ev = event_new(l->base, fd, EV_READ, conn_event_cb, c))) {
         free(c);
         close(fd);
@@ -245,6 +256,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    c10k_loop_touch(&l->ls);
     event_del(l->stop_ev);
     listener_close(l);
     l->stopping = true;
@@ -316,14 +328,23 @@ static int loop_init(void *arg, c10k_server_t *srv, int id)
         return -ENOMEM;
     evconnlistener_set_error_cb(l->listener, accept_error_cb);
     event_add(l->stop_ev, NULL);
+    c10k_loopstat_publish(&l->ls); /* counters are extras: run on without */
     return 0;
 }
 
+/* event_base_dispatch(), one iteration at a time: each EVLOOP_ONCE call
+ * waits, runs the callbacks that became active, and returns, so the end of
+ * an iteration is here; its start is the first callback's c10k_loop_touch(). */
 static int loop_serve(void *arg)
 {
     loop_t *l = arg;
+    int rc;
 
-    return event_base_dispatch(l->base) < 0 ? -EIO : 0;
+    do {
+        rc = event_base_loop(l->base, EVLOOP_ONCE);
+        c10k_loop_idle(&l->ls);
+    } while (rc == 0 && !event_base_got_break(l->base) && !event_base_got_exit(l->base));
+    return rc < 0 ? -EIO : 0;
 }
 
 /* After the loop has stopped: connections the grace period cut short are
@@ -332,6 +353,7 @@ static void loop_fini(void *arg)
 {
     loop_t *l = arg;
 
+    c10k_loopstat_unpublish(&l->ls);
     while (l->conns)
         conn_close(l->conns);
     listener_close(l);

@@ -23,6 +23,31 @@
  *   thus does all the waiting for writability, and nothing bypasses its queue
  *   while a uv_write is pending.
  *
+ * A disk that is slow (--fs-pool)
+ *   The fast path's sendfile runs on the loop, so a page not in memory puts
+ *   the loop to sleep until the disk delivers it, with every connection it
+ *   holds. --fs-pool does it the way Node does: the body is read with
+ *   uv_fs_read on libuv's thread pool in 64 KiB pieces (Node's
+ *   fs.createReadStream: its highWaterMark), each piece written with
+ *   uv_write (the head goes with the first), and the loop never touches the
+ *   file. libuv does not ask whether the data is in memory, so every piece
+ *   of every file pays two thread hand-offs, warm or cold, and a copy; and
+ *   the pool is small (UV_THREADPOOL_SIZE, 4 by default) and shared by the
+ *   loops, so with more cold reads in flight than pool threads, a read of a
+ *   file in memory queues behind them (tests/coldcache shows it).
+ *   uv_fs_sendfile would avoid the copy, but it is one sendfile(2) on a
+ *   non-blocking socket: when the socket is full it fails with EAGAIN, and
+ *   libuv has no way to wait for a uv_tcp_t to be writable short of
+ *   uv_write. A uv_fs_read in flight holds the body's descriptor, so a
+ *   connection closed meanwhile gives its response back to conn.h only in
+ *   fs_read_cb.
+ *
+ * Stalls
+ *   Each loop counts its iterations, those over 1 ms and their duration
+ *   (common/loopstat.h): an iteration begins at the first callback after
+ *   libuv's poll returns and ends in a uv_prepare_t callback, which libuv
+ *   runs just before it polls again.
+ *
  * Timeouts and limits
  *   A uv_timer_t per connection (libuv keeps timers in a min-heap: O(log n)),
  *   started for conn.h's deadline (header, keep-alive, send or lingering).
@@ -45,8 +70,10 @@
  *
  * How to run it
  *   c10k serve libuv --workers 2 --root DIR
+ *   c10k serve libuv --root DIR --fs-pool
  */
 #include "conn.h"
+#include "loopstat.h"
 #include "workers.h"
 
 #include <errno.h>
@@ -58,6 +85,15 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* --fs-pool: the body is read in pieces of this size, as Node's
+ * fs.createReadStream does (its highWaterMark). */
+#define FS_CHUNK      (64 * 1024)
+#define FS_CHUNK_KEEP 64 /* free pieces a loop keeps */
+
+static struct {
+    bool fs_pool; /* --fs-pool: file bodies are read on libuv's thread pool */
+} opts;
+
 typedef struct loop_s loop_t;
 
 typedef struct conn_s {
@@ -68,10 +104,13 @@ typedef struct conn_s {
     int fd;         /* the socket, for sendfile on the fast path */
     c10k_conn_t cc; /* the lifecycle (conn.h) */
     size_t chunk;   /* bytes of the pending uv_write */
-    int handles;    /* open handles: free the conn when both are closed */
+    int handles;    /* open handles (and a pending uv_fs_read): free at 0 */
     bool closing;
     bool reading; /* between uv_read_start and uv_read_stop */
     bool writing; /* a uv_write is pending: the fast path waits for it */
+    bool fs_busy; /* --fs-pool: a uv_fs_read is pending on the thread pool */
+    uv_fs_t fsreq;
+    char *fsbuf; /* --fs-pool: the piece of the body being read and written */
     struct sockaddr_storage peer;
     struct conn_s *prev, *next;
 } conn_t;
@@ -93,7 +132,11 @@ struct loop_s {
     int listen_fd; /* the worker's listener (server.h: who owns what) */
     int spare_fd;  /* given up when accept() fails with EMFILE */
     c10k_iopool_t pool;
-    char sink[65536]; /* lingering reads land here */
+    char *fsbufs[FS_CHUNK_KEEP]; /* --fs-pool: free pieces */
+    int nfsbufs;
+    uv_prepare_t prepare; /* runs just before the loop waits: an iteration ends */
+    c10k_loopstat_t ls;   /* iterations and stalls */
+    char sink[65536];     /* lingering reads land here */
 };
 
 static void conn_act(conn_t *c);
@@ -106,9 +149,9 @@ static void loop_maybe_done(loop_t *l)
         uv_stop(&l->uv);
 }
 
-static void closed_cb(uv_handle_t *h)
+/* One of the conn's handles (or its pending uv_fs_read) is done with it. */
+static void conn_unref(conn_t *c)
 {
-    conn_t *c = h->data;
     loop_t *l = c->loop;
 
     if (--c->handles > 0)
@@ -118,12 +161,44 @@ static void closed_cb(uv_handle_t *h)
     loop_maybe_done(l);
 }
 
+static void closed_cb(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+
+    c10k_loop_touch(&c->loop->ls);
+    conn_unref(c);
+}
+
+static char *fsbuf_get(loop_t *l)
+{
+    return l->nfsbufs > 0 ? l->fsbufs[--l->nfsbufs] : malloc(FS_CHUNK);
+}
+
+static void fsbuf_put(conn_t *c)
+{
+    loop_t *l = c->loop;
+
+    if (!c->fsbuf)
+        return;
+    if (l->nfsbufs < FS_CHUNK_KEEP)
+        l->fsbufs[l->nfsbufs++] = c->fsbuf;
+    else
+        free(c->fsbuf);
+    c->fsbuf = NULL;
+}
+
 static void conn_close(conn_t *c)
 {
     if (c->closing)
         return;
     c->closing = true;
-    c10k_iopool_put(&c->loop->pool, c10k_conn_end(&c->cc));
+    /* A uv_fs_read on the pool still reads the body's file: conn.h closes
+     * it, so that waits for fs_read_cb. */
+    if (!c->fs_busy) {
+        c10k_iopool_put(&c->loop->pool, c10k_conn_end(&c->cc));
+        if (!c->writing)
+            fsbuf_put(c);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -138,6 +213,7 @@ static void timeout_cb(uv_timer_t *t)
 {
     conn_t *c = t->data;
 
+    c10k_loop_touch(&c->loop->ls);
     c10k_conn_timeout(&c->cc, c10k_now_ms());
     conn_act(c);
 }
@@ -160,6 +236,7 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
     char *at = NULL;
 
     (void)hint;
+    c10k_loop_touch(&c->loop->ls);
     if (c->cc.next == C10K_LINGER) {
         at = c->loop->sink;
         room = sizeof(c->loop->sink);
@@ -202,6 +279,7 @@ static void write_cb(uv_write_t *w, int status)
     conn_t *c = w->data;
     c10k_io_t *io = c->cc.io;
 
+    c10k_loop_touch(&c->loop->ls);
     c->writing = false;
     if (c->closing)
         return;
@@ -264,15 +342,120 @@ static bool send_now(conn_t *c)
     return false;
 }
 
+/* ---- --fs-pool: the body through libuv's thread pool --------------------------------- */
+
+/* A response whose body comes from a file goes through the pool. */
+static bool fs_body(const c10k_io_t *io)
+{
+    return opts.fs_pool && io->resp.body_fd >= 0 && io->resp.body_len > 0;
+}
+
+static void fs_write_cb(uv_write_t *w, int status)
+{
+    conn_t *c = w->data;
+    c10k_io_t *io = c->cc.io;
+    c10k_resp_t *r = &io->resp;
+    c10k_status_t st;
+
+    c10k_loop_touch(&c->loop->ls);
+    c->writing = false;
+    if (c->closing) {
+        fsbuf_put(c);
+        return;
+    }
+    if (status < 0) {
+        st = C10K_ERROR;
+    } else {
+        io->sent.done += c->chunk;
+        st = io->sent.done == r->head_len + r->body_len ? C10K_OK : C10K_AGAIN;
+    }
+    if (st != C10K_AGAIN)
+        fsbuf_put(c);
+    c10k_conn_sent(&c->cc, st, c10k_now_ms());
+    conn_act(c); /* C10K_SEND again: the next piece */
+}
+
+/* A piece of the body was read on the pool: write it, after what is left of
+ * the head (the head goes with the first piece, as Node writes it). */
+static void fs_read_cb(uv_fs_t *req)
+{
+    conn_t *c = req->data;
+    c10k_io_t *io = c->cc.io;
+    ssize_t n = req->result;
+    uv_buf_t b[2];
+    int nb = 0;
+
+    c10k_loop_touch(&c->loop->ls);
+    uv_fs_req_cleanup(req);
+    c->fs_busy = false;
+    if (c->closing) { /* what conn_close() left for now */
+        c10k_iopool_put(&c->loop->pool, c10k_conn_end(&c->cc));
+        fsbuf_put(c);
+        conn_unref(c);
+        return;
+    }
+    conn_unref(c); /* not the last: the handles are open */
+    if (n <= 0) {  /* an error, or the file shrank: never send a short body */
+        c10k_conn_sent(&c->cc, C10K_ERROR, c10k_now_ms());
+        conn_act(c);
+        return;
+    }
+    if (io->sent.done < io->resp.head_len)
+        b[nb++] =
+            uv_buf_init(io->head + io->sent.done, (unsigned)(io->resp.head_len - io->sent.done));
+    b[nb++] = uv_buf_init(c->fsbuf, (unsigned)n);
+    c->chunk = b[0].len + (nb > 1 ? b[1].len : 0);
+    c->wreq.data = c;
+    c->writing = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, (unsigned)nb, fs_write_cb) == 0;
+    if (!c->writing)
+        conn_close(c);
+}
+
+/* C10K_SEND with a file body: read its next piece with uv_fs_read (pread on
+ * a pool thread), then uv_write it; the loop never touches the file. */
+static void fs_send(conn_t *c)
+{
+    c10k_resp_t *r = &c->cc.io->resp;
+    size_t done = c->cc.io->sent.done;
+    size_t off = done > r->head_len ? done - r->head_len : 0;
+    size_t want = r->body_len - off < FS_CHUNK ? r->body_len - off : FS_CHUNK;
+    uv_buf_t b;
+
+    if (c->reading) { /* nothing is read while a response is under way (conn.h) */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    if (!c->fsbuf && !(c->fsbuf = fsbuf_get(c->loop))) {
+        c10k_conn_sent(&c->cc, C10K_ERROR, c10k_now_ms());
+        conn_close(c);
+        return;
+    }
+    b = uv_buf_init(c->fsbuf, (unsigned)want);
+    c->fsreq.data = c;
+    timer_arm(c);
+    if (uv_fs_read(&c->loop->uv, &c->fsreq, r->body_fd, &b, 1, r->body_off + (int64_t)off,
+                   fs_read_cb) < 0) {
+        c10k_conn_sent(&c->cc, C10K_ERROR, c10k_now_ms());
+        conn_close(c);
+        return;
+    }
+    c->fs_busy = true;
+    c->handles++; /* the pending read holds the conn: conn_unref() in fs_read_cb */
+}
+
 /* Do what conn.h asks, the libuv way, until it means waiting. */
 static void conn_act(conn_t *c)
 {
     for (;;) {
         switch (c->cc.next) {
         case C10K_SEND:
-            if (c->writing) {
+            if (c->writing || c->fs_busy) {
                 timer_arm(c); /* a timer that fired early: wait on */
-                return;       /* write_cb goes on */
+                return;       /* write_cb or fs_read_cb goes on */
+            }
+            if (fs_body(c->cc.io)) {
+                fs_send(c);
+                return;
             }
             if (!send_now(c))
                 return;
@@ -360,6 +543,7 @@ static void connection_cb(uv_stream_t *server, int status)
     int len = sizeof(c->peer);
     uv_os_fd_t fd;
 
+    c10k_loop_touch(&l->ls);
     if (status == UV_EMFILE || status == UV_ENFILE) {
         shed_connections(l);
         if (l->spare_fd < 0)
@@ -419,6 +603,7 @@ static void stop_cb(uv_poll_t *p, int status, int events)
 
     (void)status;
     (void)events;
+    c10k_loop_touch(&l->ls);
     uv_poll_stop(p);
     if (!l->paused)
         uv_close((uv_handle_t *)&l->listener, NULL);
@@ -433,6 +618,15 @@ static void stop_cb(uv_poll_t *p, int status, int events)
     uv_timer_start(&l->grace, grace_cb, (uint64_t)l->srv->cfg.grace_ms, 0);
     uv_unref((uv_handle_t *)&l->grace);
     loop_maybe_done(l);
+}
+
+/* Just before the loop waits for I/O: the iteration that began at the first
+ * callback (c10k_loop_touch()) is over. */
+static void prepare_cb(uv_prepare_t *p)
+{
+    loop_t *l = p->data;
+
+    c10k_loop_idle(&l->ls);
 }
 
 static int loop_init(void *arg, c10k_server_t *srv, int id)
@@ -468,6 +662,11 @@ static int loop_init(void *arg, c10k_server_t *srv, int id)
         return rc;
     l->stop.data = l;
     uv_poll_start(&l->stop, UV_READABLE, stop_cb);
+    uv_prepare_init(&l->uv, &l->prepare);
+    l->prepare.data = l;
+    uv_prepare_start(&l->prepare, prepare_cb);
+    uv_unref((uv_handle_t *)&l->prepare); /* it must not keep the loop running */
+    c10k_loopstat_publish(&l->ls);        /* counters are extras: run on without */
     return 0;
 }
 
@@ -508,6 +707,9 @@ static void loop_fini(void *arg)
         close(l->spare_fd);
     c10k_worker_listener_close(l->srv, l->listen_fd);
     c10k_iopool_free(&l->pool);
+    while (l->nfsbufs > 0)
+        free(l->fsbufs[--l->nfsbufs]);
+    c10k_loopstat_unpublish(&l->ls);
 }
 
 static const c10k_worker_ops_t loop_ops = {
@@ -541,22 +743,36 @@ static int libuv_probe(void)
 
 static int libuv_set_opt(const char *name, const char *value)
 {
-    (void)name;
     (void)value;
-    return -EINVAL;
+    if (strcmp(name, "fs-pool") != 0)
+        return -EINVAL;
+    opts.fs_pool = true;
+    return 0;
 }
 
 static void libuv_describe(const c10k_server_t *srv, char *buf, size_t cap)
 {
     (void)srv;
-    snprintf(buf, cap, "libuv=%s", uv_version_string());
+    snprintf(buf, cap, "libuv=%s fs-pool=%s", uv_version_string(), opts.fs_pool ? "on" : "off");
 }
+
+static const c10k_opt_t libuv_opts[] = {
+    {"fs-pool", NULL,
+     "read file bodies with uv_fs_read on libuv's thread pool (UV_THREADPOOL_SIZE, default 4), "
+     "as Node does"},
+    {NULL, NULL, NULL},
+};
+
+static const char *const libuv_variants[] = {
+    "--fs-pool",
+    NULL,
+};
 
 const c10k_model_t c10k_model_libuv = {
     .name = "libuv",
     .summary = "event loops on libuv (uv_tcp_t, uv_timer_t), one per worker thread",
-    .opts = NULL,
-    .variants = NULL,
+    .opts = libuv_opts,
+    .variants = libuv_variants,
     .set_opt = libuv_set_opt,
     .describe = libuv_describe,
     .probe = libuv_probe,

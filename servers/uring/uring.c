@@ -36,6 +36,13 @@
  *                  stops listening, tells every connection (c10k_conn_stop())
  *                  and exits when none is left or --grace has passed.
  *
+ *   Stalls: each ring counts its iterations (from io_uring_submit_and_wait's
+ *   return to the next call: the batch of completions handled), those over
+ *   1 ms and their duration (common/loopstat.h). A file read whose pages are
+ *   not in memory does not stall it: READ_FIXED is tried without blocking
+ *   and completes later, a SPLICE runs on an io-wq thread (iou-wrk), so the
+ *   disk is waited for off the ring's thread (tests/coldcache checks it).
+ *
  *   All of it is submitted in batches: the loop is one io_uring_submit_and_wait()
  *   (one io_uring_enter) per batch of completions, however many connections
  *   they belong to, so at load one enter serves many requests (the figures
@@ -163,6 +170,7 @@
  *     cost more CPU than epoll's sendfile, which needs no second thread.
  */
 #include "conn.h"
+#include "loopstat.h"
 #include "workers.h"
 
 #include <errno.h>
@@ -311,6 +319,7 @@ typedef struct {
     bool accept_paused, stopping, grace_over;
     int64_t now;
     struct __kernel_timespec grace_ts;
+    c10k_loopstat_t ls; /* iterations and stalls: a batch of completions handled */
 } worker_t;
 
 /* --- small helpers ------------------------------------------------------------- */
@@ -1284,6 +1293,8 @@ static int uring_init(void *state, c10k_server_t *srv, int id)
     ret = worker_setup(w);
     if (ret < 0)
         c10k_warn(srv, "ring %d: setup: %s", id, strerror(-ret));
+    else
+        c10k_loopstat_publish(&w->ls); /* counters are extras: run on without */
     return ret;
 }
 
@@ -1294,13 +1305,18 @@ static int uring_serve(void *state)
     while (!w->grace_over && !(w->stopping && w->live == 0)) {
         struct io_uring_cqe *cqe;
         unsigned head, n = 0;
-        int ret = io_uring_submit_and_wait(&w->ring, 1);
+        int64_t ns;
+        int ret;
 
+        c10k_loop_idle(&w->ls);
+        ret = io_uring_submit_and_wait(&w->ring, 1);
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
             c10k_warn(w->srv, "ring %d: io_uring_enter: %s", w->id, strerror(-ret));
             return ret;
         }
-        w->now = c10k_now_ms();
+        ns = c10k_now_ns(); /* the one clock read of the wake-up, for both */
+        c10k_loop_busy(&w->ls, ns);
+        w->now = ns / 1000000;
         io_uring_for_each_cqe(&w->ring, head, cqe)
         {
             dispatch(w, cqe);
@@ -1333,6 +1349,7 @@ static void uring_fini(void *state)
 {
     worker_t *w = state;
 
+    c10k_loopstat_unpublish(&w->ls);
     if (w->ring_ok)
         io_uring_queue_exit(&w->ring); /* also closes every direct descriptor */
     c10k_worker_listener_close(w->srv, w->listen_fd);

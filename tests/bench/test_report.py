@@ -35,7 +35,7 @@ FIXTURE = os.path.join(HERE, "fixture", "results.json")
 FIXTURE_V2 = os.path.join(HERE, "fixture-v2", "results.json")
 REPORT = os.path.join(REPO, "bench", "report.py")
 sys.path.insert(0, os.path.join(REPO, "bench"))
-from reportlib import colours, concepts, data, summary  # noqa: E402
+from reportlib import colours, concepts, data, disk, summary  # noqa: E402
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "area", "base", "col", "embed", "source",
         "track", "wbr"}
@@ -605,6 +605,116 @@ class PremiseTest(unittest.TestCase):
     def test_findings_at_most_eight(self):
         for f in (FIXTURE, FIXTURE_V2):
             self.assertLessEqual(len(summary.findings(data.Run(load(f)))), summary.MAX_FINDINGS)
+
+
+def cold_doc(cells, start=0.0, by_thread=None, stalls=True):
+    """A synthetic cold-cache run: one scenario, 200 IOPS, one cell per
+    (model, rps (min, median, max), p99 ms, stall ms/s), two rounds of 5 s.
+    by_thread: {model: {thread name: ms over the window}}."""
+    sc = {"id": "cold-zipf-iops200-64KiB-ka-c64", "label": "cold cache, 200 IOPS disk, 64 conns",
+          "series": "cold cache, 200 IOPS disk", "size": 65536, "keepalive": True,
+          "connections": 64, "slow": None, "kind": "closed", "link": "loopback",
+          "cold": {"disk_iops": 200, "dist": "zipf", "zipf_s": 1.0, "files": 22200}}
+    out = []
+    for model, rps, p99, stall in cells:
+        summ = {"rps": {"min": rps[0], "median": rps[1], "max": rps[2]},
+                "lat_p99_us": {"min": p99 * 1000, "median": p99 * 1000, "max": p99 * 1000},
+                "resident_start_frac": {"min": 0, "median": start, "max": start},
+                "resident_end_frac": {"min": 0.02, "median": 0.03, "max": 0.04},
+                "threads_max": {"min": 66, "median": 66, "max": 66},
+                "mem_per_conn_kib": {"min": 25, "median": 25, "max": 25}}
+        if stall is not None and stalls:
+            summ["loop_stall_ms_per_s"] = {"min": stall, "median": stall, "max": stall}
+        reps = [{"round": r, "status": "ok", "duration_s": 5.0, "blkio_delay_span_s": 5.0,
+                 "blkio_delay_by_thread": (by_thread or {}).get(model, {})} for r in (1, 2)]
+        out.append({"model": model, "scenario": sc["id"], "status": "ok", "flags": [],
+                    "reasons": [], "repeats": reps, "summary": summ})
+    return {"schema": "c10k-bench-results", "schema_version": 2,
+            "run": {"id": "cold", "settings": {"rounds": 2}},
+            "models": [c[0] for c in cells], "scenarios": [sc], "cells": out}
+
+
+COLD_CELLS = [("epoll", (300, 310, 320), 900, 900.0),
+              ("epoll:helpers=4", (480, 500, 520), 300, 20.0),
+              ("libuv", (290, 300, 310), 950, 880.0),
+              ("libuv:fs-pool", (400, 420, 440), 500, 30.0),
+              ("uring", (500, 510, 530), 280, 5.0),
+              ("threaded", (520, 530, 540), 250, None),
+              ("nginx", (300, 305, 310), 950, None)]
+COLD_THREADS = {"epoll": {"c10k": 4400}, "libuv": {"c10k": 4300},
+                "epoll:helpers=4": {"c10k": 50, "c10k-helper": 16000},
+                "libuv:fs-pool": {"c10k": 15000}, "uring": {"c10k": 0, "iou-wrk": 9000}}
+
+
+class DiskFindingTest(unittest.TestCase):
+    """The cold-cache finding: numbers always, explanations on their premise."""
+
+    def finding(self, **kw):
+        return disk.disk_finding(data.Run(cold_doc(kw.pop("cells", COLD_CELLS), **kw)))
+
+    def test_states_stalls_req_and_p99(self):
+        text = self.finding(by_thread=COLD_THREADS)
+        self.assertIn("**Waiting for the disk** (cold cache, 200 IOPS disk, 64 conns; every "
+                      "window began cold", text)
+        self.assertIn("epoll's loop was stalled 900 ms of every second, its thread waiting for "
+                      "the disk in 880 ms of them (310 req/s, p99 900 ms)", text)
+        self.assertIn("epoll:helpers=4: 20 ms/s (500 req/s, p99 300 ms, 1.6× epoll's req/s), "
+                      "its helpers waiting 3,200 ms/s in its place", text)
+        self.assertIn("libuv:fs-pool: 30 ms/s (420 req/s, p99 500 ms, 1.4× libuv's req/s), "
+                      "libuv's thread pool waiting 2,970 ms/s in its place", text)
+        self.assertIn("as it ended", text)
+        self.assertIn("uring: 5 ms/s (510 req/s, p99 280 ms, 1.6× epoll's req/s), io_uring's "
+                      "io-wq threads waiting 1,800 ms/s in its place (66 threads in all)", text)
+        self.assertIn("threaded 530 req/s, p99 250 ms with 66 threads", text)
+        self.assertNotIn("nginx", text, "no stall counter: not an event loop of ours")
+
+    def test_not_cold_is_said(self):
+        text = self.finding(start=0.05, by_thread=COLD_THREADS)
+        self.assertIn("NOT cold: at most 5.0% of the root in memory", text)
+        self.assertNotIn("every window began cold", text)
+
+    def test_disk_clause_needs_the_loop_thread_in_d(self):
+        threads = dict(COLD_THREADS, epoll={"c10k": 2000})  # 400 ms/s of 900 stalled
+        text = self.finding(by_thread=threads)
+        self.assertIn("epoll's loop was stalled 900 ms of every second (310 req/s", text)
+        self.assertNotIn("its thread waiting for the disk in 400", text)
+
+    def test_in_its_place_needs_the_stalls_gone(self):
+        cells = [c if c[0] != "epoll:helpers=4" else (c[0], c[1], c[2], 400.0)
+                 for c in COLD_CELLS]
+        text = self.finding(cells=cells, by_thread=COLD_THREADS)
+        self.assertIn("epoll:helpers=4: 400 ms/s", text)
+        self.assertNotIn("its helpers waiting", text)
+
+    def test_req_s_ratio_needs_the_ranges_apart(self):
+        cells = [c if c[0] != "epoll:helpers=4" else (c[0], (305, 330, 350), c[2], c[3])
+                 for c in COLD_CELLS]
+        text = self.finding(cells=cells, by_thread=COLD_THREADS)
+        self.assertIn("level with epoll's req/s within the spread", text)
+        self.assertNotIn("1.1× epoll's", text)
+
+    def test_without_stall_counters_the_threads_waiting(self):
+        text = self.finding(by_thread=COLD_THREADS, stalls=False)
+        self.assertIn("epoll's loop thread waited for the disk 880 ms of every second", text)
+        self.assertIn("libuv:fs-pool: its loop and pool threads together waited for the disk "
+                      "3,000 ms/s", text)
+
+    def test_no_cold_scenario_no_finding(self):
+        for f in (FIXTURE, FIXTURE_V2):
+            self.assertIsNone(disk.disk_finding(data.Run(load(f))))
+
+    def test_in_the_report(self):
+        out = tempfile.mkdtemp()
+        try:
+            with open(os.path.join(out, "results.json"), "w") as f:
+                json.dump(cold_doc(COLD_CELLS, by_thread=COLD_THREADS), f)
+            r = run_cmd([out])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            md = read(out, "report.md")
+            self.assertIn("- **Waiting for the disk**", md)
+            self.assertLess(md.index("Waiting for the disk"), md.index("## The operating-system"))
+        finally:
+            shutil.rmtree(out)
 
 
 CROSS_ID = "1KiB-ka-crossover"

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -308,6 +309,81 @@ Test(conn, own_buffers_response_done)
     resp.status = 413;
     c10k_conn_send_begins(&c, T0 + 4);
     cr_assert_eq(c10k_conn_response_done(&c, &resp, 10, false, T0 + 5), C10K_LINGER);
+}
+
+/* --- the send gate of c10k_conn_pump_gated() (epoll --helpers) ------------------ */
+
+typedef struct {
+    bool open; /* what the gate answers */
+    int calls; /* how often it was asked */
+    size_t at; /* c->io->sent.done when it was last asked */
+} gate_t;
+
+static bool test_gate(void *arg, c10k_conn_t *cc)
+{
+    gate_t *g = arg;
+
+    g->calls++;
+    g->at = cc->io->sent.done;
+    return g->open;
+}
+
+/* Bytes waiting on fd now (non-blocking). */
+static ssize_t waiting(int fd, char *buf, size_t cap)
+{
+    ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
+
+    return n < 0 ? 0 : n;
+}
+
+Test(conn, gate_holds_a_response_until_it_opens)
+{
+    c10k_iopool_t pool = {.n = 0};
+    c10k_ready_t ready = {.readable = true, .writable = true};
+    gate_t g = {.open = false};
+    char buf[4096];
+    int sv[2];
+
+    cr_assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    c10k_conn_start(&c, &srv, NULL, T0);
+    cr_assert(write(sv[1], GET GET, strlen(GET GET)) == (ssize_t)strlen(GET GET));
+    cr_assert_eq(c10k_conn_pump_gated(&c, sv[0], &ready, &pool, T0, test_gate, &g), C10K_SEND);
+    cr_assert_eq(g.calls, 1, "asked once, before the first byte");
+    cr_assert_eq(g.at, 0);
+    cr_assert_eq(waiting(sv[1], buf, sizeof(buf)), 0, "a held response sends nothing");
+    cr_assert_eq(c.io->sent.done, 0);
+    /* Pumped again while still closed: still nothing. */
+    cr_assert_eq(c10k_conn_pump_gated(&c, sv[0], &ready, &pool, T0, test_gate, &g), C10K_SEND);
+    cr_assert_eq(waiting(sv[1], buf, sizeof(buf)), 0);
+    /* Open: both pipelined responses go, the gate asked before each. */
+    g.open = true;
+    g.calls = 0;
+    cr_assert_eq(c10k_conn_pump_gated(&c, sv[0], &ready, &pool, T0, test_gate, &g), C10K_READ);
+    cr_assert_eq(g.calls, 2, "once per response");
+    cr_assert_eq(g.at, 0, "always before its first byte");
+    cr_assert_eq(c.req.requests, 2);
+    cr_assert_gt(waiting(sv[1], buf, sizeof(buf)), 0, "the responses arrived");
+    cr_assert(strstr(buf, "200 OK"));
+    c10k_iopool_free(&pool);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+Test(conn, no_gate_sends_at_once)
+{
+    c10k_iopool_t pool = {.n = 0};
+    c10k_ready_t ready = {.readable = true, .writable = true};
+    char buf[4096];
+    int sv[2];
+
+    cr_assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    c10k_conn_start(&c, &srv, NULL, T0);
+    cr_assert(write(sv[1], GET, strlen(GET)) == (ssize_t)strlen(GET));
+    cr_assert_eq(c10k_conn_pump(&c, sv[0], &ready, &pool, T0), C10K_READ);
+    cr_assert_gt(waiting(sv[1], buf, sizeof(buf)), 0);
+    c10k_iopool_free(&pool);
+    close(sv[0]);
+    close(sv[1]);
 }
 
 Test(conn, stop_soon_makes_the_next_response_the_last)
