@@ -699,14 +699,23 @@ static void conn_do(worker_t *w, conn_t *c, c10k_next_t next)
 /* --- sending ----------------------------------------------------------------------------- */
 
 /* An operation of the chunk in flight; the chunk is done when all are. */
-static struct io_uring_sqe *chunk_sqe(worker_t *w, conn_t *c, op_t op, bool link)
+static struct io_uring_sqe *chunk_sqe(worker_t *w, conn_t *c, op_t op)
 {
     struct io_uring_sqe *sqe = conn_sqe(w, c, op);
 
     c->chunk_ops++;
-    if (link) /* a failed or short operation cancels the rest of the chain */
-        sqe->flags |= IOSQE_IO_LINK;
     return sqe;
+}
+
+/* The next SQE starts only when this one has completed in full; a failed or
+ * short one cancels the rest of the chain. Call it after the prep: liburing's
+ * io_uring_prep_*() helpers reset sqe->flags, so a link set before them is
+ * silently lost, and the READ and SEND of a slot then run side by side (a
+ * READ that has to wait for the disk leaves the SEND sending the slot's
+ * previous contents). */
+static void link_next(struct io_uring_sqe *sqe)
+{
+    sqe->flags |= IOSQE_IO_LINK;
 }
 
 /* Slot path: what is left of the head, then as much body as fits, read from
@@ -738,17 +747,18 @@ static void slot_chunk(worker_t *w, conn_t *c)
         c->read_len = n = min_sz(r->body_len - body_done, SLOT_SIZE - len);
         off = (uint64_t)(r->body_off + (off_t)body_done);
         sq_reserve(w, 2);
-        sqe = chunk_sqe(w, c, OP_READ, true);
+        sqe = chunk_sqe(w, c, OP_READ);
         if (c->slot >= 0 && w->slots_registered)
             io_uring_prep_read_fixed(sqe, r->body_fd, c->out + len, (unsigned)n, off, c->slot);
         else
             io_uring_prep_read(sqe, r->body_fd, c->out + len, (unsigned)n, off);
+        link_next(sqe);
         len += n;
     }
     c->chunk_len = len;
     c->chunk_off = 0;
     zc = opt.zc && len >= ZC_MIN;
-    sqe = chunk_sqe(w, c, zc ? OP_SEND_ZC : OP_SEND, false);
+    sqe = chunk_sqe(w, c, zc ? OP_SEND_ZC : OP_SEND);
     /* MSG_WAITALL: io_uring itself retries a partial send until all is out. */
     if (zc && c->slot >= 0 && w->slots_registered)
         io_uring_prep_send_zc_fixed(sqe, c->fd, c->out, len, MSG_WAITALL | MSG_NOSIGNAL, 0,
@@ -763,7 +773,7 @@ static void slot_chunk(worker_t *w, conn_t *c)
 /* The rest of a chunk the socket took only in part. */
 static void send_rest(worker_t *w, conn_t *c)
 {
-    struct io_uring_sqe *sqe = chunk_sqe(w, c, OP_SEND, false);
+    struct io_uring_sqe *sqe = chunk_sqe(w, c, OP_SEND);
 
     io_uring_prep_send(sqe, c->fd, c->out + c->chunk_off, c->chunk_len - c->chunk_off,
                        MSG_WAITALL | MSG_NOSIGNAL);
@@ -784,29 +794,32 @@ static void splice_chunk(worker_t *w, conn_t *c)
 
     sq_reserve(w, 4);
     if (done < r->head_len) {
-        sqe = chunk_sqe(w, c, OP_SEND, true);
+        sqe = chunk_sqe(w, c, OP_SEND);
         io_uring_prep_send(sqe, c->fd, io->head + done, r->head_len - done,
                            MSG_WAITALL | MSG_NOSIGNAL | MSG_MORE);
         conn_fixed(w, sqe);
+        link_next(sqe);
     }
     if (c->sock_full) {
-        sqe = chunk_sqe(w, c, OP_POLL, true);
+        sqe = chunk_sqe(w, c, OP_POLL);
         io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
         conn_fixed(w, sqe);
+        link_next(sqe);
     }
     /* Top the pipe up, so that each round offers the socket all it can
      * take. NONBLOCK: a pipe fuller than reckoned gives a short splice (an
      * error), never an io-wq thread waiting for room. */
     if (add > 0) {
         c->splice_len = add;
-        sqe = chunk_sqe(w, c, OP_SPLICE_IN, true);
+        sqe = chunk_sqe(w, c, OP_SPLICE_IN);
         io_uring_prep_splice(sqe, r->body_fd, r->body_off + (off_t)(body_sent + c->in_pipe),
                              c->pipe[1], -1, (unsigned)add, SPLICE_F_NONBLOCK);
+        link_next(sqe);
     }
     /* The socket is O_NONBLOCK, so this splice (run by an io-wq thread)
      * takes what fits and returns, never blocking that thread on a slow
      * client. */
-    sqe = chunk_sqe(w, c, OP_SPLICE_OUT, false);
+    sqe = chunk_sqe(w, c, OP_SPLICE_OUT);
     io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1, (unsigned)(c->in_pipe + add),
                          SPLICE_F_NONBLOCK);
     conn_fixed(w, sqe);

@@ -756,6 +756,72 @@ def t_unavailable_exits_2(ctx):
 
 # --- runner --------------------------------------------------------------------------
 
+# --- bodies read from disk, not from the page cache --------------------------------------
+
+def _evict(path):
+    """Drop path's pages from the page cache (it was fsync'd, so they are
+    clean); False when they stay (tmpfs, or a kernel that ignores the hint)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return True  # not cached: a read would have to wait for the disk
+        return False
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def t_cold_cache_bodies(ctx):
+    """Bodies whose pages are not cached: the read has to wait for the disk,
+    and the send must wait for the read. Two 20 KB files (one slot each) and
+    a 1 MiB one, evicted before every request and asked for in turn on one
+    connection: every body must be the file's. With the READ and the SEND
+    of a slot not linked (liburing's prep helpers reset sqe->flags, so a link
+    set before them is lost), the SEND sent the slot's previous contents:
+    19 to 21 of the 21 bodies were wrong, on every variant."""
+    names = ["cold-a.bin", "cold-b.bin", "cold-c.bin"]
+    files = {n: os.urandom(20000) for n in names[:2]}
+    files[names[2]] = os.urandom(1024 * 1024 + 5)
+    for n, data in files.items():
+        _write_synced(os.path.join(ctx.root, n), data)
+    if not _evict(os.path.join(ctx.root, names[0])):
+        raise Skip("the page cache cannot be dropped for files here (tmpfs?)")
+
+    def one(args):
+        srv = Server(ctx.bin, ctx.root, args)
+        try:
+            s = srv.connect()
+            r = Reader(s)
+            bad = []
+            for i in range(21):
+                name = names[i % 3] if i % 7 == 6 else names[i % 2]
+                _evict(os.path.join(ctx.root, name))
+                s.sendall(get("/" + name))
+                st, _, body = r.response()
+                if st != 200 or body != files[name]:
+                    bad.append(f"{name}: {st}, {len(body)} bytes")
+            assert not bad, f"{len(bad)} of 21 bodies wrong: {bad[:3]}"
+        finally:
+            srv.stop()
+
+    failed = []
+    for args in ([], ["--entries", "16", "--zc"], ["--sqpoll"]):
+        try:
+            one(args)
+        except AssertionError as e:
+            failed.append(f"[{' '.join(args) or 'default'}] {e}")
+    assert not failed, "; ".join(failed)
+
+
 TESTS = [
     t_small_and_big, t_keepalive_many, t_pipelined, t_half_close_and_close_header,
     t_max_requests, t_head_byte_by_byte, t_head_spans_buffers,
@@ -764,6 +830,7 @@ TESTS = [
     t_sqpoll, t_zc, t_bad_flags,
     t_pipeline_flood_one_write, t_pipeline_behind_slow_body, t_pipeline_half_close,
     t_slow_readers_hold_only_their_own, t_refused_body_lingers, t_large_ranges_read_slowly,
+    t_cold_cache_bodies,
 ]
 
 
