@@ -20,6 +20,7 @@ import asyncio
 import ctypes
 import os
 import re
+import resource
 import signal
 import socket
 import struct
@@ -756,6 +757,84 @@ def t_unavailable_exits_2(ctx):
 
 # --- runner --------------------------------------------------------------------------
 
+# --- bodies larger than a slot: sendfile from the ring's thread when cached -----------------
+
+def _io_wq_threads(pid):
+    """io_uring's worker threads (iou-wrk-*) the server has now."""
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return [n for n in names if n.startswith("iou-wrk")]
+
+
+def t_cached_large_bodies_stay_in_the_ring_thread(ctx):
+    """Cached bodies larger than a slot (200 KiB, 1 MiB, 6 MiB, a range of
+    it) go by sendfile(2) from the ring's thread: every byte arrives and no
+    io-wq thread is ever started (a splice always runs in one: the code
+    before this had one or more after the first large body). Default
+    (a descriptor installed for the direct one) and --access-log (ordinary
+    descriptors). A kernel without IORING_OP_FIXED_FD_INSTALL (Linux 6.8)
+    splices, which the start line says (large=splice)."""
+    names = ["mid.bin", "1m.bin", "big.bin", "1m.bin", "mid.bin"] * 3
+    for name in set(names):  # cached: read once
+        with open(os.path.join(ctx.root, name), "rb") as f:
+            f.read()
+    for args in ([], ["--access-log", os.path.join(ctx.tmp, "access-sf.log")]):
+        srv = Server(ctx.bin, ctx.root, args)
+        try:
+            if "large=splice" in srv.srv.line:
+                raise Skip(f"no sendfile here: {srv.srv.line.strip()}")
+            s = srv.connect()
+            r = Reader(s)
+            for name in names:
+                s.sendall(get("/" + name))
+                st, _, body = r.response()
+                assert st == 200 and body == ctx.files[name], (args, name, st, len(body))
+            s.sendall(get("/big.bin", "Range: bytes=4097-5000000\r\n"))
+            st, _, body = r.response()
+            assert st == 206 and body == ctx.files["big.bin"][4097:5000001], (args, st, len(body))
+            wq = _io_wq_threads(srv.proc.pid)
+            assert not wq, f"{args}: io-wq threads after cached large bodies: {wq}"
+        finally:
+            srv.stop()
+
+
+def t_sendfile_without_descriptors(ctx):
+    """No descriptor left to install for sendfile (RLIMIT_NOFILE lowered
+    under the running server, once its ring is set up, to what it holds plus
+    the one the body file takes): the ring falls back (splice; with no descriptors for a pipe
+    either, read + send through the slots) and every body still arrives."""
+    for name in ("1m.bin", "big.bin"):
+        with open(os.path.join(ctx.root, name), "rb") as f:
+            f.read()
+    srv = Server(ctx.bin, ctx.root, ["--workers", "1"])
+    try:
+        if "large=splice" in srv.srv.line:
+            raise Skip(f"no sendfile here: {srv.srv.line.strip()}")
+        s = srv.connect()
+        r = Reader(s)
+        s.sendall(get("/1k.html"))  # answered: the ring is set up
+        assert r.response()[0] == 200
+        pid = srv.proc.pid
+        held = len(os.listdir(f"/proc/{pid}/fd"))
+        hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 1, hard))
+        for name in ("1m.bin", "big.bin", "1m.bin"):
+            s.sendall(get("/" + name))
+            st, _, body = r.response()
+            assert st == 200 and body == ctx.files[name], (name, st, len(body))
+        s2 = srv.connect()
+        s2.sendall(get("/1m.bin"))
+        st, _, body = Reader(s2).response()
+        assert st == 200 and body == ctx.files["1m.bin"], ("second connection", st, len(body))
+    finally:
+        srv.stop()
+
+
 # --- bodies read from disk, not from the page cache --------------------------------------
 
 def _evict(path):
@@ -830,6 +909,7 @@ TESTS = [
     t_sqpoll, t_zc, t_bad_flags,
     t_pipeline_flood_one_write, t_pipeline_behind_slow_body, t_pipeline_half_close,
     t_slow_readers_hold_only_their_own, t_refused_body_lingers, t_large_ranges_read_slowly,
+    t_cached_large_bodies_stay_in_the_ring_thread, t_sendfile_without_descriptors,
     t_cold_cache_bodies,
 ]
 
