@@ -18,7 +18,10 @@ share of that CPU time spent in io_uring's worker threads (iou-wrk-*) alive
 at both ends of the window. The models alternate within every repeat, so a
 busy spell on a shared machine hits each of them; prefer CPU per request to
 requests/s there. Prints one line per run, then the median of each cell and
-model.
+model, then each model's CPU per request as a ratio to the baseline model's
+in the same repeat (median and range over the repeats): pairing runs that
+were taken seconds apart cancels much of what the machine's other load does
+to both.
 """
 import argparse
 import os
@@ -156,6 +159,7 @@ def main():
                     "64KiB:16:keepalive,1MiB:16:keepalive,16MiB:16:keepalive")
     ap.add_argument("--models", default="uring,epoll", help="comma-separated, flags allowed, "
                     "and @BIN for another build: 'uring --zc,epoll,uring@/tmp/old/c10k'")
+    ap.add_argument("--baseline", default="epoll", help="the model the ratios are to")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     a = ap.parse_args()
@@ -176,6 +180,7 @@ def main():
                     if r is None:
                         print(f"{key}: no requests", flush=True)
                         continue
+                    r["repeat"] = rep
                     results.setdefault(key, []).append(r)
                     print(f"repeat {rep + 1}  {cell[0]:>6} c={cell[2]:<4} {cell[3]:<9} "
                           f"{model:<14} {fmt(r)} {r['errors']}", flush=True)
@@ -183,7 +188,25 @@ def main():
     for key, runs in results.items():
         med = {k: statistics.median(r[k] for r in runs) for k in FIELDS}
         print(f"{key[0]:>6} c={key[1]:<4} {key[2]:<9} {key[3]:<14} {fmt(med)} ({len(runs)} runs)")
+    print_ratios(results, a.baseline)
     return 0
+
+
+def print_ratios(results, baseline):
+    """CPU per request over the baseline's in the same repeat and cell."""
+    base = {(k[:3], r["repeat"]): r["cpu_us"] for k, runs in results.items() if k[3] == baseline
+            for r in runs}
+    lines = []
+    for key, runs in results.items():
+        ratios = [r["cpu_us"] / base[(key[:3], r["repeat"])] for r in runs
+                  if key[3] != baseline and (key[:3], r["repeat"]) in base]
+        if ratios:
+            lines.append(f"{key[0]:>6} c={key[1]:<4} {key[2]:<9} {key[3]:<14} "
+                         f"{statistics.median(ratios):5.2f}  ({min(ratios):.2f}-{max(ratios):.2f}, "
+                         f"{len(ratios)} pairs)")
+    if lines:
+        print(f"\nCPU per request / {baseline}'s in the same repeat: median (range):")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
