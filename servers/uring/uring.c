@@ -19,9 +19,11 @@
  *                  the head is copied into a registered slot, the file body
  *                  is read right after it with READ_FIXED, and one linked
  *                  SEND puts both on the wire: two SQEs, no syscall of its
- *                  own. A larger body: SEND of the head (MSG_MORE), then
- *                  SPLICE file -> pipe -> socket, linked, as often as the
- *                  socket takes less than the rest (see "Large bodies").
+ *                  own. A larger body: SEND of the head (MSG_MORE), then,
+ *                  when its pages are cached, sendfile(2) called by the
+ *                  ring's thread (not io_uring: see "Large bodies"), else
+ *                  SPLICE file -> pipe -> socket, linked; either as often as
+ *                  the socket takes less than the rest, with a POLL between.
  *     C10K_LINGER  a SHUTDOWN(SHUT_WR), then RECVs whose bytes are dropped.
  *     C10K_CLOSE   cancel what is in flight, then close.
  *     deadlines    one IORING_OP_TIMEOUT per connection, re-armed lazily:
@@ -72,36 +74,77 @@
  *                  slot is so taken, a response uses 32 KiB of its own memory
  *                  instead, so no request ever waits for a slot (and none can
  *                  sit out its header timeout waiting for one). A larger body
- *                  never takes a slot: it is spliced through a pipe of the
- *                  connection's own (from the ring's pool), which holds page
- *                  references to the file, not copies.
+ *                  never takes a slot: sendfile needs no memory at all, and a
+ *                  splice goes through a pipe of the connection's own (from
+ *                  the ring's pool), which holds page references to the
+ *                  file, not copies.
  *   Backpressure is conn.h's: while a response is in flight nothing is read,
  *   and a RECV asks for no more than the room left in the request buffer, so
  *   what a client sends ahead (pipelined requests, a body) stays in its
  *   socket's receive queue, where TCP's window holds the client back. No
  *   request is ever received and then dropped.
  *   So a client that never reads holds: its request buffer, one slot or its
- *   own 32 KiB (small response) or one pipe (two descriptors, up to 1 MiB of
- *   page references; large body), and its socket's kernel buffers; for at
+ *   own 32 KiB (small response), a POLL (large body by sendfile) or one pipe
+ *   (two descriptors, up to 1 MiB of page references; large body spliced),
+ *   and its socket's kernel buffers; for at
  *   most the send timeout (C10K_SEND_TIMEOUT_MS without progress), after
  *   which conn.h closes it (and TCP_USER_TIMEOUT makes the kernel give up on
  *   it). It cannot hold a provided buffer, a place in a queue, an io-wq
  *   thread, or anything that another connection waits for.
  *
- * Large bodies: read + send up to a slot, splice beyond
- *   A body read into user memory and sent from there is copied twice by the
- *   server (page cache -> slot, slot -> socket buffer); sendfile, which the
- *   epoll models use, copies it not at all (the socket takes page
- *   references). io_uring has no sendfile, but IORING_OP_SPLICE file -> pipe
- *   -> socket moves the same page references. Its price: the kernel always
- *   runs a splice in an io-wq worker thread (it is force-async), so each
- *   round costs a hand-off to that thread and back, where READ_FIXED from the
- *   page cache and SEND complete inline. So the choice is by size: a
- *   response that fits in one slot (head + body up to 32 KiB) goes as
- *   READ_FIXED + SEND, where two small copies cost less than a thread
- *   hand-off; a larger body is spliced, where the copies would cost more
- *   (tests/uring/README.md has the measurements, 1 KiB to 16 MiB). Three
- *   rules keep splicing cheap and safe:
+ * Large bodies: read + send up to a slot, sendfile beyond (splice if not cached)
+ *   What a body costs the server is its bytes (copies) and its rounds (a
+ *   round: what the socket takes before it is full, then a wait for room;
+ *   a 16 MiB response to a client slower than the server takes dozens).
+ *   These were measured against epoll's sendfile, in the same runs
+ *   (tests/uring/README.md: the figures, the commands, and the losers):
+ *     - READ_FIXED into registered buffers + SEND, in chunks of 32 KiB up to
+ *       1 MiB: every round stays in this thread, but the server copies each
+ *       byte twice (page cache -> buffer -> socket), which costs more than
+ *       sendfile wherever the copies are not hidden behind a slow client.
+ *     - SEND_ZC from those buffers (--zc keeps it): it saves the second copy
+ *       only on a real NIC; over loopback the kernel copies zero-copy pages
+ *       when it delivers them (on the sender's CPU), every send completes
+ *       twice, and the buffer stays pinned until the client has taken it.
+ *       SEND / SEND_ZC from a mapping of the file: the mmap and munmap of
+ *       every response cost more page-table work than the copy they save.
+ *     - IORING_OP_SPLICE file -> pipe -> socket (the previous choice): page
+ *       references, no copy, but the kernel runs every splice in an io-wq
+ *       worker thread. The opcode is force-async (io_uring/splice.c sets
+ *       REQ_F_FORCE_ASYNC at prep and io_splice() warns if issued inline);
+ *       no flag, pipe size, SPLICE_F_NONBLOCK or poll-first arming changes
+ *       that, and fewer io-wq workers only change who runs it. So every
+ *       round is a hand-off to that thread and back: two or more context
+ *       switches, which made 16 MiB responses cost more than epoll's.
+ *     - sendfile(2) called by this thread: the same page references as a
+ *       splice and the same kernel path as epoll's sendfile, with no second
+ *       thread. It is the one that costs no more than epoll at 64 KiB, 1 MiB
+ *       and 16 MiB, so it is what a cached body larger than a slot gets.
+ *   That part of the model is plainly not io_uring doing the I/O: io_uring
+ *   has no sendfile, and its zero-copy path pays a thread hand-off per round.
+ *   What stays io_uring's: the wait for room (a POLL, no thread), the accept,
+ *   the receive, the head's SEND, the closes. Two conditions keep sendfile
+ *   from costing what io_uring is for:
+ *     - Every page of the body is in the page cache (cachestat(2), one call
+ *       per response); otherwise sendfile would wait for the disk in this
+ *       thread and stall every connection of the ring (epoll's loop does).
+ *       A body that is not cached is spliced: the io-wq thread waits for the
+ *       disk, and the next request for the file finds it cached.
+ *     - sendfile needs an ordinary descriptor, and accepted sockets are
+ *       direct descriptors: IORING_OP_FIXED_FD_INSTALL (Linux 6.8) installs
+ *       one on the connection's first large body, kept until the connection
+ *       closes (the ring closes it). Without it (an older kernel, or no
+ *       descriptor free), the body is spliced.
+ *   The socket is non-blocking, so a round takes what fits and returns: a
+ *   short count says the socket is full and a POLL waits for room (asking
+ *   again, as epoll's loop does, would only return -EAGAIN). A client that
+ *   never reads holds a POLL, never a thread.
+ *   The threshold is the slot: a response that fits in one (head + body up
+ *   to 32 KiB) goes as READ_FIXED + SEND, where two small copies cost less
+ *   than the two syscalls (cachestat, sendfile) of the large path; above
+ *   it, a READ and a SEND per 32 KiB cost more than one sendfile (measured
+ *   at 16 KiB, 30 KB, 64 KiB and 256 KiB).
+ *   The splice path (bodies not cached) keeps three rules:
  *     - The head goes first as an inline SEND with MSG_MORE, linked to the
  *       two splices, so all three go in one submission and one hand-off.
  *     - Each round tops the pipe up (1 MiB, F_SETPIPE_SZ) before splicing it
@@ -110,10 +153,6 @@
  *       what it moved (or -EAGAIN) instead of parking the io-wq thread until
  *       the client reads; the next round waits in a POLL (no thread) first.
  *       A slow client therefore holds its pipe, never a thread.
- *   SEND_ZC from larger registered buffers was not taken: the body would
- *   still be copied once into the buffer, over loopback the kernel copies
- *   zero-copy pages again on delivery, and the buffer stays pinned until the
- *   client has acknowledged the bytes, which a slow client may never do.
  *
  * What it needs
  *   Linux 6.1+ (provided-buffer rings and IORING_OP_SEND_ZC arrived in 6.0,
@@ -121,7 +160,10 @@
  *   COOP_TASKRUN), liburing 2.3+, io_uring not disabled
  *   (sysctl kernel.io_uring_disabled) nor blocked by seccomp (containers often
  *   do). run() probes with io_uring_get_probe_ring() and, when something is
- *   missing, prints why and returns -EOPNOTSUPP (exit status 2). Registered
+ *   missing, prints why and returns -EOPNOTSUPP (exit status 2). Sending
+ *   cached large bodies with sendfile needs cachestat(2) (Linux 6.5) and,
+ *   for direct descriptors, IORING_OP_FIXED_FD_INSTALL (6.8); without them
+ *   large bodies are spliced (the start line says large=splice). Registered
  *   buffers are pinned memory (RLIMIT_MEMLOCK); when registering them fails
  *   the model warns and reads into the same memory unregistered.
  *
@@ -141,7 +183,7 @@
  *                  spare.
  *     --zc         send from the slots with SEND_ZC (zero copy) every chunk
  *                  of 16 KiB or more, large bodies included (in slot-sized
- *                  chunks, instead of splicing them); a slot is reused only
+ *                  chunks, not by sendfile or splice); a slot is reused only
  *                  after the kernel's notification. Over loopback it is
  *                  slower (tests/uring/README.md): local delivery copies
  *                  anyway and every send completes twice. It is meant for a
@@ -152,9 +194,11 @@
  *
  * Trade-offs
  *   + Few syscalls: at load, one io_uring_enter serves many requests; no
- *     epoll_wait/read/write/sendfile per request.
+ *     epoll_wait/read/write per request, and a sendfile only for a body
+ *     larger than a slot.
  *   + Receive buffers are shared by the ring (provided buffers), not owned by
- *     every connection; large bodies are spliced, never copied.
+ *     every connection; large bodies are sent from the page cache, never
+ *     copied.
  *   - The most intricate model here: every operation's lifetime must be
  *     tracked (conn->inflight) before a connection can be closed, a recv
  *     can find the buffer ring empty (-ENOBUFS) and must be re-armed when
@@ -163,11 +207,13 @@
  *   - Memory per ring is set up front: 4 MiB of receive buffers and
  *     --entries x 32 KiB of response slots; when all slots are busy, a
  *     response uses memory of its own instead (never a wait).
- *   - Splicing costs an io-wq thread hand-off per round, and a pipe (two
- *     descriptors) per connection sending a large body. When the client is
- *     the bottleneck the rounds are many, each two context switches; where
- *     a switch is dear (the VM of tests/uring/README.md) 16 MiB bodies then
- *     cost more CPU than epoll's sendfile, which needs no second thread.
+ *   - Large cached bodies leave by sendfile(2) from the ring's thread, not
+ *     by io_uring: io_uring's splice costs an io-wq thread hand-off per
+ *     round, which made 16 MiB bodies dearer than epoll's sendfile. A body
+ *     not in the page cache is still spliced (io-wq waits for the disk, not
+ *     the ring), at that price, plus a pipe (two descriptors) per connection
+ *     sending it. A connection that has sent a large body keeps one more
+ *     descriptor (installed for sendfile) until it closes.
  */
 #include "conn.h"
 #include "loopstat.h"
@@ -184,7 +230,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* --- settings ------------------------------------------------------------------ */
@@ -198,11 +246,19 @@
 #define PIPE_SIZE  (1024 * 1024) /* asked of F_SETPIPE_SZ: a 1 MiB body in one splice */
 #define MAX_CONNS  65536         /* connections per ring (bounded by RLIMIT_NOFILE) */
 
+/* Newer than liburing 2.3's headers: IORING_OP_FIXED_FD_INSTALL (Linux 6.8;
+ * the probe checks the kernel has it) and cachestat(2) (Linux 6.5; the same
+ * number on every architecture). */
+#define OP_FIXED_FD_INSTALL 54
+#define NR_CACHESTAT        451
+
 static struct {
     bool sqpoll;
     bool zc;
     unsigned entries;
 } opt = {.entries = 256};
+
+static bool can_install; /* the kernel has IORING_OP_FIXED_FD_INSTALL (probe) */
 
 /* --- user_data: op in the low 8 bits, connection index and generation above ---- */
 
@@ -219,7 +275,8 @@ typedef enum {
     OP_SPLICE_OUT, /* pipe -> socket */
     OP_POLL,       /* wait until the socket takes more */
     OP_TIMER,
-    OP_AUX, /* shutdown or cancel-by-descriptor on a connection's socket */
+    OP_AUX,     /* shutdown or cancel-by-descriptor on a connection's socket */
+    OP_INSTALL, /* an ordinary descriptor for a direct one, for sendfile(2) */
 } op_t;
 
 static uint64_t ud_make(op_t op, uint32_t idx, uint32_t gen)
@@ -275,6 +332,10 @@ struct conn_s {
     int pipe[2]; /* splice path: a pipe from the ring's pool, or -1 */
     size_t pipe_cap, in_pipe, splice_len;
 
+    bool sendfile;   /* this response's body goes by sendfile(2) */
+    bool no_install; /* installing a descriptor failed: this connection splices */
+    int sock_fd;     /* direct descriptors: the ordinary one installed for sendfile, or -1 */
+
     int64_t timer_at;
     struct __kernel_timespec ts; /* read by the kernel when the SQE is submitted */
     conn_t *starved_next;
@@ -317,6 +378,7 @@ typedef struct {
 
     conn_t *starved_head, *starved_tail; /* FIFO of connections whose recv found no buffer */
     bool accept_paused, stopping, grace_over;
+    bool no_cachestat; /* the kernel has no cachestat(2): never sendfile */
     int64_t now;
     struct __kernel_timespec grace_ts;
     c10k_loopstat_t ls; /* iterations and stalls: a batch of completions handled */
@@ -609,6 +671,12 @@ static void conn_reap(worker_t *w, conn_t *c)
     if (c->out)
         out_put(w, c);
     pipe_put(w, c);
+    if (w->direct && c->sock_fd >= 0) {
+        sqe = get_sqe(w);
+        io_uring_prep_close(sqe, c->sock_fd);
+        quiet(sqe);
+        c->sock_fd = -1;
+    }
     sqe = get_sqe(w);
     if (w->direct)
         io_uring_prep_close_direct(sqe, (unsigned)c->fd);
@@ -714,9 +782,12 @@ static struct io_uring_sqe *chunk_sqe(worker_t *w, conn_t *c, op_t op)
     return conn_sqe(w, c, op);
 }
 
-/* Chain sqe to the next one: it starts only once sqe has completed in full,
- * and a failed or short sqe cancels the rest. Call it after io_uring_prep_*(),
- * which clears sqe->flags. */
+/* The next SQE starts only when this one has completed in full; a failed or
+ * short one cancels the rest of the chain. Call it after the prep: liburing's
+ * io_uring_prep_*() helpers reset sqe->flags, so a link set before them is
+ * silently lost, and the READ and SEND of a slot then run side by side (a
+ * READ that has to wait for the disk leaves the SEND sending the slot's
+ * previous contents). */
 static void link_next(struct io_uring_sqe *sqe)
 {
     sqe->flags |= IOSQE_IO_LINK;
@@ -829,11 +900,103 @@ static void splice_chunk(worker_t *w, conn_t *c)
     conn_fixed(w, sqe);
 }
 
-/* A file body that does not fit in one slot with its head is spliced, unless
- * --zc asks for SEND_ZC from the slots (the reasons are in the header). */
-static bool spliced(const c10k_resp_t *r)
+/* A file body that does not fit in one slot with its head: sent with
+ * sendfile(2) when its pages are cached, else spliced; unless --zc asks for
+ * SEND_ZC from the slots (the reasons are in the header). */
+static bool large_body(const c10k_resp_t *r)
 {
     return !opt.zc && r->body_fd >= 0 && r->head_len + r->body_len > SLOT_SIZE;
+}
+
+/* --- sendfile: large bodies whose pages are cached ------------------------------------------ */
+
+static void chunk_done(worker_t *w, conn_t *c);
+
+/* Whether every page of the body is in the page cache (cachestat(2)), so
+ * that sendfile() from this thread will not wait for the disk. When it
+ * cannot tell: no, and the body is spliced by io-wq, which may wait. */
+static bool body_cached(worker_t *w, const c10k_resp_t *r)
+{
+    struct {
+        uint64_t off, len;
+    } range = {(uint64_t)r->body_off, r->body_len};
+    struct {
+        uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+    } cs;
+    uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+
+    if (w->no_cachestat)
+        return false;
+    if (syscall(NR_CACHESTAT, r->body_fd, &range, &cs, 0) != 0) {
+        w->no_cachestat = errno == ENOSYS;
+        return false;
+    }
+    return cs.nr_cache >= (range.off + range.len - 1) / pg - range.off / pg + 1;
+}
+
+/* sendfile(2) needs an ordinary descriptor for the socket: a direct one gets
+ * one installed (IORING_OP_FIXED_FD_INSTALL, Linux 6.8), kept for the life
+ * of the connection. */
+static bool sendfile_fits(worker_t *w, const conn_t *c, const c10k_resp_t *r)
+{
+    if (!large_body(r) || c->pipe[0] >= 0)
+        return false;
+    if (w->direct && c->sock_fd < 0 && (!can_install || c->no_install))
+        return false;
+    return body_cached(w, r);
+}
+
+/* One round of the body: what the socket takes now, from this thread. The
+ * socket is non-blocking, so a round never waits; a short count says the
+ * socket is full (asking again would only return -EAGAIN), and a POLL waits
+ * for room, as between splices. */
+static void sendfile_round(worker_t *w, conn_t *c)
+{
+    c10k_io_t *io = c->cc.io;
+    const c10k_resp_t *r = &io->resp;
+    size_t rest = plan_total(r) - io->sent.done;
+    off_t off = r->body_off + (off_t)(io->sent.done - r->head_len);
+    struct io_uring_sqe *sqe;
+    ssize_t n;
+
+    do
+        n = sendfile(w->direct ? c->sock_fd : c->fd, r->body_fd, &off, rest);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        io->sent.done += (size_t)n;
+    if ((n > 0 && (size_t)n < rest) || (n < 0 && errno == EAGAIN)) {
+        sqe = chunk_sqe(w, c, OP_POLL);
+        io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+        conn_fixed(w, sqe);
+        return;
+    }
+    if (n <= 0) /* 0: the file shrank under us; or the peer is gone */
+        c->chunk_bad = true;
+    chunk_done(w, c);
+}
+
+/* The first round installs a descriptor if the connection has none yet and
+ * sends the head through the ring (MSG_MORE: it leaves with the body); the
+ * body follows when both have completed. */
+static void sendfile_chunk(worker_t *w, conn_t *c)
+{
+    const c10k_io_t *io = c->cc.io;
+    struct io_uring_sqe *sqe;
+
+    c->sendfile = true;
+    if (w->direct && c->sock_fd < 0) {
+        sqe = chunk_sqe(w, c, OP_INSTALL);
+        io_uring_prep_rw(OP_FIXED_FD_INSTALL, sqe, c->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_FIXED_FILE; /* install_fd_flags 0: close-on-exec */
+    }
+    if (io->sent.done < io->resp.head_len) {
+        sqe = chunk_sqe(w, c, OP_SEND);
+        io_uring_prep_send(sqe, c->fd, io->head + io->sent.done, io->resp.head_len - io->sent.done,
+                           MSG_WAITALL | MSG_NOSIGNAL | MSG_MORE);
+        conn_fixed(w, sqe);
+    }
+    if (c->chunk_ops == 0)
+        sendfile_round(w, c);
 }
 
 static void send_chunk(worker_t *w, conn_t *c)
@@ -843,7 +1006,9 @@ static void send_chunk(worker_t *w, conn_t *c)
     c->chunk_bad = false;
     if (c->out)
         send_rest(w, c);
-    else if (c->pipe[0] >= 0 || (spliced(r) && pipe_get(w, c)))
+    else if (c->sendfile || sendfile_fits(w, c, r))
+        sendfile_chunk(w, c);
+    else if (c->pipe[0] >= 0 || (large_body(r) && pipe_get(w, c)))
         splice_chunk(w, c);
     else
         slot_chunk(w, c);
@@ -863,8 +1028,10 @@ static void chunk_done(worker_t *w, conn_t *c)
 
     if (c->chunk_bad) { /* peer gone, or the file changed under us */
         st = C10K_ERROR;
+        c->sendfile = false;
     } else if (io->sent.done == plan_total(r)) {
         st = C10K_OK;
+        c->sendfile = false;
         pipe_put(w, c);
         body_fd = c10k_resp_take_fd(r);
         if (body_fd >= 0) {
@@ -931,8 +1098,9 @@ static void handle_accept(worker_t *w, struct io_uring_cqe *cqe)
     c->inflight = 0;
     c->recv_armed = c->starved = c->timer_armed = false;
     c->chunk_ops = 0;
-    c->slot = c->pipe[0] = c->pipe[1] = -1;
+    c->slot = c->pipe[0] = c->pipe[1] = c->sock_fd = -1;
     c->out = NULL;
+    c->sendfile = c->no_install = false;
     if (!w->direct) {
         sl = sizeof(c->peer);
         peer = &c->peer.sa;
@@ -1010,6 +1178,19 @@ static void handle_splice(worker_t *w, conn_t *c, op_t op, int res)
         c->sock_full = ok = true;
     }
     chunk_step(w, c, ok);
+}
+
+/* The descriptor sendfile() needs; without one (out of descriptors) the
+ * connection splices instead. */
+static void handle_install(worker_t *w, conn_t *c, int res)
+{
+    if (res >= 0) {
+        c->sock_fd = res;
+    } else { /* out of descriptors: this connection splices instead */
+        c->no_install = true;
+        c->sendfile = false;
+    }
+    chunk_step(w, c, true);
 }
 
 static void handle_timer(worker_t *w, conn_t *c, struct io_uring_cqe *cqe)
@@ -1094,6 +1275,9 @@ static void dispatch_conn(worker_t *w, conn_t *c, op_t op, struct io_uring_cqe *
         break;
     case OP_TIMER:
         handle_timer(w, c, cqe);
+        break;
+    case OP_INSTALL:
+        handle_install(w, c, cqe->res);
         break;
     default: /* OP_AUX: a shutdown or a cancel */
         break;
@@ -1341,6 +1525,8 @@ static void conn_abandon(worker_t *w, conn_t *c)
         munmap(c->out, SLOT_SIZE);
     c->in_pipe = 1; /* so pipe_put() closes the pipe */
     pipe_put(w, c);
+    if (w->direct && c->sock_fd >= 0)
+        close(c->sock_fd);
     if (!w->direct)
         close(c->fd);
 }
@@ -1459,6 +1645,8 @@ static int probe(void)
         ret = -EOPNOTSUPP;
     }
     if (p)
+        can_install = io_uring_opcode_supported(p, OP_FIXED_FD_INSTALL);
+    if (p)
         io_uring_free_probe(p);
     io_uring_queue_exit(&ring);
     return ret;
@@ -1493,19 +1681,23 @@ static int uring_set_opt(const char *name, const char *value)
     return -EINVAL;
 }
 
+/* large=: how bodies larger than a slot go (cached: sendfile, else splice). */
 static void uring_describe(const c10k_server_t *srv, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "rings=%d entries=%u files=%s bufs=%ux%uKiB slots=%ux%uKiB%s%s",
+    const char *large = opt.zc                            ? "zc"
+                        : srv->log_fd >= 0 || can_install ? "sendfile+splice"
+                                                          : "splice";
+
+    snprintf(buf, cap, "rings=%d entries=%u files=%s bufs=%ux%uKiB slots=%ux%uKiB large=%s%s",
              c10k_worker_count(srv), opt.entries, srv->log_fd < 0 ? "direct" : "fd", BUF_COUNT,
-             BUF_SIZE / 1024, opt.entries, SLOT_SIZE / 1024, opt.sqpoll ? " sqpoll" : "",
-             opt.zc ? " zc" : "");
+             BUF_SIZE / 1024, opt.entries, SLOT_SIZE / 1024, large, opt.sqpoll ? " sqpoll" : "");
 }
 
 static const c10k_opt_t uring_opts[] = {
     {"entries", "N",
      "submission queue entries, response slots and kept request buffers per ring (default 256)"},
     {"sqpoll", NULL, "a kernel thread polls the submission queue (its CPU counts)"},
-    {"zc", NULL, "zero-copy send (SEND_ZC) from the slots, large bodies too (not spliced)"},
+    {"zc", NULL, "zero-copy send (SEND_ZC) from the slots, large bodies too (no sendfile)"},
     {0},
 };
 

@@ -11,11 +11,17 @@ Each run: `c10k serve MODEL --workers 1 --cpus 0` under `taskset -c 0`, a
 1 wrk -t1 -cN`). CPU per request is the server process's utime + stime over
 the window (/proc/PID/stat), which counts every thread it ever had, io_uring's
 io-wq and SQPOLL threads included (perf stat -p misses threads that start or
-exit during the window). Syscalls per request come from `perf stat -e
-raw_syscalls:sys_enter -p PID` over the same window. The models alternate
-within every repeat, so a busy spell on a shared machine hits each of them;
-prefer CPU per request to requests/s there. Prints one line per run, then
-the median of each cell and model.
+exit during the window). Syscalls and context switches per request come from
+`perf stat -e raw_syscalls:sys_enter,context-switches -p PID` over the same
+window (every thread of the server, io-wq workers included); "io-wq" is the
+share of that CPU time spent in io_uring's worker threads (iou-wrk-*) alive
+at both ends of the window. The models alternate within every repeat, so a
+busy spell on a shared machine hits each of them; prefer CPU per request to
+requests/s there. Prints one line per run, then the median of each cell and
+model, then each model's CPU per request as a ratio to the baseline model's
+in the same repeat (median and range over the repeats): pairing runs that
+were taken seconds apart cancels much of what the machine's other load does
+to both.
 """
 import argparse
 import os
@@ -58,6 +64,25 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime
 
 
+def iowq_ticks(pid):
+    """utime + stime of each io-wq worker thread of the process, by tid."""
+    ticks = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return ticks
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                comm, rest = f.read().split("(", 1)[1].rsplit(")", 1)
+        except OSError:
+            continue
+        if comm.startswith("iou-wrk"):
+            fields = rest.split()
+            ticks[tid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
 def start_server(binary, model, root):
     model, _, other = model.partition("@")  # "uring@/path/to/old/c10k": another binary
     argv = ["taskset", "-c", "0", other or binary, "serve", *model.split(), "--port", "0", "--root", root,
@@ -88,25 +113,37 @@ def one_run(a, model, cell, root):
     try:
         wrk(port, name, conns, mode, 1)
         with tempfile.NamedTemporaryFile("r", suffix=".perf") as pf:
-            perf = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter",
+            perf = subprocess.Popen(["perf", "stat", "-x,", "-e",
+                                     "raw_syscalls:sys_enter,context-switches",
                                      "-p", str(proc.pid), "-o", pf.name],
                                     stderr=subprocess.DEVNULL)
             time.sleep(0.2)
-            t0 = cpu_ticks(proc.pid)
+            t0, w0 = cpu_ticks(proc.pid), iowq_ticks(proc.pid)
             reqs, errors = wrk(port, name, conns, mode, a.duration)
-            t1 = cpu_ticks(proc.pid)
+            t1, w1 = cpu_ticks(proc.pid), iowq_ticks(proc.pid)
             perf.send_signal(signal.SIGINT)
             perf.wait(10)
             text = pf.read()
-        m = re.search(r"^(\d+),,raw_syscalls:sys_enter", text, re.M)
-        syscalls = int(m.group(1)) if m else float("nan")
+        counts = {m.group(2): int(m.group(1))
+                  for m in re.finditer(r"^(\d+),[^,]*,([\w:-]+)", text, re.M)}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     if reqs == 0:
         return None
+    iowq = sum(w1[t] - w0[t] for t in w1 if t in w0)
     return {"rps": reqs / a.duration, "cpu_us": (t1 - t0) * 1e6 / TICK / reqs,
-            "syscalls": syscalls / reqs, "errors": errors}
+            "syscalls": counts.get("raw_syscalls:sys_enter", float("nan")) / reqs,
+            "switches": counts.get("context-switches", float("nan")) / reqs,
+            "iowq": iowq / (t1 - t0) if t1 > t0 else 0.0, "errors": errors}
+
+
+FIELDS = ("rps", "cpu_us", "syscalls", "switches", "iowq")
+
+
+def fmt(r):
+    return (f"{r['rps']:>10.1f} req/s {r['cpu_us']:>9.1f} us CPU/req {r['syscalls']:>7.2f} "
+            f"syscalls/req {r['switches']:>8.2f} switches/req {r['iowq']:>4.0%} io-wq")
 
 
 def make_root(root, cells):
@@ -122,6 +159,7 @@ def main():
                     "64KiB:16:keepalive,1MiB:16:keepalive,16MiB:16:keepalive")
     ap.add_argument("--models", default="uring,epoll", help="comma-separated, flags allowed, "
                     "and @BIN for another build: 'uring --zc,epoll,uring@/tmp/old/c10k'")
+    ap.add_argument("--baseline", default="epoll", help="the model the ratios are to")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     a = ap.parse_args()
@@ -142,17 +180,33 @@ def main():
                     if r is None:
                         print(f"{key}: no requests", flush=True)
                         continue
+                    r["repeat"] = rep
                     results.setdefault(key, []).append(r)
                     print(f"repeat {rep + 1}  {cell[0]:>6} c={cell[2]:<4} {cell[3]:<9} "
-                          f"{model:<14} {r['rps']:>10.1f} req/s {r['cpu_us']:>9.1f} us CPU/req "
-                          f"{r['syscalls']:>7.2f} syscalls/req {r['errors']}", flush=True)
+                          f"{model:<14} {fmt(r)} {r['errors']}", flush=True)
     print("\nmedians:")
     for key, runs in results.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "cpu_us", "syscalls")}
-        print(f"{key[0]:>6} c={key[1]:<4} {key[2]:<9} {key[3]:<14} {med['rps']:>10.1f} req/s "
-              f"{med['cpu_us']:>9.1f} us CPU/req {med['syscalls']:>7.2f} syscalls/req "
-              f"({len(runs)} runs)")
+        med = {k: statistics.median(r[k] for r in runs) for k in FIELDS}
+        print(f"{key[0]:>6} c={key[1]:<4} {key[2]:<9} {key[3]:<14} {fmt(med)} ({len(runs)} runs)")
+    print_ratios(results, a.baseline)
     return 0
+
+
+def print_ratios(results, baseline):
+    """CPU per request over the baseline's in the same repeat and cell."""
+    base = {(k[:3], r["repeat"]): r["cpu_us"] for k, runs in results.items() if k[3] == baseline
+            for r in runs}
+    lines = []
+    for key, runs in results.items():
+        ratios = [r["cpu_us"] / base[(key[:3], r["repeat"])] for r in runs
+                  if key[3] != baseline and (key[:3], r["repeat"]) in base]
+        if ratios:
+            lines.append(f"{key[0]:>6} c={key[1]:<4} {key[2]:<9} {key[3]:<14} "
+                         f"{statistics.median(ratios):5.2f}  ({min(ratios):.2f}-{max(ratios):.2f}, "
+                         f"{len(ratios)} pairs)")
+    if lines:
+        print(f"\nCPU per request / {baseline}'s in the same repeat: median (range):")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import asyncio
 import ctypes
 import os
 import re
+import resource
 import signal
 import socket
 import struct
@@ -756,6 +757,150 @@ def t_unavailable_exits_2(ctx):
 
 # --- runner --------------------------------------------------------------------------
 
+# --- bodies larger than a slot: sendfile from the ring's thread when cached -----------------
+
+def _io_wq_threads(pid):
+    """io_uring's worker threads (iou-wrk-*) the server has now."""
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return [n for n in names if n.startswith("iou-wrk")]
+
+
+def t_cached_large_bodies_stay_in_the_ring_thread(ctx):
+    """Cached bodies larger than a slot (200 KiB, 1 MiB, 6 MiB, a range of
+    it) go by sendfile(2) from the ring's thread: every byte arrives and no
+    io-wq thread is ever started (a splice always runs in one: the code
+    before this had one or more after the first large body). Default
+    (a descriptor installed for the direct one) and --access-log (ordinary
+    descriptors). A kernel without IORING_OP_FIXED_FD_INSTALL (Linux 6.8)
+    splices, which the start line says (large=splice)."""
+    names = ["mid.bin", "1m.bin", "big.bin", "1m.bin", "mid.bin"] * 3
+    for name in set(names):  # cached: read once
+        with open(os.path.join(ctx.root, name), "rb") as f:
+            f.read()
+    for args in ([], ["--access-log", os.path.join(ctx.tmp, "access-sf.log")]):
+        srv = Server(ctx.bin, ctx.root, args)
+        try:
+            if "large=splice" in srv.srv.line:
+                raise Skip(f"no sendfile here: {srv.srv.line.strip()}")
+            s = srv.connect()
+            r = Reader(s)
+            for name in names:
+                s.sendall(get("/" + name))
+                st, _, body = r.response()
+                assert st == 200 and body == ctx.files[name], (args, name, st, len(body))
+            s.sendall(get("/big.bin", "Range: bytes=4097-5000000\r\n"))
+            st, _, body = r.response()
+            assert st == 206 and body == ctx.files["big.bin"][4097:5000001], (args, st, len(body))
+            wq = _io_wq_threads(srv.proc.pid)
+            assert not wq, f"{args}: io-wq threads after cached large bodies: {wq}"
+        finally:
+            srv.stop()
+
+
+def t_sendfile_without_descriptors(ctx):
+    """No descriptor left to install for sendfile (RLIMIT_NOFILE lowered
+    under the running server, once its ring is set up, to what it holds plus
+    the one the body file takes): the ring falls back (splice; with no descriptors for a pipe
+    either, read + send through the slots) and every body still arrives."""
+    for name in ("1m.bin", "big.bin"):
+        with open(os.path.join(ctx.root, name), "rb") as f:
+            f.read()
+    srv = Server(ctx.bin, ctx.root, ["--workers", "1"])
+    try:
+        if "large=splice" in srv.srv.line:
+            raise Skip(f"no sendfile here: {srv.srv.line.strip()}")
+        s = srv.connect()
+        r = Reader(s)
+        s.sendall(get("/1k.html"))  # answered: the ring is set up
+        assert r.response()[0] == 200
+        pid = srv.proc.pid
+        held = len(os.listdir(f"/proc/{pid}/fd"))
+        hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 1, hard))
+        for name in ("1m.bin", "big.bin", "1m.bin"):
+            s.sendall(get("/" + name))
+            st, _, body = r.response()
+            assert st == 200 and body == ctx.files[name], (name, st, len(body))
+        s2 = srv.connect()
+        s2.sendall(get("/1m.bin"))
+        st, _, body = Reader(s2).response()
+        assert st == 200 and body == ctx.files["1m.bin"], ("second connection", st, len(body))
+    finally:
+        srv.stop()
+
+
+# --- bodies read from disk, not from the page cache --------------------------------------
+
+def _evict(path):
+    """Drop path's pages from the page cache (it was fsync'd, so they are
+    clean); False when they stay (tmpfs, or a kernel that ignores the hint)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return True  # not cached: a read would have to wait for the disk
+        return False
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def t_cold_cache_bodies(ctx):
+    """Bodies whose pages are not cached: the read has to wait for the disk,
+    and the send must wait for the read. Two 20 KB files (one slot each) and
+    a 1 MiB one, evicted before every request and asked for in turn on one
+    connection: every body must be the file's. With the READ and the SEND
+    of a slot not linked (liburing's prep helpers reset sqe->flags, so a link
+    set before them is lost), the SEND sent the slot's previous contents:
+    19 to 21 of the 21 bodies were wrong, on every variant."""
+    names = ["cold-a.bin", "cold-b.bin", "cold-c.bin"]
+    files = {n: os.urandom(20000) for n in names[:2]}
+    files[names[2]] = os.urandom(1024 * 1024 + 5)
+    for n, data in files.items():
+        _write_synced(os.path.join(ctx.root, n), data)
+    if not _evict(os.path.join(ctx.root, names[0])):
+        raise Skip("the page cache cannot be dropped for files here (tmpfs?)")
+
+    def one(args):
+        srv = Server(ctx.bin, ctx.root, args)
+        try:
+            s = srv.connect()
+            r = Reader(s)
+            bad = []
+            for i in range(21):
+                name = names[i % 3] if i % 7 == 6 else names[i % 2]
+                _evict(os.path.join(ctx.root, name))
+                s.sendall(get("/" + name))
+                st, _, body = r.response()
+                if st != 200 or body != files[name]:
+                    bad.append(f"{name}: {st}, {len(body)} bytes")
+            assert not bad, f"{len(bad)} of 21 bodies wrong: {bad[:3]}"
+        finally:
+            srv.stop()
+
+    failed = []
+    for args in ([], ["--entries", "16", "--zc"], ["--sqpoll"]):
+        try:
+            one(args)
+        except AssertionError as e:
+            failed.append(f"[{' '.join(args) or 'default'}] {e}")
+    assert not failed, "; ".join(failed)
+
+
 TESTS = [
     t_small_and_big, t_keepalive_many, t_pipelined, t_half_close_and_close_header,
     t_max_requests, t_head_byte_by_byte, t_head_spans_buffers,
@@ -764,6 +909,8 @@ TESTS = [
     t_sqpoll, t_zc, t_bad_flags,
     t_pipeline_flood_one_write, t_pipeline_behind_slow_body, t_pipeline_half_close,
     t_slow_readers_hold_only_their_own, t_refused_body_lingers, t_large_ranges_read_slowly,
+    t_cached_large_bodies_stay_in_the_ring_thread, t_sendfile_without_descriptors,
+    t_cold_cache_bodies,
 ]
 
 
