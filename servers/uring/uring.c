@@ -215,6 +215,7 @@
  *     sending it. A connection that has sent a large body keeps one more
  *     descriptor (installed for sendfile) until it closes.
  */
+#include "cli.h"
 #include "conn.h"
 #include "loopstat.h"
 #include "workers.h"
@@ -1657,8 +1658,7 @@ static int probe(void)
 
 static int uring_set_opt(const char *name, const char *value)
 {
-    char *end;
-    unsigned long v;
+    long v;
 
     if (strcmp(name, "sqpoll") == 0) {
         opt.sqpoll = true;
@@ -1669,12 +1669,8 @@ static int uring_set_opt(const char *name, const char *value)
         return 0;
     }
     if (strcmp(name, "entries") == 0) {
-        errno = 0;
-        v = strtoul(value, &end, 10);
-        if (errno || *end || end == value || v < 16 || v > 4096) {
-            fprintf(stderr, "c10k serve: uring: --entries '%s': want 16..4096\n", value);
+        if (c10k_parse_uint("c10k serve", name, value, 16, 4096, &v) < 0)
             return -EINVAL;
-        }
         opt.entries = (unsigned)v;
         return 0;
     }
