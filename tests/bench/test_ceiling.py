@@ -32,6 +32,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "uring"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 from test_uring import _seccomp_block_io_uring  # noqa: E402
 
 BIN = os.path.join(REPO, "build", "c10k-ceiling")
@@ -417,20 +419,13 @@ def uring_unavailable():
 
 def main():
     global BIN
-    if "--bin" in sys.argv:
-        i = sys.argv.index("--bin")
-        BIN = os.path.abspath(sys.argv[i + 1])
-        del sys.argv[i:i + 2]
+    BIN = testmain.pop_bin(BIN)
     make_files()
     UringTests.unavailable = uring_unavailable()
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped
-    print("ceiling: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    TMP.cleanup()
-    return 1 if failed else 0
-
+    try:
+        return testmain.run("ceiling")
+    finally:
+        TMP.cleanup()
 
 if __name__ == "__main__":
     sys.exit(main())

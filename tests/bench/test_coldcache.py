@@ -25,6 +25,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 BIN = os.environ.get("C10K_BIN") or os.path.join(REPO, "build", "c10k")
 DELAYACCT = "/proc/sys/kernel/task_delayacct"
 IOPS = 50
@@ -128,17 +130,8 @@ class ColdSmokeTest(unittest.TestCase):
 
 def main():
     global BIN
-    if "--bin" in sys.argv:
-        i = sys.argv.index("--bin")
-        BIN = os.path.abspath(sys.argv[i + 1])
-        del sys.argv[i:i + 2]
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    print("cold-cache smoke: %d passed, %d failed, %d skipped"
-          % (result.testsRun - failed - skipped, failed, skipped))
-    return 1 if failed else 0
+    BIN = testmain.pop_bin(BIN)
+    return testmain.run("cold-cache smoke")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from unittest import mock
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 from harness import cell, cgroups, cli, coldcache, counters, plan, variants  # noqa: E402
 from harness.util import KiB, MiB, UsageError  # noqa: E402
 
@@ -429,13 +431,7 @@ class PlanTest(unittest.TestCase):
 
 
 def main():
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    print("cold-cache units: %d passed, %d failed, %d skipped"
-          % (result.testsRun - failed - skipped, failed, skipped))
-    return 1 if failed else 0
+    return testmain.run("cold-cache units")
 
 
 if __name__ == "__main__":

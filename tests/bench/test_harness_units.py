@@ -26,6 +26,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 from harness import cell, cli, counters, docroot, loadgen, plan, refs, results  # noqa: E402
 from harness import ceiling, ladder, openloop, servers, sockdiag, variants  # noqa: E402
 from harness.util import GiB, KiB, MiB, UsageError  # noqa: E402
@@ -1077,13 +1079,7 @@ class OpenPlanTest(unittest.TestCase):
 
 
 def main():
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    print("bench units: %d passed, %d failed, %d skipped"
-          % (result.testsRun - failed - skipped, failed, skipped))
-    return 1 if failed else 0
+    return testmain.run("bench units")
 
 
 if __name__ == "__main__":

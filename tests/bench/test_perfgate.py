@@ -29,6 +29,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 from harness import perfgate as pg  # noqa: E402
 from harness.util import UsageError  # noqa: E402
 
@@ -225,17 +227,8 @@ class CommandTest(unittest.TestCase):
 
 def main():
     global BIN
-    if "--bin" in sys.argv:
-        i = sys.argv.index("--bin")
-        BIN = os.path.abspath(sys.argv[i + 1])
-        del sys.argv[i:i + 2]
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    print("perfgate: %d passed, %d failed, %d skipped"
-          % (result.testsRun - failed - skipped, failed, skipped))
-    return 1 if failed else 0
+    BIN = testmain.pop_bin(BIN)
+    return testmain.run("perfgate")
 
 
 if __name__ == "__main__":

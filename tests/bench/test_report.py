@@ -35,6 +35,8 @@ FIXTURE = os.path.join(HERE, "fixture", "results.json")
 FIXTURE_V2 = os.path.join(HERE, "fixture-v2", "results.json")
 REPORT = os.path.join(REPO, "bench", "report.py")
 sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 from reportlib import colours, concepts, data, disk, summary  # noqa: E402
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "area", "base", "col", "embed", "source",
@@ -1082,13 +1084,7 @@ class BadInputTest(unittest.TestCase):
 
 
 def main():
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped
-    print("bench: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    return 1 if failed else 0
+    return testmain.run("report")
 
 
 if __name__ == "__main__":

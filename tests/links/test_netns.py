@@ -31,6 +31,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 from harness import netns  # noqa: E402
 
 QUICK = False
@@ -242,18 +244,8 @@ class ShapeTest(unittest.TestCase):
 
 def main():
     global QUICK
-    if "--quick" in sys.argv:
-        QUICK = True
-        sys.argv.remove("--quick")
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped
-    print("netns: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    for test, why in result.skipped:
-        print("  SKIP %s: %s" % (test.id().split(".")[-1], why))
-    return 1 if failed else 0
+    QUICK = testmain.pop_flag("quick")
+    return testmain.run("netns")
 
 
 if __name__ == "__main__":

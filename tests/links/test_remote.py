@@ -34,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 from harness import netns, remote  # noqa: E402
 from sshlab import SshLab, skip_reason  # noqa: E402
 
@@ -230,22 +231,9 @@ class AgentOverSshTest(unittest.TestCase):
 
 def main():
     global BIN, QUICK
-    if "--bin" in sys.argv:
-        i = sys.argv.index("--bin")
-        BIN = os.path.abspath(sys.argv[i + 1])
-        del sys.argv[i:i + 2]
-    if "--quick" in sys.argv:
-        QUICK = True
-        sys.argv.remove("--quick")
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped
-    print("remote: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    for test, why in result.skipped:
-        print("  SKIP %s: %s" % (test.id().split(".")[-1], why))
-    return 1 if failed else 0
+    BIN = testmain.pop_bin(BIN)
+    QUICK = testmain.pop_flag("quick")
+    return testmain.run("remote")
 
 
 if __name__ == "__main__":

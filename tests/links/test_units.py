@@ -24,6 +24,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import testmain  # noqa: E402
 from harness import agent, merge, net, netns, plan, remote  # noqa: E402
 from harness.util import UsageError  # noqa: E402
 from reportlib import data as rdata  # noqa: E402
@@ -432,19 +434,8 @@ class AgentTest(unittest.TestCase):
 
 def main():
     global BIN
-    if "--bin" in sys.argv:
-        i = sys.argv.index("--bin")
-        BIN = os.path.abspath(sys.argv[i + 1])
-        del sys.argv[i:i + 2]
-    result = unittest.TextTestRunner(verbosity=2).run(
-        unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped
-    print("links units: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    for test, why in result.skipped:
-        print("  SKIP %s: %s" % (test.id().split(".")[-1], why))
-    return 1 if failed else 0
+    BIN = testmain.pop_bin(BIN)
+    return testmain.run("links units")
 
 
 if __name__ == "__main__":
