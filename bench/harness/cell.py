@@ -25,7 +25,7 @@ from .coldcache import COLD_METRICS, ColdWindow
 from .docroot import file_name, verify
 from .loadgen import run_wrk, wrk_degraded, wrk_metrics
 from .refs import REFERENCES
-from .results import starvation
+from .results import mark
 from .servers import ModelServer, who_listens
 from .slowclients import SlowClients
 from .util import Interrupted, per_req, slug
@@ -359,13 +359,7 @@ class CellRunner:
                                                        sc["slow"]["count"],
                                                        slow.closed_by_server,
                                                        slow.connect_failed))
-        if degraded:
-            rep["status"] = "degraded"
-            rep["degraded_by"] = degraded
-        starved = starvation(rep, sc)
-        rep["starved"] = bool(starved)
-        if starved:
-            rep["starved_by"] = starved
+        mark(rep, sc, degraded)
 
     def _finish(self, srv, slow, rep):
         if slow is not None:

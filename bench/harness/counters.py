@@ -19,7 +19,7 @@ import threading
 import time
 
 from .sockdiag import open_sockdiag, proc_tcp_counts
-from .util import read_file
+from .util import proc_stats, read_file
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -30,14 +30,8 @@ def proc_children_map():
     """ppid -> [pid] for every process (this kernel may lack
     /proc/PID/task/TID/children, so scan /proc)."""
     kids = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        stat = read_file("/proc/%s/stat" % name)
-        if not stat:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        kids.setdefault(int(fields[1]), []).append(int(name))
+    for pid, fields in proc_stats():
+        kids.setdefault(int(fields[1]), []).append(pid)
     return kids
 
 

@@ -33,7 +33,7 @@ import time
 
 from . import counters as ct
 from . import netns, remote
-from .util import UsageError, read_file
+from .util import UsageError, proc_stats
 
 LOOPBACK = "loopback"
 
@@ -117,16 +117,8 @@ class LocalProc:
 
     def leftovers(self):
         """Processes of its session still alive (killed now)."""
-        left = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            stat = read_file("/proc/%s/stat" % name)
-            if not stat:
-                continue
-            f = stat[stat.rfind(")") + 2:].split()
-            if int(f[4]) == self.pid and f[0] != "Z":  # session id = the leader's pid
-                left.append(int(name))
+        left = [pid for pid, f in proc_stats()  # session id = the leader's pid
+                if int(f[4]) == self.pid and f[0] != "Z"]
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)

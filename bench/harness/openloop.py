@@ -35,7 +35,7 @@ from . import counters as ct
 from . import ladder
 from .docroot import file_name
 from .loadgen import WRK_TIMEOUT_S
-from .results import starvation
+from .results import mark
 from .util import Interrupted, cpus_text, per_req, read_file
 
 LOAD_TIMEOUT_S = WRK_TIMEOUT_S  # a request unanswered 2 s after its send is a timeout, as in wrk
@@ -350,10 +350,4 @@ def judge(sc, rep):
     if rep["conns_established"] < sc["connections"]:
         degraded.append("only %d of %d connections seen established"
                         % (rep["conns_established"], sc["connections"]))
-    if degraded:
-        rep["status"] = "degraded"
-        rep["degraded_by"] = degraded
-    starved = starvation(rep, sc)
-    rep["starved"] = bool(starved)
-    if starved:
-        rep["starved_by"] = starved
+    mark(rep, sc, degraded)

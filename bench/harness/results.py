@@ -86,6 +86,18 @@ def starvation(rep, sc):
     return out
 
 
+
+def mark(rep, sc, degraded):
+    """Writes one round's verdict into rep: degraded by the reasons given (if
+    any), and starved by starvation()'s (if any)."""
+    if degraded:
+        rep["status"] = "degraded"
+        rep["degraded_by"] = degraded
+    starved = starvation(rep, sc)
+    rep["starved"] = bool(starved)
+    if starved:
+        rep["starved_by"] = starved
+
 # --- one cell, over its rounds ---------------------------------------------------
 
 

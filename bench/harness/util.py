@@ -95,6 +95,18 @@ def read_file(path, default=""):
         return default
 
 
+def proc_stats():
+    """(pid, fields) for every process now in /proc: fields are those of
+    /proc/PID/stat after the command name (fields[0] the state, [1] the
+    parent, [4] the session); a process gone meanwhile is left out."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        stat = read_file("/proc/%s/stat" % name)
+        if stat:
+            yield int(name), stat[stat.rfind(")") + 2:].split()
+
+
 def per_req(v, requests):
     """v per request; None when v is unavailable or nothing completed."""
     return None if v is None or not requests else v / requests

@@ -42,16 +42,24 @@ def delta(sa, sb):
 
 
 def scenario_table(a, b, sc, changes):
+    cols = [(head, lambda c, k=key: c.stat(k), f) for key, head, f in METRICS]
+    return ab_table(a, b, sc, cols, changes)
+
+
+def ab_table(a, b, sc, cols, changes, caption=None):
+    """A row per model in either run: for each column (head, get(cell) ->
+    Stat, format), A, B and the change; what changed beyond the noise is
+    also appended to changes."""
     rows = []
     for m in a.models + [x for x in b.models if x not in a.models]:
         ca, cb = a.cell(m, sc.id), b.cell(m, sc.id)
         if not ca or not cb:
             continue
         cells = [TCell(m, swatch=a.colours.get(m))]
-        for key, head, f in METRICS:
-            sa, sb = ca.stat(key), cb.stat(key)
-            ch = changed(sa, sb)
+        for head, get, f in cols:
+            sa, sb = get(ca), get(cb)
             d = delta(sa, sb)
+            ch = changed(sa, sb)
             cells += [TCell(fmt.with_spread(sa, f)), TCell(fmt.with_spread(sb, f)),
                       TCell("**%s changed**" % d if ch else d)]
             if ch:
@@ -60,9 +68,9 @@ def scenario_table(a, b, sc, changes):
         cells.append(TCell(status(ca) + " → " + status(cb), left=True))
         rows.append(Row(cells, "" if ca.clean and cb.clean else "flagged"))
     head = ["model"]
-    for _, h, _ in METRICS:
+    for h, _, _ in cols:
         head += ["%s A" % h, "%s B" % h, "Δ %s" % h]
-    return Table(head + ["status A → B"], rows)
+    return Table(head + ["status A → B"], rows, caption=caption)
 
 
 def knee_stat(c):
@@ -98,28 +106,8 @@ def open_table(a, b, sc, changes):
                  lambda c, n=n: step_stat(c, n, "lat_p99_us"), fmt.ms) for n in conns]
     else:
         cols = [("knee req/s", knee_stat, fmt.rps)]
-    rows = []
-    for m in a.models + [x for x in b.models if x not in a.models]:
-        ca, cb = a.cell(m, sc.id), b.cell(m, sc.id)
-        if not ca or not cb:
-            continue
-        cells = [TCell(m, swatch=a.colours.get(m))]
-        for head, get, f in cols:
-            sa, sb = get(ca), get(cb)
-            d = delta(sa, sb)
-            ch = changed(sa, sb)
-            cells += [TCell(fmt.with_spread(sa, f)), TCell(fmt.with_spread(sb, f)),
-                      TCell("**%s changed**" % d if ch else d)]
-            if ch:
-                changes.append("%s, %s: %s %s → %s (%s)" % (
-                    m, sc.label, head, fmt.with_spread(sa, f), fmt.with_spread(sb, f), d))
-        cells.append(TCell(status(ca) + " → " + status(cb), left=True))
-        rows.append(Row(cells, "" if ca.clean and cb.clean else "flagged"))
-    head = ["model"]
-    for h, _, _ in cols:
-        head += ["%s A" % h, "%s B" % h, "Δ %s" % h]
-    return Table(head + ["status A → B"], rows,
-                 caption="n/a: no knee (or a client-bound step), never a zero.")
+    return ab_table(a, b, sc, cols, changes,
+                    caption="n/a: no knee (or a client-bound step), never a zero.")
 
 
 def status(c):
