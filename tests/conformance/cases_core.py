@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from suite import DIFF_REQUESTS, each, start, test
+from suite import DIFF_REQUESTS, each, start, status_case, test
 from c10ktest import Reader, connect, eq, exchange, get
 
 @test
@@ -193,20 +193,7 @@ BAD_REQUESTS = [
 
 @test
 def error_statuses(ctx):
-    def check(case):
-        name, raw, status = case
-        with connect(ctx.port) as s:
-            s.sendall(raw)
-            rd = Reader(s)
-            r = rd.read_response()
-            eq(r.status, status, name)
-            eq(len(r.body), int(r.h("content-length")), name + " body length")
-            if status == 405:
-                eq(r.h("allow"), "GET, HEAD", "Allow")
-            if status in (400, 413, 501, 505):
-                eq(r.h("connection"), "close", name + " Connection header")
-                assert rd.closed(), name + ": server did not close after the error"
-    each(BAD_REQUESTS, check)
+    each(BAD_REQUESTS, lambda case: status_case(ctx.port, case))
 
 
 @test

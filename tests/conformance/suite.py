@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from c10ktest import SECRET, Server, det_bytes, serve_argv  # noqa: E402
+from c10ktest import SECRET, Reader, Server, connect, det_bytes, eq, serve_argv  # noqa: E402
 
 BIG = 16 * 1024 * 1024
 TESTS = []
@@ -39,6 +39,39 @@ def each(cases, check):
             bad.append("%r: %s: %s" % (case[1] if isinstance(case, tuple) else case,
                                       type(e).__name__, e))
     assert not bad, "%d of %d cases:\n    %s" % (len(bad), len(cases), "\n    ".join(bad))
+
+
+# The statuses after which the server closes the connection; after any other
+# it reads the next request. A 405 closes when a body was announced (decided
+# before the body, which is left unread), and keeps a bodiless request's.
+CLOSES = (400, 413, 501, 505)
+
+
+def closes(raw, status):
+    lower = raw.lower()
+    return status in CLOSES or (status == 405 and (b"\ncontent-length:" in lower or
+                                                   b"\ntransfer-encoding:" in lower))
+
+
+def status_case(port, case):
+    """Sends case's raw request and checks the answer: case's status, a body
+    of its Content-Length, Allow on a 405, and the connection closed (with
+    Connection: close) where closes() says so, else kept for a GET."""
+    name, raw, status = case
+    with connect(port) as s:
+        s.sendall(raw)
+        rd = Reader(s)
+        r = rd.read_response()
+        eq(r.status, status, name)
+        eq(len(r.body), int(r.h("content-length")), name + ": body length")
+        if status == 405:
+            eq(r.h("allow"), "GET, HEAD", name + ": Allow")
+        if closes(raw, status):
+            eq(r.h("connection"), "close", name + ": Connection")
+            assert rd.closed(), name + ": server did not close"
+        else:
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            eq(rd.read_response().status, 200, name + ": connection kept")
 
 
 def make_fixture(base):
