@@ -163,6 +163,33 @@ sys.stdin.readline()
 WAITS = 500
 
 
+def perf_cost(test, script, attach_first=False):
+    """The harness's counters over a Python script: perf's counters start,
+    the script is told "go" and they stop once it prints "done". With
+    attach_first perf attaches before, with its counters off, while the
+    script is told "make" (and prints "made"), as the harness attaches
+    before a warm-up."""
+    def say(word, answer):
+        p.stdin.write(word + "\n")
+        p.stdin.flush()
+        test.assertEqual(p.stdout.readline().strip(), answer)
+
+    p = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            costs = counters.ServerCosts(p.pid, os.path.join(tmp, "perf.csv"), True)
+            if attach_first:
+                costs.attach()
+                say("make", "made")
+            costs.start()
+            say("go", "done")
+            return costs.stop()
+    finally:
+        p.kill()
+        p.wait()
+
+
 class WaitCountTest(unittest.TestCase):
     def test_waits_counted_apart(self):
         """syscalls_wait counts the calls that wait for events (epoll, poll,
@@ -172,19 +199,7 @@ class WaitCountTest(unittest.TestCase):
             self.skipTest("perf unusable: " + why)
         if not counters.WAIT_SYSCALLS:
             self.skipTest("the wait syscalls' numbers are not known on this architecture")
-        p = subprocess.Popen([sys.executable, "-c", WAITER], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                costs = counters.ServerCosts(p.pid, os.path.join(tmp, "perf.csv"), True)
-                costs.start()
-                p.stdin.write("go\n")
-                p.stdin.flush()
-                self.assertEqual(p.stdout.readline().strip(), "done")
-                cost = costs.stop()
-        finally:
-            p.kill()
-            p.wait()
+        cost = perf_cost(self, WAITER)
         self.assertGreaterEqual(cost["syscalls_wait"], WAITS, cost)
         self.assertLess(cost["syscalls_wait"], WAITS + 20, cost)
         self.assertGreater(cost["syscalls"], cost["syscalls_wait"] + 500, cost)
@@ -232,23 +247,7 @@ class PerfControlTest(unittest.TestCase):
             self.skipTest("perf unusable: " + why)
         if not counters.perf_has_control():
             self.skipTest("this perf has no --control: it attaches at the window")
-        p = subprocess.Popen([sys.executable, "-c", LATE], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                costs = counters.ServerCosts(p.pid, os.path.join(tmp, "perf.csv"), True)
-                costs.attach()
-                p.stdin.write("make\n")
-                p.stdin.flush()
-                self.assertEqual(p.stdout.readline().strip(), "made")
-                costs.start()
-                p.stdin.write("go\n")
-                p.stdin.flush()
-                self.assertEqual(p.stdout.readline().strip(), "done")
-                cost = costs.stop()
-        finally:
-            p.kill()
-            p.wait()
+        cost = perf_cost(self, LATE, attach_first=True)
         self.assertIn("perf", cost["ctx_method"])
         self.assertGreaterEqual(cost["ctx_vol"], 400 * 0.9, cost)
         self.assertLessEqual(cost["ctx_vol"], 400 * 1.3 + 60, cost)
