@@ -8,30 +8,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 
 from suite import DIFF_REQUESTS, each, start, status_case, test
-from c10ktest import Reader, connect, eq, exchange, get, serve_argv
+from c10ktest import Reader, connect, eq, exchange, get, run_to_exit, serve_argv
 
 MIME_FILE = "/etc/mime.types"
-
-
-def run_to_exit(argv, timeout=5):
-    """(exit status, stderr) of a command that should exit by itself. One still
-    running after timeout (a server that started after all) is killed with its
-    whole process group and reported as status None."""
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         start_new_session=True)
-    try:
-        _, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        _, err = p.communicate()
-        return None, err.decode(errors="replace").strip()
-    return p.returncode, err.decode(errors="replace").strip()
 
 
 def one_line_error(status, err, what, *words):

@@ -221,6 +221,22 @@ def reap(pids):
             pass
 
 
+def run_to_exit(argv, timeout=5):
+    """(exit status, stderr) of a command that should exit by itself, such as
+    a server refusing its flags. One still running after timeout (a server
+    that started after all) is killed with its whole process group (workers
+    included) and reported as status None."""
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+        return None, err.decode(errors="replace").strip()
+    return p.returncode, err.decode(errors="replace").strip()
+
+
 # ---- raw HTTP client -----------------------------------------------------------
 
 class Resp:

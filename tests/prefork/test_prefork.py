@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
 import c10ktest  # noqa: E402  (the one server helper and raw client)
-from c10ktest import Reader, connect, exchange, is_running, serve_argv  # noqa: E402
+from c10ktest import Reader, connect, exchange, is_running, run_to_exit, serve_argv  # noqa: E402
 from suite import make_fixture  # noqa: E402  (the conformance fixture)
 
 
@@ -242,21 +242,6 @@ def master_dies(b, root, sig):
     finally:
         srv.kill()
         subprocess.run(["rm", "-rf", other], check=False)
-
-
-def run_to_exit(argv, timeout=5):
-    """(exit status, stderr) of a command expected to exit by itself; one that
-    is still running after timeout is killed with its whole process group
-    (workers included) and reported as status None."""
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         start_new_session=True)
-    try:
-        _, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        _, err = p.communicate()
-        return None, err.decode(errors="replace").strip()
-    return p.returncode, err.decode(errors="replace").strip()
 
 
 def test_spare_bounds_checked(b, root):
