@@ -91,14 +91,13 @@ static int mincore_resident(int fd, off_t off, size_t len)
     return rc;
 }
 
-int c10k_warm_resident(c10k_warm_t *w, int fd, off_t off, size_t len)
+int c10k_range_resident(int fd, off_t off, size_t len, bool reads_in_flight)
 {
     long ps = page_size();
     long pages, want;
 
     if (len == 0)
         return 1;
-    atomic_fetch_add_explicit(&w->checks, 1, memory_order_relaxed);
     if (atomic_load_explicit(&have_cachestat, memory_order_relaxed)) {
         want = (long)((off + (off_t)len - 1) / ps - off / ps + 1);
         pages = cached_pages(fd, off, len);
@@ -106,10 +105,17 @@ int c10k_warm_resident(c10k_warm_t *w, int fd, off_t off, size_t len)
             atomic_store(&have_cachestat, false);
         else if (pages >= 0 && pages < want)
             return 0;
-        else if (pages >= 0 && atomic_load(&reading) == 0)
+        else if (pages >= 0 && !reads_in_flight && atomic_load(&reading) == 0)
             return 1;
     }
     return mincore_resident(fd, off, len);
+}
+
+int c10k_warm_resident(c10k_warm_t *w, int fd, off_t off, size_t len)
+{
+    if (len > 0)
+        atomic_fetch_add_explicit(&w->checks, 1, memory_order_relaxed);
+    return c10k_range_resident(fd, off, len, false);
 }
 
 /* --- the helpers --------------------------------------------------------------------- */

@@ -70,6 +70,15 @@ int c10k_warm_init(c10k_warm_t *w, int helpers);
  */
 int c10k_warm_resident(c10k_warm_t *w, int fd, off_t off, size_t len);
 
+/*
+ * The same question for a loop without a pool, whose file reads run
+ * elsewhere (io_uring's io-wq): reads_in_flight says that one of them may be
+ * under way, so that a page in the cache may not be up to date yet, and
+ * mincore(2) decides; so it does while a helper of any pool reads. Returns
+ * 1, 0 or a negative errno.
+ */
+int c10k_range_resident(int fd, off_t off, size_t len, bool reads_in_flight);
+
 /* Hand [off, off+len) of fd to a helper. fd is duplicated, so the caller may
  * close its own at any time. Returns the job (owner set), or NULL with errno
  * set (no memory, no descriptor): then the caller sends as it is. */

@@ -125,11 +125,17 @@
  *   What stays io_uring's: the wait for room (a POLL, no thread), the accept,
  *   the receive, the head's SEND, the closes. Two conditions keep sendfile
  *   from costing what io_uring is for:
- *     - Every page of the body is in the page cache (cachestat(2), one call
- *       per response); otherwise sendfile would wait for the disk in this
+ *     - Every page of what is left of the body is in memory and up to date,
+ *       asked before every round (c10k_range_resident() of warm.h: one
+ *       cachestat(2); mincore(2) while splices run, since a page that io-wq
+ *       is still reading is in the cache but not up to date, and cachestat
+ *       counts it); otherwise sendfile would wait for the disk in this
  *       thread and stall every connection of the ring (epoll's loop does).
- *       A body that is not cached is spliced: the io-wq thread waits for the
+ *       What is not in memory is spliced: the io-wq thread waits for the
  *       disk, and the next request for the file finds it cached.
+ *       (tests/bench/test_coldcache.py checks that the ring's thread
+ *       hardly waits for the disk: with one cachestat per response, it
+ *       waited about as long as epoll's loop.)
  *     - sendfile needs an ordinary descriptor, and accepted sockets are
  *       direct descriptors: IORING_OP_FIXED_FD_INSTALL (Linux 6.8) installs
  *       one on the connection's first large body, kept until the connection
@@ -141,7 +147,7 @@
  *   never reads holds a POLL, never a thread.
  *   The threshold is the slot: a response that fits in one (head + body up
  *   to 32 KiB) goes as READ_FIXED + SEND, where two small copies cost less
- *   than the two syscalls (cachestat, sendfile) of the large path; above
+ *   than the two syscalls (cachestat, sendfile) of a large path's round; above
  *   it, a READ and a SEND per 32 KiB cost more than one sendfile (measured
  *   at 16 KiB, 30 KB, 64 KiB and 256 KiB).
  *   The splice path (bodies not cached) keeps three rules:
@@ -161,9 +167,10 @@
  *   (sysctl kernel.io_uring_disabled) nor blocked by seccomp (containers often
  *   do). run() probes with io_uring_get_probe_ring() and, when something is
  *   missing, prints why and returns -EOPNOTSUPP (exit status 2). Sending
- *   cached large bodies with sendfile needs cachestat(2) (Linux 6.5) and,
- *   for direct descriptors, IORING_OP_FIXED_FD_INSTALL (6.8); without them
- *   large bodies are spliced (the start line says large=splice). Registered
+ *   cached large bodies with sendfile needs, for direct descriptors,
+ *   IORING_OP_FIXED_FD_INSTALL (6.8); without it large bodies are spliced
+ *   (the start line says large=splice). Without cachestat(2) (Linux 6.5)
+ *   each round's check maps the range for mincore(2) instead. Registered
  *   buffers are pinned memory (RLIMIT_MEMLOCK); when registering them fails
  *   the model warns and reads into the same memory unregistered.
  *
@@ -218,6 +225,7 @@
 #include "cli.h"
 #include "conn.h"
 #include "loopstat.h"
+#include "warm.h"
 #include "workers.h"
 
 #include <errno.h>
@@ -233,7 +241,6 @@
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 /* --- settings ------------------------------------------------------------------ */
@@ -248,10 +255,8 @@
 #define MAX_CONNS  65536         /* connections per ring (bounded by RLIMIT_NOFILE) */
 
 /* Newer than liburing 2.3's headers: IORING_OP_FIXED_FD_INSTALL (Linux 6.8;
- * the probe checks the kernel has it) and cachestat(2) (Linux 6.5; the same
- * number on every architecture). */
+ * the probe checks the kernel has it). */
 #define OP_FIXED_FD_INSTALL 54
-#define NR_CACHESTAT        451
 
 static struct {
     bool sqpoll;
@@ -333,7 +338,6 @@ struct conn_s {
     int pipe[2]; /* splice path: a pipe from the ring's pool, or -1 */
     size_t pipe_cap, in_pipe, splice_len;
 
-    bool sendfile;   /* this response's body goes by sendfile(2) */
     bool no_install; /* installing a descriptor failed: this connection splices */
     int sock_fd;     /* direct descriptors: the ordinary one installed for sendfile, or -1 */
 
@@ -379,7 +383,6 @@ typedef struct {
 
     conn_t *starved_head, *starved_tail; /* FIFO of connections whose recv found no buffer */
     bool accept_paused, stopping, grace_over;
-    bool no_cachestat; /* the kernel has no cachestat(2): never sendfile */
     int64_t now;
     struct __kernel_timespec grace_ts;
     c10k_loopstat_t ls; /* iterations and stalls: a batch of completions handled */
@@ -573,6 +576,12 @@ static void out_put(worker_t *w, conn_t *c)
 
 /* --- pipes, for splicing large bodies -------------------------------------------------- */
 
+/* Splices of bodies not cached, in any ring of this process: their io-wq
+ * reads may be under way, and a page being read is already in the page
+ * cache, not up to date yet (cachestat counts it; a sendfile would wait for
+ * it), so while there are some, mincore decides (c10k_range_resident()). */
+static atomic_int splicing;
+
 static bool pipe_get(worker_t *w, conn_t *c)
 {
     int sz;
@@ -593,6 +602,7 @@ static bool pipe_get(worker_t *w, conn_t *c)
     }
     c->in_pipe = 0;
     c->sock_full = false;
+    atomic_fetch_add(&splicing, 1);
     return true;
 }
 
@@ -614,6 +624,7 @@ static void pipe_put(worker_t *w, conn_t *c)
 {
     if (c->pipe[0] < 0)
         return;
+    atomic_fetch_sub(&splicing, 1);
     if (c->in_pipe == 0 && w->npipes < PIPE_CACHE) {
         w->pipes[w->npipes].fd[0] = c->pipe[0];
         w->pipes[w->npipes].fd[1] = c->pipe[1];
@@ -913,38 +924,29 @@ static bool large_body(const c10k_resp_t *r)
 
 static void chunk_done(worker_t *w, conn_t *c);
 
-/* Whether every page of the body is in the page cache (cachestat(2)), so
- * that sendfile() from this thread will not wait for the disk. When it
- * cannot tell: no, and the body is spliced by io-wq, which may wait. */
-static bool body_cached(worker_t *w, const c10k_resp_t *r)
+/* Whether every page of what is left of the body is in memory and up to
+ * date, so that sendfile() from this thread will not wait for the disk. Asked
+ * before every round: pages may be evicted between rounds. When it cannot
+ * tell: no, and the rest is spliced by io-wq, which may wait. */
+static bool body_cached(const c10k_io_t *io)
 {
-    struct {
-        uint64_t off, len;
-    } range = {(uint64_t)r->body_off, r->body_len};
-    struct {
-        uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
-    } cs;
-    uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+    const c10k_resp_t *r = &io->resp;
+    size_t body_sent = io->sent.done > r->head_len ? io->sent.done - r->head_len : 0;
 
-    if (w->no_cachestat)
-        return false;
-    if (syscall(NR_CACHESTAT, r->body_fd, &range, &cs, 0) != 0) {
-        w->no_cachestat = errno == ENOSYS;
-        return false;
-    }
-    return cs.nr_cache >= (range.off + range.len - 1) / pg - range.off / pg + 1;
+    return c10k_range_resident(r->body_fd, r->body_off + (off_t)body_sent, r->body_len - body_sent,
+                               atomic_load(&splicing) > 0) == 1;
 }
 
 /* sendfile(2) needs an ordinary descriptor for the socket: a direct one gets
  * one installed (IORING_OP_FIXED_FD_INSTALL, Linux 6.8), kept for the life
  * of the connection. */
-static bool sendfile_fits(worker_t *w, const conn_t *c, const c10k_resp_t *r)
+static bool sendfile_fits(const worker_t *w, const conn_t *c)
 {
-    if (!large_body(r) || c->pipe[0] >= 0)
+    if (!large_body(&c->cc.io->resp) || c->pipe[0] >= 0)
         return false;
     if (w->direct && c->sock_fd < 0 && (!can_install || c->no_install))
         return false;
-    return body_cached(w, r);
+    return body_cached(c->cc.io);
 }
 
 /* One round of the body: what the socket takes now, from this thread. The
@@ -984,7 +986,6 @@ static void sendfile_chunk(worker_t *w, conn_t *c)
     const c10k_io_t *io = c->cc.io;
     struct io_uring_sqe *sqe;
 
-    c->sendfile = true;
     if (w->direct && c->sock_fd < 0) {
         sqe = chunk_sqe(w, c, OP_INSTALL);
         io_uring_prep_rw(OP_FIXED_FD_INSTALL, sqe, c->fd, NULL, 0, 0);
@@ -1007,7 +1008,7 @@ static void send_chunk(worker_t *w, conn_t *c)
     c->chunk_bad = false;
     if (c->out)
         send_rest(w, c);
-    else if (c->sendfile || sendfile_fits(w, c, r))
+    else if (sendfile_fits(w, c))
         sendfile_chunk(w, c);
     else if (c->pipe[0] >= 0 || (large_body(r) && pipe_get(w, c)))
         splice_chunk(w, c);
@@ -1029,10 +1030,8 @@ static void chunk_done(worker_t *w, conn_t *c)
 
     if (c->chunk_bad) { /* peer gone, or the file changed under us */
         st = C10K_ERROR;
-        c->sendfile = false;
     } else if (io->sent.done == plan_total(r)) {
         st = C10K_OK;
-        c->sendfile = false;
         pipe_put(w, c);
         body_fd = c10k_resp_take_fd(r);
         if (body_fd >= 0) {
@@ -1101,7 +1100,7 @@ static void handle_accept(worker_t *w, struct io_uring_cqe *cqe)
     c->chunk_ops = 0;
     c->slot = c->pipe[0] = c->pipe[1] = c->sock_fd = -1;
     c->out = NULL;
-    c->sendfile = c->no_install = false;
+    c->no_install = false;
     if (!w->direct) {
         sl = sizeof(c->peer);
         peer = &c->peer.sa;
@@ -1189,7 +1188,6 @@ static void handle_install(worker_t *w, conn_t *c, int res)
         c->sock_fd = res;
     } else { /* out of descriptors: this connection splices instead */
         c->no_install = true;
-        c->sendfile = false;
     }
     chunk_step(w, c, true);
 }
