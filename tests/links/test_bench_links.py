@@ -251,7 +251,19 @@ class NetnsBenchTest(Base):
         # be catching up on a busy machine), and one loop
         self.assertGreaterEqual(threaded["threads_max"], 900)
         self.assertLessEqual(epoll["threads_max"], 4)            # one loop (and its main thread)
-        self.assertEqual(threaded["conns_established"], 1000)
+        # The token bucket's queue holds 50 ms at the link's rate (625 KB);
+        # the first responses of the connections accepted first overflow it
+        # while the last handshakes are under way, and a SYN-ACK dropped
+        # there is sent again only after a second. So a few connections may
+        # be established late, or not within the 2 s window; a cell where
+        # that happened must say so, and is never reported clean.
+        for model, rep in (("threaded", threaded), ("epoll", epoll)):
+            cell = cells[model, slow]
+            self.assertGreaterEqual(rep["conns_established"], 900, model)
+            if rep["conns_established"] < 1000:
+                self.assertNotEqual(cell["status"], "ok", model)
+                self.assertTrue(any("established" in why for why in cell["reasons"]),
+                                (model, cell["reasons"]))
         for (model, sid), c in cells.items():
             rep = c["repeats"][0]
             if sid.endswith("veth100mbit"):
