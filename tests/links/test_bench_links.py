@@ -251,12 +251,11 @@ class NetnsBenchTest(Base):
         # be catching up on a busy machine), and one loop
         self.assertGreaterEqual(threaded["threads_max"], 900)
         self.assertLessEqual(epoll["threads_max"], 4)            # one loop (and its main thread)
-        # The token bucket's queue holds 50 ms at the link's rate (625 KB);
-        # the first responses of the connections accepted first overflow it
-        # while the last handshakes are under way, and a SYN-ACK dropped
-        # there is sent again only after a second. So a few connections may
-        # be established late, or not within the 2 s window; a cell where
-        # that happened must say so, and is never reported clean.
+        # On the shaped link a few of the 1,000 connections may be
+        # established only after the window's samples (seen here: 963 of
+        # 1,000 for threaded in this 2 s window; 1,000 in the profile's 5 s
+        # one). Not asserted away: a cell where that happened must say so,
+        # and is never reported clean.
         for model, rep in (("threaded", threaded), ("epoll", epoll)):
             cell = cells[model, slow]
             self.assertGreaterEqual(rep["conns_established"], 900, model)
