@@ -64,10 +64,10 @@
  *                  its RECV is re-armed as buffers come back.
  *     request buffers  a c10k_io_t (32 KiB for request bytes, 10 KiB for the
  *                  response head) per connection with a request under way,
- *                  from the ring's pool; handed back between requests, so an
- *                  idle keep-alive connection holds none. The ring keeps up
- *                  to --entries of them mapped; more are unmapped when they
- *                  come back, so a burst does not stay resident.
+ *                  from the loop's c10k_iopool_t (conn.h, as every model);
+ *                  handed back between requests, so an idle keep-alive
+ *                  connection holds none. The pool keeps up to
+ *                  C10K_IOPOOL_KEEP of them; more go back to malloc.
  *     slots        --entries x 32 KiB, registered, for a response that fits
  *                  in one (head and body). A send to a client that does not
  *                  read keeps its slot until the send completes; when every
@@ -376,8 +376,7 @@ typedef struct {
     unsigned nslots, nslot_free;
     bool slots_registered;
 
-    c10k_io_t **io_free; /* up to --entries request buffers kept for reuse */
-    unsigned nio_free;
+    c10k_iopool_t iopool; /* request buffers kept for reuse */
     struct {
         int fd[2];
         size_t cap;
@@ -452,39 +451,20 @@ static size_t plan_total(const c10k_resp_t *r)
 
 /* --- request buffers: lent to a connection while a request is under way -------- */
 
-/* Memory of our own (request buffers, and a chunk when every slot is busy)
- * is mapped, not malloc'd: a request touches only the first pages of its
- * 42 KiB buffer, and an unmapped buffer gives its memory back at once, where
- * the heap would keep what a burst of requests once used. */
-static void *own_map(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-    return p == MAP_FAILED ? NULL : p;
-}
-
+/* Request buffers come from the loop's c10k_iopool_t, as in every other
+ * model: malloc'd, up to C10K_IOPOOL_KEEP kept for reuse. (They were mapped
+ * and unmapped per request beyond --entries kept: with more requests in
+ * flight than that, each one paid an mmap, its page faults and a munmap,
+ * and uring fell far behind the other loops at 1,000 and 10,000
+ * connections.) */
 static c10k_io_t *io_lend(worker_t *w)
 {
-    c10k_io_t *io;
-
-    if (w->nio_free > 0)
-        return w->io_free[--w->nio_free];
-    io = own_map(sizeof(*io));
-    if (io)
-        c10k_io_init(io);
-    return io;
+    return c10k_iopool_get(&w->iopool);
 }
 
-/* A ring keeps as many as it has slots (--entries): the requests it is sized
- * to have in flight. */
 static void io_back(worker_t *w, c10k_io_t *io)
 {
-    if (!io)
-        return;
-    if (w->nio_free < w->nslots)
-        w->io_free[w->nio_free++] = io;
-    else
-        munmap(io, sizeof(*io));
+    c10k_iopool_put(&w->iopool, io);
 }
 
 /* --- provided receive buffers ---------------------------------------------------- */
@@ -567,7 +547,7 @@ static bool out_get(worker_t *w, conn_t *c)
         return true;
     }
     c->slot = -1;
-    c->out = own_map(SLOT_SIZE);
+    c->out = malloc(SLOT_SIZE);
     return c->out != NULL;
 }
 
@@ -576,7 +556,7 @@ static void out_put(worker_t *w, conn_t *c)
     if (c->slot >= 0)
         w->slot_free[w->nslot_free++] = c->slot;
     else
-        munmap(c->out, SLOT_SIZE);
+        free(c->out);
     c->slot = -1;
     c->out = NULL;
 }
@@ -1403,9 +1383,8 @@ static int slots_init(worker_t *w)
         return -errno;
     }
     w->slot_free = malloc(w->nslots * sizeof(*w->slot_free));
-    w->io_free = malloc(w->nslots * sizeof(*w->io_free));
     iov = malloc(w->nslots * sizeof(*iov));
-    if (!w->slot_free || !w->io_free || !iov) {
+    if (!w->slot_free || !iov) {
         free(iov);
         return -ENOMEM;
     }
@@ -1523,12 +1502,9 @@ static int uring_serve(void *state)
  * still holds. */
 static void conn_abandon(worker_t *w, conn_t *c)
 {
-    c10k_io_t *io = c10k_conn_end(&c->cc);
-
-    if (io)
-        munmap(io, sizeof(*io));
+    io_back(w, c10k_conn_end(&c->cc));
     if (c->out && c->slot < 0)
-        munmap(c->out, SLOT_SIZE);
+        free(c->out);
     c->in_pipe = 1; /* so pipe_put() closes the pipe */
     pipe_put(w, c);
     if (w->direct && c->sock_fd >= 0)
@@ -1548,9 +1524,7 @@ static void uring_fini(void *state)
     for (uint32_t i = 0; w->conns && i < w->hiwater; i++)
         if (w->conns[i].phase != PHASE_FREE)
             conn_abandon(w, &w->conns[i]);
-    while (w->nio_free > 0)
-        munmap(w->io_free[--w->nio_free], sizeof(c10k_io_t));
-    free(w->io_free);
+    c10k_iopool_free(&w->iopool);
     while (w->npipes > 0) {
         w->npipes--;
         close(w->pipes[w->npipes].fd[0]);
