@@ -347,7 +347,7 @@ class CellRunner:
         return m
 
     def _judge(self, sc, rep, slow):
-        degraded = wrk_degraded(rep)
+        degraded = wrk_degraded(rep) + rep.get("cold_degraded_by", [])
         # with Connection: close connections are short-lived, so a sample
         # of established ones says little; only keep-alive must hold them all
         if sc["keepalive"] and rep["conns_established"] < sc["connections"]:

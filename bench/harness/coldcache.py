@@ -54,6 +54,7 @@ FULL_FILES = sum(n for n, _ in LAYOUT)
 PATHS = 100000             # requests in a path list (wrk walks it round and round)
 COLD_MAX_FRAC = 0.01       # a window starts cold when at most 1% of the root is in memory
 QUIET_S, QUIET_MAX_S = 0.25, 5.0  # before evicting: no disk read for 0.25 s, waited for 5 s at most
+EVICT_TRIES = 3            # evictions before a window that is still warm degrades its round
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 DEFAULT_IOPS = (200, 5000)  # a spinning disk, a SATA SSD
@@ -332,22 +333,36 @@ class ColdWindow:
 
     def evict(self, rep):
         """Empty the root from the page cache once the server is quiet; the
-        window starts cold."""
-        rep["quiesce_s"] = self.quiesce()
+        window starts cold. Pages left after an eviction are dirty ones (a
+        root just written) or reads still in flight (a server that had not
+        finished the warm-up's requests when quiesce() gave up waiting), so
+        the bench writes them, waits for quiet again and evicts again, up to
+        EVICT_TRIES times. A window that still starts warm degrades its
+        round (cold_degraded_by): it would be faster than a cold one."""
+        waited = [self.quiesce()]
         t0 = time.monotonic()
-        pagecache.evict(self.files)
-        frac = pagecache.resident_frac(self.files)
-        if frac is not None and frac > COLD_MAX_FRAC:  # dirty pages: write them, try again
+        frac = self._evict_once()
+        tries = 1
+        while frac is not None and frac > COLD_MAX_FRAC and tries < EVICT_TRIES:
             os.sync()
-            pagecache.evict(self.files)
-            frac = pagecache.resident_frac(self.files)
-        if frac is not None and frac > COLD_MAX_FRAC:
-            rep.setdefault("warnings", []).append(
-                "the document root was still %.1f%% in memory after eviction" % (100 * frac))
+            waited.append(self.quiesce())
+            frac = self._evict_once()
+            tries += 1
         rep.update(disk_iops=self.sc["cold"]["disk_iops"],
                    cache_limit_bytes=self.setup.cgroups.mem_limit
                    if self.setup.cgroups.memory else None,
-                   resident_start_frac=frac, evict_s=time.monotonic() - t0)
+                   resident_start_frac=frac, evict_s=time.monotonic() - t0,
+                   quiesce_s=sum(waited), evict_tries=tries,
+                   quiesce_timed_out=any(w >= QUIET_MAX_S for w in waited))
+        if frac is not None and frac > COLD_MAX_FRAC:
+            rep["cold_degraded_by"] = [
+                "the window started warm: %.1f%% of the document root was still in memory "
+                "after %d evictions (at most %g%% is cold)"
+                % (100 * frac, tries, 100 * COLD_MAX_FRAC)]
+
+    def _evict_once(self):
+        pagecache.evict(self.files)
+        return pagecache.resident_frac(self.files)
 
     def start(self):
         self.disk0 = disk_snapshot(self.pid)

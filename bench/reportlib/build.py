@@ -412,9 +412,9 @@ HOWTO = [
     "*network* is a real network to another host (--server-host, --client-host).",
     "Server costs cover the captured window only and every thread and process of the "
     "server. n/a or unavailable means the counter could not be measured, never zero.",
-    "Cell status: **degraded** = errors or timeouts, not every connection established, or "
-    "an unclean stop; **failed** = the server did not start, answered wrongly, or the load "
-    "generator could not run.",
+    "Cell status: **degraded** = errors or timeouts, not every connection established, "
+    "an unclean stop, or a cold-cache window that started warm; **failed** = the server "
+    "did not start, answered wrongly, or the load generator could not run.",
 ]
 
 

@@ -8,7 +8,8 @@
     coldcache.py  the root's layout and manifest (reused while every file
                   matches, written again when one changed), the path lists
                   (Zipf: the first file about 1/H_N of the requests), the
-                  window's per-second figures
+                  window's per-second figures, the eviction tried again and
+                  a window that stays warm degrading its round
     counters.py   delay accounting's bogus values left out, the D-state
                   sampler's sums
     plan.py       the profile, its flags, the skip when the disk cannot be
@@ -326,6 +327,46 @@ class CountersTest(unittest.TestCase):
         self.assertIsNone(rep["io_read_bytes_per_req"])
         self.assertIsNone(rep["blkio_delay_ms_per_s"])
         self.assertIsNone(rep["loop_stall_ms_per_s"])
+
+    def evict_with(self, fracs):
+        """ColdWindow.evict when mincore says fracs, one per eviction."""
+        w = coldcache.ColdWindow.__new__(coldcache.ColdWindow)
+        w.files, w.sc = ["/x"], {"cold": {"disk_iops": 50}}
+        w.setup = mock.Mock()
+        w.setup.cgroups.memory = None
+        waits = iter([0.3, coldcache.QUIET_MAX_S, 0.25])
+        rep = {}
+        with mock.patch.object(coldcache.pagecache, "evict") as ev, \
+                mock.patch.object(coldcache.pagecache, "resident_frac", side_effect=fracs), \
+                mock.patch.object(coldcache.os, "sync") as sync, \
+                mock.patch.object(w, "quiesce", side_effect=lambda: next(waits)):
+            w.evict(rep)
+        return rep, ev.call_count, sync.call_count
+
+    def test_eviction_tried_again_then_the_round_degraded(self):
+        rep, evictions, syncs = self.evict_with([0.0])
+        self.assertEqual((rep["resident_start_frac"], rep["evict_tries"], evictions, syncs),
+                         (0.0, 1, 1, 0))
+        self.assertNotIn("cold_degraded_by", rep)
+        self.assertFalse(rep["quiesce_timed_out"])
+        # reads in flight: synced, waited for (5 s, gave up), evicted again
+        rep, evictions, syncs = self.evict_with([0.078, 0.005])
+        self.assertEqual((rep["resident_start_frac"], rep["evict_tries"], evictions, syncs),
+                         (0.005, 2, 2, 1))
+        self.assertTrue(rep["quiesce_timed_out"])
+        self.assertNotIn("cold_degraded_by", rep)
+        rep, evictions, _ = self.evict_with([0.2, 0.1, 0.05])
+        self.assertEqual((rep["evict_tries"], evictions), (coldcache.EVICT_TRIES, 3))
+        self.assertIn("started warm: 5.0%", rep["cold_degraded_by"][0])
+        self.assertAlmostEqual(rep["quiesce_s"], 0.3 + coldcache.QUIET_MAX_S + 0.25)
+
+    def test_a_warm_window_degrades_the_round(self):
+        rep = {"status": "ok", "errors_total": 0, "requests": 5, "conns_established": 10,
+               "cold_degraded_by": ["the window started warm: 5.0%"]}
+        sc = {"keepalive": True, "connections": 10}
+        cell.CellRunner._judge(None, sc, rep, None)
+        self.assertEqual(rep["status"], "degraded")
+        self.assertEqual(rep["degraded_by"], ["the window started warm: 5.0%"])
 
     def test_loop_stalls_from_counters(self):
         self.assertEqual(cell.loop_stalls({"loop_stalls": 3, "loop_stall_us": 4500,
