@@ -513,14 +513,26 @@ class Agent:
             w.close()
         return None
 
-    def op_accept_queue(self, port):
-        """(queue, listeners) on port, for a warm-up's Settled check."""
-        from harness.sockdiag import open_sockdiag, proc_tcp_counts
+    def _sockdiag(self):
+        from harness.sockdiag import open_sockdiag
         if getattr(self, "diag", None) is None:
             self.diag = open_sockdiag()[0] or False
-        if self.diag:
+        return self.diag
+
+    def op_accept_queue(self, port):
+        """(queue, listeners) on port, for a warm-up's Settled check."""
+        from harness.sockdiag import proc_tcp_counts
+        if self._sockdiag():
             return list(self.diag.accept_queue(port))
         return [proc_tcp_counts(port)[1], 1]
+
+    def op_established_from(self, port):
+        """The server's ends of established connections on port, for a
+        warm-up's Settled check."""
+        from harness.sockdiag import proc_tcp_counts
+        if self._sockdiag():
+            return self.diag.established_from(port)
+        return proc_tcp_counts(port, server_ends=True)[0]
 
     def op_fresh_stats(self, path):
         """The model's stats file once rewritten after now (this host's

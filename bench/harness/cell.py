@@ -87,24 +87,32 @@ def loop_stalls(counters):
 class Settled:
     """Ends a warm-up early once the server keeps up: after at least MIN_S,
     when the accept queue was empty at QUIET polls in a row (wrk is polled
-    every 20 ms, so 0.2 s). An event loop settles at once; prefork's pool
-    needs about a second to grow to 16 connections; a server that never
-    catches up gets the whole warm-up and is then measured as it is."""
+    every 20 ms, so 0.2 s) and, on keep-alive, the server holds every
+    connection the warm-up opens (`want`): at 10,000 connections the queue
+    is still empty while wrk is connecting. An event loop settles at once;
+    prefork's pool needs about a second to grow to 16 connections; a server
+    that never catches up gets the whole warm-up and is then measured as it
+    is."""
 
     MIN_S, QUIET = 0.25, 10
 
-    def __init__(self, port, diag, min_s=MIN_S):
-        self.port, self.diag, self.min_s = port, diag, min_s
+    def __init__(self, port, diag, min_s=MIN_S, want=0):
+        self.port, self.diag, self.min_s, self.want = port, diag, min_s, want
         self.quiet = 0
+        self.connected = want == 0
         self.settled = False
 
     def __call__(self, elapsed):
         try:
             empty = self.diag.accept_queue(self.port)[0] == 0
+            self.quiet = self.quiet + 1 if empty else 0
+            if self.quiet >= self.QUIET and not self.connected:
+                # counted only once the queue is quiet: a dump of 10,000
+                # sockets every 20 ms would load the machine being measured
+                self.connected = self.diag.established_from(self.port) >= self.want
         except OSError:
             return False
-        self.quiet = self.quiet + 1 if empty else 0
-        self.settled = elapsed >= self.min_s and self.quiet >= self.QUIET
+        self.settled = elapsed >= self.min_s and self.quiet >= self.QUIET and self.connected
         return self.settled
 
 
@@ -219,7 +227,7 @@ class CellRunner:
                                  run.tools["perf"][0], run.tools["perf"][1])
             slow = self._slow_clients(srv, sc)
             if sc["kind"] == "closed":
-                self._warm_up(srv, sc, tag, rep, window.diag)
+                self._warm_up(srv, sc, tag, rep, window.diag, slow)
             self.measures[sc["kind"]](srv, sc, tag, rep, window, slow, idle)
         finally:
             if window is not None:
@@ -238,12 +246,15 @@ class CellRunner:
         self.side.in_client(slow.open_all)  # its sockets are the client's
         return slow
 
-    def _warm_up(self, srv, sc, tag, rep, diag):
+    def _warm_up(self, srv, sc, tag, rep, diag, slow):
         """Up to --warmup seconds of load, not recorded; it ends early once
         the server keeps up (Settled), when netlink can tell."""
         if self.run.plan.warmup > 0:
             min_s = getattr(self.run.plan, "warmup_min", Settled.MIN_S)
-            settled = Settled(srv.port, diag, min_s) if diag is not None else None
+            # the server's ends of the warm-up's connections, and of the slow
+            # clients' already open
+            want = sc["connections"] + (slow.alive() if slow else 0) if sc["keepalive"] else 0
+            settled = Settled(srv.port, diag, min_s, want) if diag is not None else None
             t0 = time.monotonic()
             _, _, err = run_wrk(self.run, srv.port, sc, self.run.plan.warmup, None,
                                 self._raw("wrk-warmup_%s.txt" % tag), settled, self.side)

@@ -308,8 +308,14 @@ class RemoteWindow:
             self.agent = agent
 
         def accept_queue(self, port):
+            return tuple(self._call("accept_queue", port))
+
+        def established_from(self, port):
+            return self._call("established_from", port)
+
+        def _call(self, op, port):
             try:
-                return tuple(self.agent.call("accept_queue", port=port))
+                return self.agent.call(op, port=port)
             except remote.RemoteError as e:
                 raise OSError(str(e)) from None
 

@@ -689,6 +689,28 @@ class AcceptQueueTest(unittest.TestCase):
         self.assertTrue(any(s(0.3) for _ in range(cell.Settled.QUIET)))
         diag.close()
 
+    def test_settled_waits_for_every_connection(self):
+        """On keep-alive a warm-up settles only once the server holds every
+        connection: an empty queue alone is also true while wrk connects."""
+        diag = sockdiag.open_sockdiag()[0]
+        if diag is None:
+            self.skipTest("netlink sock_diag unavailable")
+        with diag:
+            held = [self.srv.accept()[0] for _ in range(3)]
+            try:
+                more = cell.Settled(self.port, diag, want=4)
+                self.assertFalse(any(more(1.0) for _ in range(3 * cell.Settled.QUIET)))
+                self.assertTrue(more.quiet >= cell.Settled.QUIET and not more.connected)
+                held.append(socket.create_connection(("127.0.0.1", self.port)))
+                held.append(self.srv.accept()[0])  # the 4th, accepted
+                self.assertTrue(more(1.0))
+                self.assertEqual(more.want, 4)
+                three = cell.Settled(self.port, diag, want=3)
+                self.assertTrue(any(three(1.0) for _ in range(cell.Settled.QUIET)))
+            finally:
+                for c in held:
+                    c.close()
+
 
 class DocrootTest(unittest.TestCase):
     def test_content_is_what_it_always_was(self):
