@@ -252,11 +252,26 @@ class ServerCosts:
         self.times = {}
 
     def attach(self):
-        """Attach perf now, counters off, so attaching to a large tree
-        overlaps the warm-up; start() switches them on. Without --control
-        in this perf, attaching waits for start()."""
-        if self.control:
-            self._spawn(proc_snapshot(self.root, tasks=False)["pids"])
+        """Attach perf now, before the warm-up, its counters off; start()
+        switches them on. Without --control in this perf, attaching waits
+        for start(). Returns once perf has
+        attached: a child forked before that is not perf's (perf follows
+        only what the processes it attached to fork later), so a prefork
+        worker forked in the warm-up would lose its counts. Processes that
+        appeared while perf attached are attached to by starting it again."""
+        if not self.control:
+            return
+        pids = proc_snapshot(self.root, tasks=False)["pids"]
+        for _ in range(3):
+            self._spawn(pids)
+            # perf reads its control pipe only once every counter is open:
+            # its answer to a "disable" (they are off already) says so
+            if not self._command(b"disable"):
+                return  # start() spawns it again
+            now = proc_snapshot(self.root, tasks=False)["pids"]
+            if set(now) <= set(pids):
+                return
+            pids = now
 
     def _spawn(self, pids):
         self._close_perf()
@@ -271,14 +286,12 @@ class ServerCosts:
             os.close(ctl_r)
             os.close(ack_w)
 
-    def _enable(self, timeout=10.0):
-        """Counters on; True once perf acknowledged (it answers only after
-        attaching to every thread, which takes a while at 10,000)."""
-        if not self.control:
-            time.sleep(0.3)  # let perf open its counters before the load starts
-            return self.perf.poll() is None
+    def _command(self, word, timeout=10.0):
+        """One --control command; True once perf acknowledged it (it answers
+        only after attaching to every thread, which takes a while at
+        10,000)."""
         try:
-            os.write(self.ctl, b"enable\n")
+            os.write(self.ctl, word + b"\n")
         except OSError:
             return False
         deadline = time.monotonic() + timeout
@@ -287,6 +300,13 @@ class ServerCosts:
             if r:
                 return os.read(self.ack, 64).startswith(b"ack")
         return False
+
+    def _enable(self):
+        """Counters on; True once perf acknowledged."""
+        if not self.control:
+            time.sleep(0.3)  # let perf open its counters before the load starts
+            return self.perf.poll() is None
+        return self._command(b"enable")
 
     def start(self):
         """The window starts: perf counting, then the /proc snapshot. The
