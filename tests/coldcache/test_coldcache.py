@@ -88,7 +88,8 @@ def make_cold(*paths):
     never lets go of a page)."""
     left = evict_until_cold(paths)
     if left:
-        raise Skip("%s: still in memory after POSIX_FADV_DONTNEED (tmpfs, or pages the kernel still holds)" % ", ".join(left))
+        raise Skip("%s: still in memory after POSIX_FADV_DONTNEED (tmpfs, or pages the "
+                   "kernel still holds)" % ", ".join(left))
 
 
 def serve(bin_path, root, model, *flags, extra=(), wrap=None, env=None):
