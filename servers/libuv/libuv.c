@@ -53,7 +53,8 @@
  *   started for conn.h's deadline (header, keep-alive, send or lingering).
  *   EMFILE on accept: libuv reports it and retries at once, so each loop keeps
  *   a spare descriptor; it gives it up to accept and close the waiting
- *   connections, then takes it back (shed_connections), so the loop never spins.
+ *   connections, then takes it back (shed_connections), and stops accepting
+ *   for 100 ms (pause_accepting), so the loop never spins.
  *   libuv closes the descriptor a uv_tcp_t was opened on, so the listener
  *   handle gets a dup() of the worker's listener, which stays open (and in
  *   the SO_REUSEPORT group) while the handle is paused.
@@ -473,11 +474,9 @@ static void conn_act(conn_t *c)
 
 /* ---- accepting and stopping ----------------------------------------------------------- */
 
-/* Out of descriptors. libuv retries accept() at once after reporting
- * EMFILE, so doing nothing would spin. Free the spare descriptor, accept and
- * close what is waiting (those clients see a reset, as with nginx and libuv's
- * own trick), and take the spare again. Each wake-up then costs one real
- * connection, never a busy loop. */
+/* Out of descriptors. Free the spare descriptor, accept and close what is
+ * waiting (those clients see a reset, as with libuv's own trick), and take
+ * the spare again. connection_cb then pauses accepting (see there). */
 static void shed_connections(loop_t *l)
 {
     uv_os_fd_t lfd;
@@ -524,10 +523,16 @@ static void paused_cb(uv_handle_t *h)
     uv_timer_start(&l->resume, resume_cb, 100, 0);
 }
 
-/* No spare descriptor either (another loop took the one that was freed):
- * libuv would retry accept() forever inside one callback, so close this
- * loop's listener handle for 100 ms. listen_fd holds the socket itself open,
- * and clients wait in its backlog meanwhile. */
+/* After EMFILE libuv calls accept() again at once, inside the same
+ * callback, and with the descriptor table full accept() fails with EMFILE
+ * before it looks at the queue: even with nothing waiting it never says
+ * EAGAIN, so the loop would never get back to epoll_wait. libuv's own
+ * spare descriptor breaks that loop only while it has one, and with two
+ * loops the other one can take the slot it frees (seen: 96% of a CPU for
+ * as long as the table stayed full). So close this loop's listener handle
+ * for 100 ms, as nginx disables accept events for accept_mutex_delay.
+ * listen_fd holds the socket itself open, and clients wait in its backlog
+ * meanwhile. */
 static void pause_accepting(loop_t *l)
 {
     if (l->paused || l->stopping)
@@ -546,8 +551,7 @@ static void connection_cb(uv_stream_t *server, int status)
     c10k_loop_touch(&l->ls);
     if (status == UV_EMFILE || status == UV_ENFILE) {
         shed_connections(l);
-        if (l->spare_fd < 0)
-            pause_accepting(l);
+        pause_accepting(l);
         return;
     }
     if (status < 0) {
