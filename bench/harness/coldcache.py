@@ -334,11 +334,13 @@ class ColdWindow:
     def evict(self, rep):
         """Empty the root from the page cache once the server is quiet; the
         window starts cold. Pages left after an eviction are dirty ones (a
-        root just written) or reads still in flight (a server that had not
-        finished the warm-up's requests when quiesce() gave up waiting), so
-        the bench writes them, waits for quiet again and evicts again, up to
-        EVICT_TRIES times. A window that still starts warm degrades its
-        round (cold_degraded_by): it would be faster than a cold one."""
+        root just written), reads still in flight (a server that had not
+        finished the warm-up's requests when quiesce() gave up waiting), or
+        pages the kernel still holds after a server sent them (bench/README,
+        the cold-cache profile), so the bench writes them, waits for quiet
+        again and evicts again, up to EVICT_TRIES times. A window that still
+        starts warm degrades its round (cold_degraded_by): it would be
+        faster than a cold one."""
         waited = [self.quiesce()]
         t0 = time.monotonic()
         frac = self._evict_once()

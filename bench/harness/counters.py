@@ -254,11 +254,11 @@ class ServerCosts:
     def attach(self):
         """Attach perf now, before the warm-up, its counters off; start()
         switches them on. Without --control in this perf, attaching waits
-        for start(). Returns once perf has
-        attached: a child forked before that is not perf's (perf follows
-        only what the processes it attached to fork later), so a prefork
-        worker forked in the warm-up would lose its counts. Processes that
-        appeared while perf attached are attached to by starting it again."""
+        for start(). Returns once perf has attached: a child forked before
+        that is not perf's (perf follows only what the processes it attached
+        to fork later), so a prefork worker forked in the warm-up would lose
+        its counts. Processes that appeared while perf attached are attached
+        to by starting it again."""
         if not self.control:
             return
         pids = proc_snapshot(self.root, tasks=False)["pids"]

@@ -476,7 +476,8 @@ static void conn_act(conn_t *c)
 
 /* Out of descriptors. Free the spare descriptor, accept and close what is
  * waiting (those clients see a reset, as with libuv's own trick), and take
- * the spare again. connection_cb then pauses accepting (see there). */
+ * the spare again. connection_cb then pauses accepting (pause_accepting
+ * says why). */
 static void shed_connections(loop_t *l)
 {
     uv_os_fd_t lfd;
