@@ -529,7 +529,7 @@ static void paused_cb(uv_handle_t *h)
  * before it looks at the queue: even with nothing waiting it never says
  * EAGAIN, so the loop would never get back to epoll_wait. libuv's own
  * spare descriptor breaks that loop only while it has one, and with two
- * loops the other one can take the slot it frees (seen: 96% of a CPU for
+ * loops the other one can take the slot it frees (seen: a whole CPU for
  * as long as the table stayed full). So close this loop's listener handle
  * for 100 ms, as nginx disables accept events for accept_mutex_delay.
  * listen_fd holds the socket itself open, and clients wait in its backlog

@@ -119,14 +119,14 @@
  *       epoll's.
  *     - sendfile(2) called by this thread: the same page references as a
  *       splice and the same kernel path as epoll's sendfile, with no second
- *       thread: as many context switches per request as epoll (39 against
- *       40 per 16 MiB response; splicing, 217), none on io-wq. In CPU per
- *       request both sendfile and splice came within the noise of epoll at
- *       64 KiB, 1 MiB and 16 MiB on a quiet machine (medians 1.00x, 1.18x,
- *       0.76x epoll; splice 0.95x, 0.86x, 0.84x; ranges overlap), and
- *       splicing cost more than epoll where a switch is dear (the first
- *       runs on a busy VM). So a cached body larger than a slot gets
- *       sendfile: it never depends on the price of a thread hand-off.
+ *       thread: about as many context switches per request as epoll,
+ *       where splicing makes several times more, none of them on io-wq.
+ *       In CPU per request both sendfile and splice came within the noise
+ *       of epoll at 64 KiB, 1 MiB and 16 MiB on a quiet machine, and
+ *       splicing cost more than epoll where a switch is dear (a busy VM);
+ *       the figures and the command are in tests/uring/README.md. So a
+ *       cached body larger than a slot gets sendfile: it never depends on
+ *       the price of a thread hand-off.
  *   That part of the model is plainly not io_uring doing the I/O: io_uring
  *   has no sendfile, and its zero-copy path pays a thread hand-off per round.
  *   What stays io_uring's: the wait for room (a POLL, no thread), the accept,
