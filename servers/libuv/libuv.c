@@ -53,8 +53,9 @@
  *   started for conn.h's deadline (header, keep-alive, send or lingering).
  *   EMFILE on accept: libuv reports it and retries at once, so each loop keeps
  *   a spare descriptor; it gives it up to accept and close the waiting
- *   connections, then takes it back (shed_connections), and stops accepting
- *   for 100 ms (pause_accepting), so the loop never spins.
+ *   connections, then takes it back (shed_connections); once nothing is left
+ *   to shed it stops accepting for 100 ms (pause_accepting), so the loop
+ *   never spins.
  *   libuv closes the descriptor a uv_tcp_t was opened on, so the listener
  *   handle gets a dup() of the worker's listener, which stays open (and in
  *   the SO_REUSEPORT group) while the handle is paused.
@@ -476,22 +477,25 @@ static void conn_act(conn_t *c)
 
 /* Out of descriptors. Free the spare descriptor, accept and close what is
  * waiting (those clients see a reset, as with libuv's own trick), and take
- * the spare again. connection_cb then pauses accepting (pause_accepting
- * says why). */
-static void shed_connections(loop_t *l)
+ * the spare again. Returns how many were closed: with none, connection_cb
+ * pauses accepting (pause_accepting says why). */
+static int shed_connections(loop_t *l)
 {
     uv_os_fd_t lfd;
-    int fd;
+    int fd, shed = 0;
 
     if (l->spare_fd < 0 || uv_fileno((uv_handle_t *)&l->listener, &lfd) < 0)
-        return;
+        return 0;
     close(l->spare_fd);
-    while ((fd = accept(lfd, NULL, NULL)) >= 0)
+    while ((fd = accept(lfd, NULL, NULL)) >= 0) {
         close(fd);
+        shed++;
+    }
     l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (!l->warned)
         c10k_warn(l->srv, "accept: out of descriptors; closing new connections until some free");
     l->warned = true;
+    return shed;
 }
 
 static void connection_cb(uv_stream_t *server, int status);
@@ -527,7 +531,8 @@ static void paused_cb(uv_handle_t *h)
 /* After EMFILE libuv calls accept() again at once, inside the same
  * callback, and with the descriptor table full accept() fails with EMFILE
  * before it looks at the queue: even with nothing waiting it never says
- * EAGAIN, so the loop would never get back to epoll_wait. libuv's own
+ * EAGAIN, so once nothing is left to shed the loop would never get back to
+ * epoll_wait. libuv's own
  * spare descriptor breaks that loop only while it has one, and with two
  * loops the other one can take the slot it frees (seen: a whole CPU for
  * as long as the table stayed full). So close this loop's listener handle
@@ -551,8 +556,11 @@ static void connection_cb(uv_stream_t *server, int status)
 
     c10k_loop_touch(&l->ls);
     if (status == UV_EMFILE || status == UV_ENFILE) {
-        shed_connections(l);
-        pause_accepting(l);
+        /* Shedding until the queue is empty, then pausing: pausing while
+         * clients wait would leave them queued, dead ones too, for a burst
+         * of accepts that fills the table again once descriptors free. */
+        if (shed_connections(l) == 0)
+            pause_accepting(l);
         return;
     }
     if (status < 0) {
